@@ -11,7 +11,7 @@ import importlib
 import sys
 
 COMMAND_MODULES: tuple[str, ...] = (
-    "refscale_model.cli.demo",
+    "refscale_model.cli.train",
 )
 
 

@@ -1,0 +1,36 @@
+"""Lossless PNG coding of LR frames and S_maps: the single place the PNG settings live.
+
+Byte counts in metrics and the bags both come from these real bitstreams.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+PNG_COMPRESSION = 6
+"""zlib level 0–9 (6 = zlib's default: near-best size at a fraction of level 9's time)."""
+
+
+def encode_png(image: np.ndarray) -> bytes:
+    """RGB uint8 H×W×3, grey H×W (uint8 or uint16) -> PNG bytes."""
+    if image.dtype not in (np.uint8, np.uint16):
+        raise TypeError(f"PNG needs uint8 or uint16 pixels, got {image.dtype}")
+    if image.ndim == 3 and image.shape[2] == 3:
+        image = cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
+    elif image.ndim != 2:
+        raise ValueError(f"expected H×W×3 RGB or H×W grey, got shape {image.shape}")
+    ok, buf = cv2.imencode(".png", np.ascontiguousarray(image), [cv2.IMWRITE_PNG_COMPRESSION, PNG_COMPRESSION])
+    if not ok:
+        raise RuntimeError("PNG encoding failed")
+    return buf.tobytes()
+
+
+def decode_png(data: bytes) -> np.ndarray:
+    """PNG bytes -> RGB uint8 H×W×3 or grey H×W (as stored)."""
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    if image is None:
+        raise ValueError("not a decodable PNG")
+    if image.ndim == 3:
+        image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+    return image

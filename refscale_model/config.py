@@ -1,0 +1,88 @@
+"""`RefScaleConfig`: every architecture and loss setting of one RefScale network, serialisable to JSON."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class RefScaleConfig:
+    """Architecture and training-loss settings.
+
+    The defaults are the onboard "fast kind": plain 3×3-conv coupling subnets, few blocks, so a
+    1080p frame fits the car's budget; `blocks` and `hidden` are where parameters buy quality.
+    """
+
+    scale: int = 2
+    """Downscaling factor: 2 (one squeeze stage) or 4 (two stages)."""
+    blocks: tuple[int, ...] = (4,)
+    """Conditional flow blocks per 2× stage (len == log2(scale))."""
+    hidden: int = 32
+    """Hidden channels of the coupling subnets ψ, φ."""
+    clamp: float = 1.0
+    """Bound of the coupling's log-scale (tanh-clamped) for numerical stability."""
+    encoder_channels: int = 16
+    """Channels of the shared Ref-Net encoder features F."""
+    smap_factor: int = 2
+    """S_map is computed at 1/smap_factor of the feature resolution (paper Table 2, Case 5: 2)."""
+    smap_levels: int = 16
+    """Number of integer levels S_map is quantised to for storage."""
+    use_reference: bool = True
+    """False: the no-reference baseline (condition always zero, "our IRN")."""
+    lambda_hr: float = 1.0
+    lambda_lr: float = 4.0
+    lambda_distr: float = 1.0
+    blur_sigma: float = 1.2
+    """Gaussian σ (LR pixels) of the blurred LR guidance target used where S_map says 'similar'."""
+
+    def __post_init__(self) -> None:
+        if self.scale not in (2, 4):
+            raise ValueError(f"scale must be 2 or 4, got {self.scale}")
+        if len(self.blocks) != self.stages:
+            raise ValueError(f"blocks needs one entry per 2x stage ({self.stages}), got {self.blocks}")
+        if self.smap_factor < 1 or self.smap_factor & (self.smap_factor - 1):
+            raise ValueError("smap_factor must be a power of two >= 1")
+        if not 2 <= self.smap_levels <= 256:
+            raise ValueError("smap_levels must be in [2, 256]")
+
+    @property
+    def stages(self) -> int:
+        return {2: 1, 4: 2}[self.scale]
+
+    @property
+    def pad_multiple(self) -> int:
+        """Frame sizes are padded to a multiple of this (LR grid and S_map grid must be whole)."""
+        return max(self.scale, 2 * self.smap_factor)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["blocks"] = list(self.blocks)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RefScaleConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"unknown RefScaleConfig fields: {sorted(unknown)}")
+        values = dict(data)
+        if "blocks" in values:
+            values["blocks"] = tuple(int(b) for b in values["blocks"])
+        return cls(**values)
+
+    @classmethod
+    def preset(cls, name: str) -> RefScaleConfig:
+        """The shipped configurations: 'x2', 'x4', 'x2-noref', 'x4-noref'."""
+        presets = {
+            "x2": cls(scale=2, blocks=(4,)),
+            "x4": cls(scale=4, blocks=(2, 4), lambda_lr=16.0),
+        }
+        base, _, suffix = name.partition("-")
+        if base not in presets or suffix not in ("", "noref"):
+            raise ValueError(f"unknown preset {name!r}; choose x2, x4, x2-noref or x4-noref")
+        config = presets[base]
+        return dataclasses.replace(config, use_reference=False) if suffix == "noref" else config
+
+

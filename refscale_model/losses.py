@@ -1,0 +1,79 @@
+"""Training objectives (paper eqs. 5, 12–14): HR L1, similarity-weighted LR guidance, z distribution."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from refscale_model.model import RefScale
+from refscale_model.quantise import quantise_lr
+
+
+@dataclass
+class LossTerms:
+    total: Tensor
+    hr: Tensor
+    lr: Tensor
+    distr: Tensor
+
+    def as_floats(self) -> dict[str, float]:
+        return {k: float(getattr(self, k).detach()) for k in ("total", "hr", "lr", "distr")}
+
+
+def gaussian_blur(x: Tensor, sigma: float) -> Tensor:
+    """Separable Gaussian blur with reflect padding (kernel radius 3σ)."""
+    radius = max(1, math.ceil(3 * sigma))
+    t = torch.arange(-radius, radius + 1, dtype=x.dtype, device=x.device)
+    k = torch.exp(-(t**2) / (2 * sigma**2))
+    k = k / k.sum()
+    c = x.shape[1]
+    x = nn.functional.pad(x, (radius, radius, radius, radius), mode="reflect")
+    x = nn.functional.conv2d(x, k.view(1, 1, 1, -1).repeat(c, 1, 1, 1), groups=c)
+    return nn.functional.conv2d(x, k.view(1, 1, -1, 1).repeat(c, 1, 1, 1), groups=c)
+
+
+def bicubic_down(hr: Tensor, scale: int) -> Tensor:
+    """Anti-aliased bicubic downscaling, the detail-keeping guide and the bicubic baseline."""
+    h, w = hr.shape[-2] // scale, hr.shape[-1] // scale
+    return nn.functional.interpolate(hr, size=(h, w), mode="bicubic", antialias=True, align_corners=False).clamp(
+        0, 1
+    )
+
+
+def lr_guidance_targets(hr: Tensor, scale: int, blur_sigma: float) -> tuple[Tensor, Tensor]:
+    """(bicubic LR, Gaussian-blurred bicubic LR): the guides for dissimilar / similar regions."""
+    bic = bicubic_down(hr, scale)
+    return bic, gaussian_blur(bic, blur_sigma)
+
+
+def compute_losses(
+    model: RefScale,
+    hr: Tensor,
+    ref: Tensor | None,
+    keep: Tensor | None = None,
+    sample_z: bool = False,
+) -> LossTerms:
+    """All loss terms for one batch of same-size, already padded HR/reference crops.
+
+    The HR term rebuilds from the *quantised* LR (what is stored) with z = 0 or z ~ N(0, 1)
+    (`sample_z`); the trainer alternates both. S_map weights the LR guidance detached, so the
+    similarity is learned only through what it buys the reconstruction.
+    """
+    cfg = model.config
+    cond = model.condition(hr, ref, keep)
+    lr, z = model.forward_flow(hr, cond)
+    bic, blur = lr_guidance_targets(hr, cfg.scale, cfg.blur_sigma)
+    if cond.smap is None:
+        loss_lr = ((bic - lr) ** 2).mean()
+    else:
+        s = nn.functional.interpolate(cond.smap.detach(), size=lr.shape[-2:], mode="bilinear", align_corners=False)
+        loss_lr = (((bic - lr) ** 2) * (1 - s) + ((blur - lr) ** 2) * s).mean()
+    loss_distr = (z**2).mean()
+    z_in = torch.randn_like(z) if sample_z else torch.zeros_like(z)
+    hr_hat = model.inverse_flow(quantise_lr(lr), z_in, cond)
+    loss_hr = (hr - hr_hat).abs().mean()
+    total = cfg.lambda_hr * loss_hr + cfg.lambda_lr * loss_lr + cfg.lambda_distr * loss_distr
+    return LossTerms(total=total, hr=loss_hr, lr=loss_lr, distr=loss_distr)

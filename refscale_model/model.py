@@ -1,0 +1,236 @@
+"""`RefScale`: Ref-Net + conditional INN, with the downscale (onboard) and upscale (offboard) halves."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from refscale_model.config import RefScaleConfig
+from refscale_model.layers import FlowBlock, HaarSqueeze, RefEncoder, cosine_similarity_map
+from refscale_model.quantise import (
+    lr_from_uint8,
+    lr_to_uint8,
+    quantise_lr,
+    quantise_smap,
+    smap_from_levels,
+    smap_to_uint8,
+)
+
+LR_CHANNELS = 3
+
+
+@dataclass
+class Encoded:
+    """What the car stores per frame: the 8-bit LR image, the quantised S_map and the original size."""
+
+    lr: Tensor
+    """uint8 B×3×h×w (h, w: the padded frame size divided by the scale)."""
+    smap: Tensor | None
+    """uint8 B×1×hs×ws with values 0..smap_levels-1; None in no-reference mode."""
+    size: tuple[int, int]
+    """(H, W) of the original frame, to crop the reconstruction back."""
+
+
+@dataclass
+class Condition:
+    """The referencing condition per INN stage plus the (dequantised) similarity map behind it."""
+
+    per_stage: list[Tensor | None]
+    smap: Tensor | None
+    """S_map in [0, 1] at the stored grid (float), or None without reference."""
+
+
+def _as_float_image(x: Tensor) -> Tensor:
+    if x.dtype == torch.uint8:
+        return x.float() / 255.0
+    if not x.is_floating_point():
+        raise TypeError(f"expected a float or uint8 image tensor, got {x.dtype}")
+    return x
+
+
+class RefScale(nn.Module):
+    """Reference-based invertible rescaling (paper §3)."""
+
+    def __init__(self, config: RefScaleConfig | None = None) -> None:
+        super().__init__()
+        self.config = config or RefScaleConfig()
+        cfg = self.config
+        cond_ch = cfg.encoder_channels if cfg.use_reference else 0
+        self.encoder = RefEncoder(cfg.encoder_channels, cfg.smap_factor) if cfg.use_reference else None
+        self.squeezes = nn.ModuleList()
+        self.stages = nn.ModuleList()
+        self.cond_down = nn.ModuleList()
+        channels = LR_CHANNELS
+        for stage, n_blocks in enumerate(cfg.blocks):
+            self.squeezes.append(HaarSqueeze(channels))
+            channels *= 4
+            self.stages.append(
+                nn.ModuleList(
+                    FlowBlock(channels, LR_CHANNELS, cond_ch, cfg.hidden, cfg.clamp, transform_first=i % 2 == 0)
+                    for i in range(n_blocks)
+                )
+            )
+            if stage > 0 and cfg.use_reference:
+                self.cond_down.append(nn.Conv2d(cond_ch, cond_ch, 3, stride=2, padding=1))
+        self.z_channels = channels - LR_CHANNELS
+        self.weights_sha256: str | None = None
+        """sha256 of the safetensors file the weights came from (None: not loaded from a file)."""
+
+    # ---------------------------------------------------------------- sizes and padding
+    def padded_size(self, size: tuple[int, int]) -> tuple[int, int]:
+        m = self.config.pad_multiple
+        return (math.ceil(size[0] / m) * m, math.ceil(size[1] / m) * m)
+
+    def pad(self, x: Tensor) -> Tensor:
+        """Reflect-pad bottom/right to the network's multiple (crop back after upscaling)."""
+        h, w = x.shape[-2:]
+        ph, pw = self.padded_size((h, w))
+        if (ph, pw) == (h, w):
+            return x
+        mode = "reflect" if ph - h < h and pw - w < w else "replicate"
+        return nn.functional.pad(x, (0, pw - w, 0, ph - h), mode=mode)
+
+    @staticmethod
+    def _check_reference(hr: Tensor, ref: Tensor | None) -> None:
+        if hr.dim() != 4 or hr.shape[1] != 3:
+            raise ValueError(f"frames must be B×3×H×W, got {tuple(hr.shape)}")
+        if ref is not None and tuple(ref.shape) != tuple(hr.shape):
+            raise ValueError(
+                f"reference shape {tuple(ref.shape)} does not match frame shape {tuple(hr.shape)}; "
+                "register/resize the reference to the frame first"
+            )
+
+    # ---------------------------------------------------------------- condition (Ref-Net)
+    def smap_levels_from_images(self, hr: Tensor, ref: Tensor) -> Tensor:
+        """Quantised S_map levels (float) from padded HR and reference: what the car computes."""
+        assert self.encoder is not None
+        g_hr = self.encoder.bottleneck(self.encoder.features(hr))
+        g_ref = self.encoder.bottleneck(self.encoder.features(ref))
+        smap = cosine_similarity_map(g_hr, g_ref)
+        return quantise_smap(smap, self.config.smap_levels, training=self.training)
+
+    def condition_from_smap(self, ref: Tensor | None, smap: Tensor | None, like: Tensor) -> Condition:
+        """F_c = F_ref ⊙ up(S_map) (eq. 4) per stage; zeros when there is no reference.
+
+        Both ends call this with the same (reference, S_map), so the condition is identical.
+        """
+        if self.encoder is None:
+            return Condition([None] * self.config.stages, None)
+        b, _, h, w = like.shape
+        if ref is None or smap is None:
+            feat = like.new_zeros(b, self.config.encoder_channels, h // 2, w // 2)
+            smap_out = None
+        else:
+            feat = self.encoder.features(ref)
+            weight = nn.functional.interpolate(smap, size=feat.shape[-2:], mode="bilinear", align_corners=False)
+            feat = feat * weight
+            smap_out = smap
+        per_stage: list[Tensor | None] = [feat]
+        for down in self.cond_down:
+            per_stage.append(down(per_stage[-1]))
+        return Condition(per_stage, smap_out)
+
+    def condition(self, hr: Tensor, ref: Tensor | None, keep: Tensor | None = None) -> Condition:
+        """The condition at the downscaling end (HR and reference both known).
+
+        `keep` (B×1×1×1 of 0/1) zeroes S_map per sample: S_map = 0 is exactly the no-reference
+        condition, which is how training teaches one network both modes.
+        """
+        if self.encoder is None or ref is None:
+            return self.condition_from_smap(None, None, hr)
+        levels = self.smap_levels_from_images(hr, ref)
+        if keep is not None:
+            levels = levels * keep
+        return self.condition_from_smap(ref, smap_from_levels(levels, self.config.smap_levels, hr.dtype), hr)
+
+    # ---------------------------------------------------------------- the invertible flow
+    def forward_flow(self, hr: Tensor, cond: Condition) -> tuple[Tensor, Tensor]:
+        """Exact float path HR -> (LR, z); no quantisation."""
+        x = hr
+        for squeeze, blocks, c in zip(self.squeezes, self.stages, cond.per_stage, strict=True):
+            x = squeeze(x)
+            for block in blocks:
+                x = block(x, c)
+        return x[:, :LR_CHANNELS], x[:, LR_CHANNELS:]
+
+    def inverse_flow(self, lr: Tensor, z: Tensor, cond: Condition) -> Tensor:
+        """Exact float path (LR, z) -> HR."""
+        x = torch.cat((lr, z), dim=1)
+        for squeeze, blocks, c in reversed(list(zip(self.squeezes, self.stages, cond.per_stage, strict=True))):
+            for block in reversed(blocks):
+                x = block.inverse(x, c)
+            x = squeeze.inverse(x)
+        return x
+
+    def sample_z(self, lr: Tensor, z: str | int) -> Tensor:
+        shape = (lr.shape[0], self.z_channels, lr.shape[2], lr.shape[3])
+        if z == "zero":
+            return lr.new_zeros(shape)
+        if isinstance(z, int) and not isinstance(z, bool):
+            gen = torch.Generator(device="cpu").manual_seed(z)
+            return torch.randn(shape, generator=gen, dtype=lr.dtype).to(lr.device)
+        raise ValueError(f"z must be 'zero' or an integer seed, got {z!r}")
+
+    # ---------------------------------------------------------------- public halves
+    @torch.no_grad()
+    def downscale(self, hr: Tensor, ref: Tensor | None = None) -> Encoded:
+        """HR (B×3×H×W, float [0,1] or uint8) and an optional same-size reference -> `Encoded`."""
+        hr = _as_float_image(hr)
+        self._check_reference(hr, ref)
+        size = (hr.shape[-2], hr.shape[-1])
+        hr_p = self.pad(hr)
+        smap_u8 = None
+        if self.encoder is not None and ref is not None:
+            ref_p = self.pad(_as_float_image(ref).to(hr.dtype))
+            levels = self.smap_levels_from_images(hr_p, ref_p)
+            smap_u8 = smap_to_uint8(levels)
+            cond = self.condition_from_smap(ref_p, smap_from_levels(smap_u8, self.config.smap_levels, hr.dtype), hr_p)
+        else:
+            cond = self.condition_from_smap(None, None, hr_p)
+        lr, _ = self.forward_flow(hr_p, cond)
+        return Encoded(lr=lr_to_uint8(lr), smap=smap_u8, size=size)
+
+    @torch.no_grad()
+    def upscale(
+        self,
+        lr: Tensor,
+        smap: Tensor | None,
+        ref: Tensor | None,
+        size: tuple[int, int],
+        z: str | int = "zero",
+    ) -> Tensor:
+        """Rebuild HR (float B×3×H×W in [0,1]) from the stored LR + S_map and the same reference."""
+        lr_f = lr_from_uint8(lr) if lr.dtype == torch.uint8 else lr
+        s = self.config.scale
+        padded = (lr_f.shape[-2] * s, lr_f.shape[-1] * s)
+        if padded != self.padded_size(size):
+            raise ValueError(f"LR {tuple(lr_f.shape[-2:])} does not match original size {size} at scale {s}")
+        use_ref = self.encoder is not None and ref is not None and smap is not None
+        if self.encoder is not None and (ref is None) != (smap is None):
+            raise ValueError("upscale needs both the reference and the S_map, or neither")
+        if use_ref:
+            ref_f = _as_float_image(ref).to(lr_f.dtype)
+            if tuple(ref_f.shape[-2:]) != tuple(size) or ref_f.shape[0] != lr_f.shape[0]:
+                raise ValueError(f"reference shape {tuple(ref_f.shape)} does not match frame size {size}")
+            ref_p = self.pad(ref_f)
+            expected = (padded[0] // (2 * self.config.smap_factor), padded[1] // (2 * self.config.smap_factor))
+            if tuple(smap.shape[-2:]) != expected:
+                raise ValueError(f"S_map grid {tuple(smap.shape[-2:])} does not match expected {expected}")
+            like = ref_p
+            cond = self.condition_from_smap(
+                ref_p, smap_from_levels(smap, self.config.smap_levels, lr_f.dtype), like
+            )
+        else:
+            like = lr_f.new_zeros(lr_f.shape[0], 3, *padded)
+            cond = self.condition_from_smap(None, None, like)
+        hr = self.inverse_flow(lr_f, self.sample_z(lr_f, z), cond)
+        return hr[..., : size[0], : size[1]].clamp(0.0, 1.0)
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+
+__all__ = ["Condition", "Encoded", "RefScale", "quantise_lr"]
