@@ -1,0 +1,105 @@
+"""Builders for the standard messages our bags carry, as plain dicts (what `BagWriter.write` takes).
+
+Why dicts: the same code then serves the offline tools (no ROS install) and tests; rclpy messages
+can be written directly too. Stamps are integer nanoseconds throughout; `header()` splits them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from refscale_model.rosimg import compressed_msg_fields, rgb_to_image_msg_fields
+
+IMAGE = "sensor_msgs/msg/Image"
+COMPRESSED_IMAGE = "sensor_msgs/msg/CompressedImage"
+CAMERA_INFO = "sensor_msgs/msg/CameraInfo"
+NAV_SAT_FIX = "sensor_msgs/msg/NavSatFix"
+ODOMETRY = "nav_msgs/msg/Odometry"
+DIAGNOSTIC_ARRAY = "diagnostic_msgs/msg/DiagnosticArray"
+STRING = "std_msgs/msg/String"
+
+
+def header(stamp_ns: int, frame_id: str = "") -> dict[str, Any]:
+    return {
+        "stamp": {"sec": int(stamp_ns // 1_000_000_000), "nanosec": int(stamp_ns % 1_000_000_000)},
+        "frame_id": frame_id,
+    }
+
+
+def _get(obj: Any, name: str) -> Any:
+    return obj.get(name) if isinstance(obj, Mapping) else getattr(obj, name, None)
+
+
+def stamp_ns(msg_or_header: Any) -> int:
+    """Nanoseconds of a message's `header.stamp` (or of a header / Time passed directly)."""
+    h = _get(msg_or_header, "header")
+    h = msg_or_header if h is None else h
+    stamp = _get(h, "stamp")
+    stamp = h if stamp is None else stamp
+    return int(_get(stamp, "sec")) * 1_000_000_000 + int(_get(stamp, "nanosec"))
+
+
+def frame_id(msg: Any) -> str:
+    h = _get(msg, "header")
+    return str(_get(h, "frame_id") or "") if h is not None else ""
+
+
+def image_msg(rgb: np.ndarray, stamp: int, frame: str = "", encoding: str = "rgb8") -> dict[str, Any]:
+    """sensor_msgs/Image dict of an RGB frame in any encoding `rosimg` writes."""
+    return {"header": header(stamp, frame), **rgb_to_image_msg_fields(rgb, encoding)}
+
+
+def compressed_image_msg(rgb: np.ndarray, stamp: int, frame: str = "", fmt: str = "png") -> dict[str, Any]:
+    return {"header": header(stamp, frame), **compressed_msg_fields(rgb, fmt)}
+
+
+def navsatfix_msg(
+    lat: float, lon: float, alt: float, stamp: int, frame: str = "gps", *, sigma_m: float = 1.0
+) -> dict[str, Any]:
+    var = float(sigma_m) ** 2
+    return {
+        "header": header(stamp, frame),
+        "status": {"status": 0, "service": 1},
+        "latitude": float(lat),
+        "longitude": float(lon),
+        "altitude": float(alt),
+        "position_covariance": [var, 0.0, 0.0, 0.0, var, 0.0, 0.0, 0.0, var],
+        "position_covariance_type": 2,
+    }
+
+
+def odometry_msg(
+    stamp: int,
+    position: Sequence[float],
+    yaw_rad: float,
+    speed_mps: float = 0.0,
+    frame: str = "odom",
+    child_frame: str = "base_link",
+) -> dict[str, Any]:
+    """Planar odometry: position (x, y, z) and heading as a yaw quaternion, forward speed."""
+    half = 0.5 * float(yaw_rad)
+    return {
+        "header": header(stamp, frame),
+        "child_frame_id": child_frame,
+        "pose": {
+            "pose": {
+                "position": dict(zip("xyz", map(float, position), strict=True)),
+                "orientation": {"x": 0.0, "y": 0.0, "z": float(np.sin(half)), "w": float(np.cos(half))},
+            },
+            "covariance": [0.0] * 36,
+        },
+        "twist": {
+            "twist": {"linear": {"x": float(speed_mps), "y": 0.0, "z": 0.0}, "angular": {"x": 0.0, "y": 0.0, "z": 0.0}},
+            "covariance": [0.0] * 36,
+        },
+    }
+
+
+def yaw_from_odometry(msg: Any) -> float:
+    """Heading (rad, ENU yaw) of an Odometry message's orientation quaternion."""
+    q = _get(_get(_get(msg, "pose"), "pose"), "orientation")
+    x, y, z, w = (float(_get(q, k)) for k in "xyzw")
+    return float(np.arctan2(2.0 * (w * z + x * y), 1.0 - 2.0 * (y * y + z * z)))

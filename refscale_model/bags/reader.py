@@ -1,0 +1,246 @@
+"""Read rosbag2 MCAP bags (a bag directory or one `.mcap`), tolerating truncated files.
+
+Why a streaming reader: a recording killed mid-write has no summary or footer, which the indexed
+readers need. Reading records front to back yields every chunk that was written completely (its
+CRC is checked) and stops cleanly where the file ends; what was lost is reported in `problems`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from mcap.exceptions import McapError
+from mcap.records import Channel, Chunk, Header, Message, Metadata, Schema
+from mcap.stream_reader import StreamReader, breakup_chunk
+from mcap.well_known import MessageEncoding
+from mcap_ros2.decoder import DecoderFactory
+
+from .rosbag2_meta import read_metadata
+
+
+class BagMessage(NamedTuple):
+    """One decoded message: `for topic, log_time_ns, msg in read_messages(path): ...`."""
+
+    topic: str
+    log_time_ns: int
+    msg: Any
+
+
+@dataclass(frozen=True)
+class RawMessage:
+    """One message as stored: CDR bytes plus what is needed to decode or copy it elsewhere."""
+
+    topic: str
+    type_name: str
+    log_time_ns: int
+    publish_time_ns: int
+    sequence: int
+    data: bytes
+    schema: Schema
+    channel: Channel
+
+    @property
+    def qos(self) -> str | None:
+        return self.channel.metadata.get("offered_qos_profiles")
+
+
+@dataclass
+class TopicInfo:
+    type_name: str
+    msgdef: str
+    qos: str | None
+    count: int = 0
+
+
+_SPLIT_INDEX = re.compile(r"_(\d+)\.mcap$")
+
+
+def bag_files(path: str | Path) -> list[Path]:
+    """The .mcap files of a bag: the file itself, or a directory's files in split order.
+
+    Files listed in metadata.yaml come first (their order), then any other `*.mcap` present: a
+    recording killed before updating metadata.yaml still has its last file read.
+    """
+    p = Path(path)
+    if p.is_file():
+        return [p]
+    if not p.is_dir():
+        raise FileNotFoundError(f"no bag at {p}")
+    listed: list[Path] = []
+    meta = read_metadata(p)
+    if meta:
+        listed = [p / Path(x).name for x in meta.get("relative_file_paths") or [] if (p / Path(x).name).is_file()]
+
+    def key(f: Path) -> tuple[int, str]:
+        m = _SPLIT_INDEX.search(f.name)
+        return (int(m.group(1)) if m else 1 << 30, f.name)
+
+    extra = sorted((f for f in p.glob("*.mcap") if f not in listed), key=key)
+    files = listed + extra
+    if not files:
+        raise FileNotFoundError(f"{p} contains no .mcap files")
+    return files
+
+
+class BagReader:
+    """Iterate a bag's messages in file order; see `messages()` and `raw_messages()`.
+
+    After a full iteration, `problems` lists every file that ended early (and how), `metadata`
+    holds the MCAP metadata records and `topics` what was seen per topic.
+    """
+
+    def __init__(self, path: str | Path, *, validate_crcs: bool = True) -> None:
+        self.path = Path(path)
+        self.files = bag_files(self.path)
+        self.validate_crcs = validate_crcs
+        self.problems: list[str] = []
+        self.metadata: dict[str, dict[str, str]] = {}
+        self.topics: dict[str, TopicInfo] = {}
+        self.headers: list[Header] = []
+        self._decoders = DecoderFactory()
+        self._decoder_cache: dict[tuple[str, str], Callable[[bytes], Any]] = {}
+
+    def raw_messages(self, topics: Iterable[str] | None = None) -> Iterator[RawMessage]:
+        wanted = set(topics) if topics is not None else None
+        self.problems.clear()
+        self.topics.clear()
+        self.metadata.clear()
+        self.headers.clear()
+        for f in self.files:
+            yield from self._file_messages(f, wanted)
+
+    def messages(self, topics: Iterable[str] | None = None) -> Iterator[BagMessage]:
+        for raw in self.raw_messages(topics):
+            yield BagMessage(raw.topic, raw.log_time_ns, self.decode(raw))
+
+    def decode(self, raw: RawMessage) -> Any:
+        """Decode CDR with the schema stored in the bag (no ROS install needed)."""
+        key = (raw.schema.name, raw.schema.data.decode(errors="replace"))
+        fn = self._decoder_cache.get(key)
+        if fn is None:
+            fn = self._decoders.decoder_for(MessageEncoding.CDR, raw.schema)
+            if fn is None:
+                raise ValueError(f"{raw.topic}: cannot decode schema encoding {raw.schema.encoding!r}")
+            self._decoder_cache[key] = fn
+        return fn(raw.data)
+
+    def scan(self) -> BagReader:
+        """Read everything once (without decoding) to fill `topics`, `metadata`, `problems`."""
+        for _ in self.raw_messages():
+            pass
+        return self
+
+    def _file_messages(self, path: Path, wanted: set[str] | None) -> Iterator[RawMessage]:
+        schemas: dict[int, Schema] = {}
+        channels: dict[int, Channel] = {}
+        chunks = 0
+        with open(path, "rb") as fh:
+            reader = StreamReader(fh, emit_chunks=True, validate_crcs=False)
+            records = reader.records
+            while True:
+                try:
+                    record = next(records)
+                except StopIteration:
+                    return
+                except (McapError, EOFError, ValueError, UnicodeDecodeError) as exc:
+                    self._note_stop(path, chunks, exc)
+                    return
+                if isinstance(record, Chunk):
+                    try:
+                        inner = breakup_chunk(record, validate_crc=self.validate_crcs)
+                    except Exception as exc:  # noqa: BLE001 - zstd/CRC errors of a damaged chunk
+                        self.problems.append(f"{path.name}: chunk {chunks} is damaged ({exc}); skipped")
+                        chunks += 1
+                        continue
+                    chunks += 1
+                else:
+                    inner = [record]
+                for rec in inner:
+                    msg = self._handle(rec, schemas, channels, wanted)
+                    if msg is not None:
+                        yield msg
+
+    def _handle(
+        self, rec: Any, schemas: dict[int, Schema], channels: dict[int, Channel], wanted: set[str] | None
+    ) -> RawMessage | None:
+        if isinstance(rec, Schema):
+            schemas[rec.id] = rec
+        elif isinstance(rec, Channel):
+            channels[rec.id] = rec
+            schema = schemas.get(rec.schema_id)
+            if rec.topic not in self.topics and schema is not None:
+                self.topics[rec.topic] = TopicInfo(
+                    schema.name, schema.data.decode(), rec.metadata.get("offered_qos_profiles")
+                )
+        elif isinstance(rec, Metadata):
+            self.metadata[rec.name] = dict(rec.metadata)
+        elif isinstance(rec, Header):
+            self.headers.append(rec)
+        elif isinstance(rec, Message):
+            channel = channels.get(rec.channel_id)
+            if channel is None:
+                self.problems.append(f"message on unknown channel {rec.channel_id} skipped")
+                return None
+            info = self.topics.get(channel.topic)
+            if info is not None:
+                info.count += 1
+            if wanted is not None and channel.topic not in wanted:
+                return None
+            schema = schemas[channel.schema_id]
+            return RawMessage(
+                channel.topic,
+                schema.name,
+                rec.log_time,
+                rec.publish_time,
+                rec.sequence,
+                bytes(rec.data),
+                schema,
+                channel,
+            )
+        return None
+
+    def _note_stop(self, path: Path, chunks: int, exc: Exception) -> None:
+        size = path.stat().st_size
+        self.problems.append(
+            f"{path.name}: file ends early ({type(exc).__name__}) after {chunks} complete chunks; "
+            f"{size} bytes on disk. Messages of complete chunks were read; run `refscale bag recover`."
+        )
+
+
+def read_messages(path: str | Path, topics: Iterable[str] | None = None) -> Iterator[BagMessage]:
+    """Shortcut: decoded `(topic, log_time_ns, msg)` of a bag directory or a single .mcap file."""
+    yield from BagReader(path).messages(topics)
+
+
+@dataclass
+class BagSummary:
+    """What `refscale bag info` prints."""
+
+    files: list[Path]
+    topics: dict[str, TopicInfo] = field(default_factory=dict)
+    metadata: dict[str, dict[str, str]] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
+    start_ns: int = 0
+    end_ns: int = 0
+    bytes_on_disk: int = 0
+
+
+def summarize(path: str | Path) -> BagSummary:
+    reader = BagReader(path)
+    start, end = None, None
+    for raw in reader.raw_messages():
+        start = raw.log_time_ns if start is None else min(start, raw.log_time_ns)
+        end = raw.log_time_ns if end is None else max(end, raw.log_time_ns)
+    return BagSummary(
+        files=reader.files,
+        topics=reader.topics,
+        metadata=reader.metadata,
+        problems=list(reader.problems),
+        start_ns=start or 0,
+        end_ns=end or 0,
+        bytes_on_disk=sum(f.stat().st_size for f in reader.files),
+    )
