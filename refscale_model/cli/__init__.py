@@ -12,6 +12,7 @@ import sys
 
 COMMAND_MODULES: tuple[str, ...] = (
     "refscale_model.cli.train",
+    "refscale_model.cli.cache",
 )
 
 

@@ -1,0 +1,142 @@
+"""`refscale cache`: build, extend, inspect and verify a reference cache directory."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("cache", help="reference cache: build from a bag, add images, info, verify")
+    cmds = p.add_subparsers(dest="cache_command", required=True)
+
+    b = cmds.add_parser("build", help="keyframes every N metres of a raw ROS 2 bag -> cache")
+    b.add_argument("--bag", type=Path, required=True, help="raw bag: a .mcap file or a rosbag2 directory")
+    b.add_argument("--camera", required=True, help="image topic (sensor_msgs/Image or CompressedImage)")
+    pos = b.add_mutually_exclusive_group(required=True)
+    pos.add_argument("--gps", help="sensor_msgs/NavSatFix topic")
+    pos.add_argument("--odom", help="nav_msgs/Odometry topic (x/y stored as pseudo lat/lon)")
+    b.add_argument("--every", type=float, default=10.0, metavar="METERS", help="keyframe spacing (default 10)")
+    b.add_argument("--out", type=Path, required=True, help="cache directory (created if missing)")
+    _common_ids(b)
+    b.add_argument("--max-pose-gap", type=float, default=2.5, metavar="S", help="skip frames this far from a pose")
+    b.set_defaults(func=run_build)
+
+    a = cmds.add_parser("add-images", help="import an image folder with a pose CSV")
+    a.add_argument("dir", type=Path, help="image folder (CSV `file` paths are relative to it)")
+    a.add_argument("--poses", type=Path, required=True, help="CSV: file, lat, lon | x, y, [heading_deg, stamp_ns]")
+    a.add_argument("--out", type=Path, required=True, help="cache directory (created if missing)")
+    _common_ids(a)
+    a.set_defaults(func=run_add_images)
+
+    i = cmds.add_parser("info", help="entries, cameras, routes, extent of a cache")
+    i.add_argument("dir", type=Path)
+    i.set_defaults(func=run_info)
+
+    v = cmds.add_parser("verify", help="rehash every image; report missing / corrupt entries (exit 1)")
+    v.add_argument("dir", type=Path)
+    v.add_argument("--no-decode", action="store_true", help="only rehash, do not decode the PNGs")
+    v.add_argument("--remove-orphans", action="store_true", help="delete image files no entry names")
+    v.set_defaults(func=run_verify)
+
+
+def _common_ids(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--route", default="default", help="route id stored with every entry")
+    p.add_argument("--drive", default=None, help="drive id (default: bag / CSV name)")
+    p.add_argument("--camera-id", default=None, help="camera id for lookups (default: the topic, or 'camera')")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def _print_report(report: object) -> None:
+    for key, value in vars(report).items():
+        if key == "notes":
+            for note in value[:20]:
+                print(f"note: {note}")
+        else:
+            print(f"{key}: {value:.1f}" if isinstance(value, float) else f"{key}: {value}")
+
+
+def run_build(args: argparse.Namespace) -> int:
+    from refscale_model.reference_cache import ReferenceCache, build_from_bag
+
+    with ReferenceCache.open(args.out, create=True) as cache:
+        report = build_from_bag(
+            cache,
+            args.bag,
+            args.camera,
+            gps_topic=args.gps,
+            odom_topic=args.odom,
+            every_m=args.every,
+            route=args.route,
+            drive=args.drive,
+            camera=args.camera_id,
+            max_pose_gap_s=args.max_pose_gap,
+            progress=not args.no_progress,
+        )
+        _print_report(report)
+        print(f"entries in cache: {len(cache)}")
+    return 0 if report.poses else 1
+
+
+def run_add_images(args: argparse.Namespace) -> int:
+    from refscale_model.reference_cache import ReferenceCache, add_images
+
+    with ReferenceCache.open(args.out, create=True) as cache:
+        report = add_images(
+            cache,
+            args.dir,
+            args.poses,
+            camera=args.camera_id or "camera",
+            route=args.route,
+            drive=args.drive,
+            progress=not args.no_progress,
+        )
+        _print_report(report)
+        print(f"entries in cache: {len(cache)}")
+    return 1 if report.bad_images else 0
+
+
+def run_info(args: argparse.Namespace) -> int:
+    from refscale_model.reference_cache import ReferenceCache
+
+    with ReferenceCache.open(args.dir, readonly=True) as cache:
+        info = cache.info()
+    print(f"cache:          {info.path}")
+    print(f"schema:         {info.schema_version} (journal {info.journal_mode})")
+    print(f"entries:        {info.entries} ({info.images} images, {info.image_bytes / 1e6:.1f} MB)")
+    print(f"drives:         {info.drives}")
+    print(f"cameras:        {_counts(info.cameras)}")
+    print(f"routes:         {_counts(info.routes)}")
+    if info.lat_range and info.lon_range:
+        print(f"lat range:      {info.lat_range[0]:.7f} .. {info.lat_range[1]:.7f}")
+        print(f"lon range:      {info.lon_range[0]:.7f} .. {info.lon_range[1]:.7f}")
+    if info.stamp_range_ns:
+        print(f"stamps (ns):    {info.stamp_range_ns[0]} .. {info.stamp_range_ns[1]}")
+    print(f"odom origin:    {info.odom_origin[0]}, {info.odom_origin[1]}")
+    return 0
+
+
+def _counts(d: dict[str, int]) -> str:
+    return ", ".join(f"{k}={v}" for k, v in d.items()) or "-"
+
+
+def run_verify(args: argparse.Namespace) -> int:
+    from refscale_model.reference_cache import ReferenceCache
+
+    with ReferenceCache.open(args.dir, readonly=not args.remove_orphans) as cache:
+        report = cache.verify(decode=not args.no_decode, progress=sys.stderr.isatty())
+        removed = cache.remove_orphans() if args.remove_orphans else []
+    print(f"entries: {report.entries}, image files checked: {report.files_checked}")
+    for rid, sha in report.missing:
+        print(f"MISSING  id={rid} sha256={sha}")
+    for rid, sha, actual in report.corrupt:
+        print(f"CORRUPT  id={rid} sha256={sha} file hashes to {actual}")
+    for rid, sha, why in report.bad_image:
+        print(f"BAD      id={rid} sha256={sha}: {why}")
+    for err in report.index_errors:
+        print(f"INDEX    {err}")
+    for path in report.orphans:
+        print(f"{'REMOVED' if path in removed else 'ORPHAN '}  {path} (no entry names it)")
+    print("OK" if report.ok else "FAILED")
+    return 0 if report.ok else 1
