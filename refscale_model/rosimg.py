@@ -36,6 +36,7 @@ __all__ = [
     "compressed_msg_fields",
     "compressed_png",
     "is_compressed_msg",
+    "payload_size",
 ]
 
 
@@ -115,6 +116,11 @@ def _as_bytes_view(data: Any) -> np.ndarray:
         return np.asarray(list(data), dtype=np.uint8)
 
 
+def payload_size(msg: Any) -> int:
+    """Bytes in a message's `data` field (what the camera driver sent), for compression statistics."""
+    return int(_as_bytes_view(_get(msg, "data")).size)
+
+
 def image_from_msg(msg: Any) -> np.ndarray:
     """RGB uint8 H×W×3 from a sensor_msgs Image or CompressedImage (duck-typed)."""
     if is_compressed_msg(msg):
@@ -155,9 +161,7 @@ def image_from_raw(
     buf = _as_bytes_view(data)
     needed = step * (height - 1) + row_bytes  # the last row's padding may be absent
     if buf.size < needed:
-        raise CorruptImageError(
-            f"{enc} {width}×{height} step {step}: data has {buf.size} bytes, needs {needed}"
-        )
+        raise CorruptImageError(f"{enc} {width}×{height} step {step}: data has {buf.size} bytes, needs {needed}")
     if enc in _YUV422 and width % 2:
         raise CorruptImageError(f"{enc} needs an even width, got {width}")
     rows = np.lib.stride_tricks.as_strided(buf, shape=(height, row_bytes), strides=(step, 1))
@@ -167,7 +171,8 @@ def image_from_raw(
         img8 = ((px + 128) // 257).astype(np.uint8)  # round(v/257): exact 0->0, 65535->255
     else:
         img8 = np.ascontiguousarray(rows).reshape(height, width, channels)
-    return _to_rgb(enc, img8)
+    out = _to_rgb(enc, img8)
+    return out if out.flags.writeable else out.copy()  # never hand out a view of the message buffer
 
 
 def _to_rgb(enc: str, img: np.ndarray) -> np.ndarray:

@@ -26,7 +26,18 @@ them with standard message types only. Usage (a raw camera bag)::
 
 from . import msgs
 from .msgdefs import complete_definition
-from .reader import BagMessage, BagReader, BagSummary, RawMessage, TopicInfo, bag_files, read_messages, summarize
+from .reader import (
+    BagMessage,
+    BagReader,
+    BagSummary,
+    RawMessage,
+    TopicInfo,
+    bag_files,
+    metadata_of,
+    read_messages,
+    summarize,
+    topics_of,
+)
 from .recover import RecoverReport, is_complete, recover
 from .rosbag2_meta import qos_profiles_yaml
 from .writer import BagWriteError, BagWriter
@@ -43,9 +54,11 @@ __all__ = [
     "bag_files",
     "complete_definition",
     "is_complete",
+    "metadata_of",
     "msgs",
     "qos_profiles_yaml",
     "read_messages",
     "recover",
     "summarize",
+    "topics_of",
 ]

@@ -211,6 +211,49 @@ class BagReader:
         )
 
 
+def _summary_or_none(path: Path) -> Any:
+    from mcap.reader import make_reader
+
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(-8, 2)
+            if fh.read(8) != b"\x89MCAP0\r\n":
+                return None
+            fh.seek(0)
+            reader = make_reader(fh)
+            summary = reader.get_summary()
+            metadata = {m.name: dict(m.metadata) for m in reader.iter_metadata()} if summary else {}
+            return (summary, metadata) if summary is not None else None
+    except (McapError, OSError, ValueError, EOFError):
+        return None
+
+
+def metadata_of(path: str | Path) -> dict[str, dict[str, str]]:
+    """MCAP metadata records of a bag, via the index when files are complete (no full read)."""
+    out: dict[str, dict[str, str]] = {}
+    for f in bag_files(path):
+        found = _summary_or_none(f)
+        records = found[1] if found is not None else BagReader(f).scan().metadata
+        for name, data in records.items():
+            out.setdefault(name, data)
+    return out
+
+
+def topics_of(path: str | Path) -> dict[str, str]:
+    """topic -> type name of a bag, via the index when files are complete (no full read)."""
+    out: dict[str, str] = {}
+    for f in bag_files(path):
+        found = _summary_or_none(f)
+        if found is None:
+            out.update({t: i.type_name for t, i in BagReader(f).scan().topics.items()})
+            continue
+        summary = found[0]
+        for ch in summary.channels.values():
+            schema = summary.schemas.get(ch.schema_id)
+            out.setdefault(ch.topic, schema.name if schema else "")
+    return out
+
+
 def read_messages(path: str | Path, topics: Iterable[str] | None = None) -> Iterator[BagMessage]:
     """Shortcut: decoded `(topic, log_time_ns, msg)` of a bag directory or a single .mcap file."""
     yield from BagReader(path).messages(topics)

@@ -184,6 +184,11 @@ class BagWriter:
             self._topics[topic] = _Topic(type_name, text, qos or qos_profiles_yaml())
             self._stats.topics[topic] = TopicStats(topic, type_name, self._topics[topic].qos)
 
+    def set_custom_data(self, key: str, value: str) -> None:
+        """A `custom_data` entry of metadata.yaml (rosbag2's free key/value map), written at close."""
+        with self._lock:
+            self._stats.custom_data[str(key)] = str(value)
+
     def add_metadata(self, name: str, data: Mapping[str, str]) -> None:
         """Bag-level MCAP metadata record; repeated in every split file so each is self-describing."""
         entry = (name, {str(k): str(v) for k, v in data.items()})

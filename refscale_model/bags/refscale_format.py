@@ -1,0 +1,192 @@
+"""The RefScale layer inside a rosbag2 bag: topic names and the per-frame metadata record.
+
+Per camera topic `T` (e.g. `/cam/front/image_raw`) an encoded bag holds, all with the source
+frame's header (stamp + frame_id):
+
+- `T/refscale/lr`    sensor_msgs/msg/CompressedImage, format "png": the 8-bit LR frame (RGB)
+- `T/refscale/smap`  sensor_msgs/msg/CompressedImage, format "png": grey S_map levels 0..L-1
+                     (absent for frames encoded without a reference)
+- `T/refscale/meta`  diagnostic_msgs/msg/DiagnosticArray with one DiagnosticStatus whose
+                     KeyValue list is `FrameMeta` (written last: it completes the frame)
+
+Why DiagnosticArray: it is a standard type with a Header (stamp/frame_id survive) and a free
+key/value list, so `ros2 topic echo`, Foxglove and `rosbags` show the metadata readably with no
+custom package. Floats are written with `repr`, which round-trips exactly.
+See docs/bag-format.md.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+import numpy as np
+
+FORMAT = "refscale-bag/1"
+METADATA_NAME = "refscale"
+"""Name of the bag-level MCAP metadata record (model, config, software version)."""
+
+SUFFIX_LR = "/refscale/lr"
+SUFFIX_SMAP = "/refscale/smap"
+SUFFIX_META = "/refscale/meta"
+
+
+def lr_topic(camera_topic: str) -> str:
+    return camera_topic.rstrip("/") + SUFFIX_LR
+
+
+def smap_topic(camera_topic: str) -> str:
+    return camera_topic.rstrip("/") + SUFFIX_SMAP
+
+
+def meta_topic(camera_topic: str) -> str:
+    return camera_topic.rstrip("/") + SUFFIX_META
+
+
+def split_topic(topic: str) -> tuple[str, str] | None:
+    """`(camera_topic, "lr"|"smap"|"meta")` for a RefScale topic, else None."""
+    for kind, suffix in (("lr", SUFFIX_LR), ("smap", SUFFIX_SMAP), ("meta", SUFFIX_META)):
+        if topic.endswith(suffix):
+            return topic[: -len(suffix)], kind
+    return None
+
+
+def matrix_to_text(matrix: np.ndarray) -> str:
+    m = np.asarray(matrix, dtype=np.float64).reshape(9)
+    return ",".join(repr(float(v)) for v in m)
+
+
+def matrix_from_text(text: str) -> np.ndarray:
+    values = [float(v) for v in text.split(",")]
+    if len(values) != 9:
+        raise ValueError(f"registration_matrix needs 9 values, got {len(values)}")
+    return np.array(values, dtype=np.float64).reshape(3, 3)
+
+
+@dataclass
+class FrameMeta:
+    """Everything the offboard side needs besides the LR/S_map images and the reference cache."""
+
+    source_topic: str
+    source_type: str
+    source_encoding: str
+    height: int
+    width: int
+    scale: int
+    model_id: str
+    weights_sha256: str
+    smap_levels: int
+    reference_id: str = ""
+    reference_sha256: str = ""
+    registration_matrix: str = "1.0,0.0,0.0,0.0,1.0,0.0,0.0,0.0,1.0"
+    registration_confidence: float = 0.0
+    registration_method: str = "none"
+    has_smap: bool = False
+    encode_ms: float = 0.0
+    no_reference_reason: str = ""
+    format: str = FORMAT
+    extra: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return (self.height, self.width)
+
+    @property
+    def matrix(self) -> np.ndarray:
+        return matrix_from_text(self.registration_matrix)
+
+    def to_key_values(self) -> list[dict[str, str]]:
+        items = asdict(self)
+        extra = items.pop("extra")
+        out = [{"key": k, "value": _text(v)} for k, v in items.items()]
+        out += [{"key": f"x.{k}", "value": str(v)} for k, v in extra.items()]
+        return out
+
+    @classmethod
+    def from_key_values(cls, values: Mapping[str, str]) -> FrameMeta:
+        if values.get("format") != FORMAT:
+            raise ValueError(f"not a RefScale frame record (format {values.get('format')!r}, expected {FORMAT!r})")
+        kwargs: dict[str, Any] = {}
+        for f in fields(cls):
+            if f.name == "extra" or f.name not in values:
+                continue
+            raw = values[f.name]
+            kwargs[f.name] = (
+                int(raw)
+                if f.type in ("int", int)
+                else float(raw)
+                if f.type in ("float", float)
+                else raw == "true"
+                if f.type in ("bool", bool)
+                else raw
+            )
+        kwargs["extra"] = {k[2:]: v for k, v in values.items() if k.startswith("x.")}
+        return cls(**kwargs)
+
+
+def _text(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, float):
+        return repr(v)
+    return str(v)
+
+
+def meta_msg(meta: FrameMeta, header: Mapping[str, Any], message: str) -> dict[str, Any]:
+    """The DiagnosticArray dict for one frame; level WARN marks frames encoded without reference."""
+    return {
+        "header": header,
+        "status": [
+            {
+                "level": 0 if meta.has_smap else 1,
+                "name": f"refscale: {meta.source_topic}",
+                "message": message,
+                "hardware_id": str(header.get("frame_id", "")),
+                "values": meta.to_key_values(),
+            }
+        ],
+    }
+
+
+def meta_from_msg(msg: Any) -> FrameMeta:
+    """Parse a decoded `.../refscale/meta` DiagnosticArray (any message library)."""
+    status = msg["status"] if isinstance(msg, Mapping) else msg.status
+    if not status:
+        raise ValueError("RefScale meta message has no status entry")
+    values = status[0]["values"] if isinstance(status[0], Mapping) else status[0].values
+    kv = {
+        (v["key"] if isinstance(v, Mapping) else v.key): (v["value"] if isinstance(v, Mapping) else v.value)
+        for v in values
+    }
+    return FrameMeta.from_key_values(kv)
+
+
+def bag_metadata(
+    model_id: str, weights_sha256: str, config: Mapping[str, Any], software_version: str
+) -> dict[str, str]:
+    """The bag-level `refscale` MCAP metadata record (also copied into metadata.yaml custom_data)."""
+    return {
+        "format": FORMAT,
+        "software_version": software_version,
+        "model_id": model_id,
+        "weights_sha256": weights_sha256,
+        "model_config": json.dumps(dict(config), sort_keys=True),
+    }
+
+
+__all__ = [
+    "FORMAT",
+    "METADATA_NAME",
+    "FrameMeta",
+    "bag_metadata",
+    "lr_topic",
+    "matrix_from_text",
+    "matrix_to_text",
+    "meta_from_msg",
+    "meta_msg",
+    "meta_topic",
+    "smap_topic",
+    "split_topic",
+]
