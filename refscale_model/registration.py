@@ -226,9 +226,9 @@ def _refine_klt(
     fh, fw = frame_grey.shape
     warped = cv2.warpPerspective(ref_grey, h, (fw, fh), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
     p0 = np.ascontiguousarray(pts, dtype=np.float32).reshape(-1, 1, 2)
-    criteria = (cv2.TERM_CRITERIA_COUNT | cv2.TERM_CRITERIA_EPS, 20, 0.01)
+    criteria = (cv2.TERM_CRITERIA_COUNT | cv2.TERM_CRITERIA_EPS, 10, 0.03)
     p1, status, _err = cv2.calcOpticalFlowPyrLK(
-        frame_grey, warped, p0, None, winSize=(15, 15), maxLevel=1, criteria=criteria
+        frame_grey, warped, p0, None, winSize=(11, 11), maxLevel=1, criteria=criteria
     )
     if p1 is None:
         return h
@@ -326,18 +326,24 @@ def align_reference(
     frame: np.ndarray,
     ref: np.ndarray | None,
     config: RegistrationConfig | None = None,
+    *,
+    prepared: PreparedReference | None = None,
 ) -> tuple[np.ndarray | None, Registration]:
     """Register and warp `ref` onto `frame`, applying the fallback policy.
 
     Returns (warped reference or None, registration actually applied). With confidence below
     `min_confidence`, fallback "identity" returns the unwarped reference (resized to the frame if
     its size differs) with an identity/scale matrix; "none" returns None (no-reference mode).
+    Pass `prepared=prepare_reference(ref, config)`, cached per reference, to save its feature
+    extraction on every frame.
     """
     config = config or RegistrationConfig()
     if ref is None:
         return None, identity_registration()
+    if prepared is not None and prepared.size_hw != tuple(ref.shape[:2]):
+        raise ValueError(f"prepared reference is {prepared.size_hw}, reference is {ref.shape[:2]}")
     size_hw = (int(frame.shape[0]), int(frame.shape[1]))
-    reg = register(frame, ref, config)
+    reg = register(frame, prepared if prepared is not None else ref, config)
     if reg.confidence >= config.min_confidence:
         return warp_reference(ref, reg.matrix, size_hw), reg
     if config.fallback == "none":

@@ -132,6 +132,9 @@ def test_register_is_deterministic_and_prepared_reference_matches(shared_data: P
     assert a.confidence == b.confidence and a.method == b.method
     with pytest.raises(ValueError, match="work_width"):
         register(frame, prepare_reference(ref, RegistrationConfig(work_width=320)))
+    warped, reg = align_reference(frame, ref, prepared=prepare_reference(ref))
+    np.testing.assert_array_equal(reg.matrix, a.matrix)
+    assert warped is not None and warped.tobytes() == warp_reference(ref, a.matrix, frame.shape[:2]).tobytes()
 
 
 def test_warp_is_bit_exact_across_calls_and_threads(shared_data: Path) -> None:
