@@ -61,8 +61,13 @@ class World:
     refs: list[np.ndarray]
 
 
-def build_world(root: Path, n: int = 4, encodings: tuple[str, ...] = ("rgb8", "bgr8", "jpeg", "yuv422")) -> World:
-    """Real webcam revisits as a small raw bag (camera + CameraInfo + NavSatFix + Odometry) and a cache."""
+def build_world(
+    root: Path, n: int = 4, encodings: tuple[str, ...] = ("rgb8", "bgr8", "bayer_rggb8", "yuv422")
+) -> World:
+    """Real webcam revisits as a small raw bag and a reference cache.
+
+    The bag holds the camera in several encodings, CameraInfo, NavSatFix and Odometry.
+    """
     pairs = [load_pair("webcam_tilde", i) for i in (0, 2)]
     refs = [crop(r) for _, r in pairs]
     frames = [crop(load_pair("webcam_tilde", i)[0]) for i in range(n)]
@@ -74,15 +79,12 @@ def build_world(root: Path, n: int = 4, encodings: tuple[str, ...] = ("rgb8", "b
         bag.add_topic(CAM, msgs.IMAGE)
         for i, rgb in enumerate(frames):
             s = T0 + i * 100_000_000
-            enc = encodings[i % len(encodings)]
-            if enc == "jpeg":
-                m = {"header": msgs.header(s, "cam_front"), **compressed_msg_fields(rgb, "jpeg", 95)}
-                bag.write(CAM + "/compressed_unused", m, s, type_name=msgs.COMPRESSED_IMAGE)  # a non-camera topic
-                bag.write(CAM, msgs.image_msg(rgb, s, "cam_front", "rgb8"), s)
-            else:
-                bag.write(CAM, msgs.image_msg(rgb, s, "cam_front", enc), s)
+            # pose first (as a car's GPS would have it), heading north in both fix track and odometry
             bag.write("/gps/fix", msgs.navsatfix_msg(*POSITIONS[i], 1000.0, s), s, type_name=msgs.NAV_SAT_FIX)
-            bag.write("/odom", msgs.odometry_msg(s, (float(i), 0.0, 0.0), 0.0), s, type_name=msgs.ODOMETRY)
+            bag.write("/odom", msgs.odometry_msg(s, (0.0, float(i), 0.0), np.pi / 2), s, type_name=msgs.ODOMETRY)
+            info = msgs.camera_info_msg(s, "cam_front", W, H, fx=200.0)
+            bag.write("/cam/front/camera_info", info, s, type_name=msgs.CAMERA_INFO)
+            bag.write(CAM, msgs.image_msg(rgb, s, "cam_front", encodings[i % len(encodings)]), s)
     return World(weights, root / "cache", root / "raw", frames, refs)
 
 

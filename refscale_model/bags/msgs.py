@@ -56,6 +56,36 @@ def compressed_image_msg(rgb: np.ndarray, stamp: int, frame: str = "", fmt: str 
     return {"header": header(stamp, frame), **compressed_msg_fields(rgb, fmt)}
 
 
+def camera_info_msg(
+    stamp: int,
+    frame: str,
+    width: int,
+    height: int,
+    fx: float,
+    fy: float | None = None,
+    cx: float | None = None,
+    cy: float | None = None,
+    d: Sequence[float] = (0.0, 0.0, 0.0, 0.0, 0.0),
+) -> dict[str, Any]:
+    """Pinhole CameraInfo ("plumb_bob"), no rectification: K, identity R, P = [K | 0]."""
+    fy = fx if fy is None else fy
+    cx = (width - 1) / 2.0 if cx is None else cx
+    cy = (height - 1) / 2.0 if cy is None else cy
+    return {
+        "header": header(stamp, frame),
+        "height": int(height),
+        "width": int(width),
+        "distortion_model": "plumb_bob",
+        "d": [float(v) for v in d],
+        "k": [fx, 0.0, cx, 0.0, fy, cy, 0.0, 0.0, 1.0],
+        "r": [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0],
+        "p": [fx, 0.0, cx, 0.0, 0.0, fy, cy, 0.0, 0.0, 0.0, 1.0, 0.0],
+        "binning_x": 0,
+        "binning_y": 0,
+        "roi": {"x_offset": 0, "y_offset": 0, "height": 0, "width": 0, "do_rectify": False},
+    }
+
+
 def navsatfix_msg(
     lat: float, lon: float, alt: float, stamp: int, frame: str = "gps", *, sigma_m: float = 1.0
 ) -> dict[str, Any]:

@@ -13,6 +13,7 @@ import sys
 COMMAND_MODULES: tuple[str, ...] = (
     "refscale_model.cli.train",
     "refscale_model.cli.cache",
+    "refscale_model.cli.bags",
 )
 
 
