@@ -744,6 +744,11 @@ class _Track:
     odometer_m: np.ndarray
     heading_deg: np.ndarray | None  # from odometry; None: derive course from the GPS track
 
+    def __post_init__(self) -> None:
+        # Precomputed once: `at` runs per image, so it must stay O(log n) on hour-long drives.
+        self._tx = (self.t_ns - self.t_ns[0]).astype(np.float64) if len(self.t_ns) else np.zeros(0)
+        self._heading_unwrapped = None if self.heading_deg is None else np.unwrap(self.heading_deg, period=360.0)
+
     def at(self, t_ns: int, max_gap_ns: int) -> tuple[float, float, float, float] | None:
         """(lat, lon, odometer, heading) at `t_ns`, interpolated; None outside the track or in a gap."""
         t = self.t_ns
@@ -752,13 +757,12 @@ class _Track:
         i = int(np.searchsorted(t, t_ns))
         if 0 < i < len(t) and t[i] - t[i - 1] > max_gap_ns:
             return None
-        x = np.float64(t_ns - t[0])
-        tx = (t - t[0]).astype(np.float64)
-        lat = float(np.interp(x, tx, self.lat))
-        lon = float(np.interp(x, tx, self.lon))
-        odo = float(np.interp(x, tx, self.odometer_m))
-        if self.heading_deg is not None:
-            heading = float(np.interp(x, tx, np.unwrap(self.heading_deg, period=360.0)) % 360.0)
+        x = float(t_ns - t[0])
+        lat = float(np.interp(x, self._tx, self.lat))
+        lon = float(np.interp(x, self._tx, self.lon))
+        odo = float(np.interp(x, self._tx, self.odometer_m))
+        if self._heading_unwrapped is not None:
+            heading = float(np.interp(x, self._tx, self._heading_unwrapped)) % 360.0
         else:
             heading = self._course(odo)
         return lat, lon, odo, heading
@@ -895,7 +899,7 @@ def build_from_bag(
             report.no_pose += 1
             continue
         lat, lon, odo, heading = pose
-        if next_odo is not None and odo < next_odo:
+        if next_odo is not None and odo < next_odo - 1e-3:  # mm tolerance: float sums of exact steps
             continue
         if cache.contains(drive, camera, stamp):
             report.skipped_existing += 1

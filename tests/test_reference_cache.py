@@ -259,10 +259,10 @@ def test_navsatfix_position_ignores_no_fix() -> None:
 def test_build_lookup_verify_roundtrip(built: Path, strip: np.ndarray) -> None:
     with ReferenceCache.open(built, readonly=True) as cache:
         refs = list(cache.entries())
-        assert 9 <= len(refs) <= 10  # 99 m of travel, one keyframe per 10 m
+        assert len(refs) == 10  # frames every 1 m over 99 m, one keyframe per 10 m: 0, 10, ..., 90 m
         for a, b in zip(refs, refs[1:], strict=False):
             step = haversine_m(a.lat, a.lon, b.lat, b.lon)
-            assert 9.99 <= step <= 11.5
+            assert step == pytest.approx(10.0, abs=0.01)
             assert abs(a.lat - LAT0) < 1e-7  # the no-fix messages at 0°N 0°E were ignored
         assert all(abs(r.heading_deg - 90.0) < 1.0 for r in refs)  # course over ground: east
         assert {r.camera for r in refs} == {"/cam/front/image_raw"}
@@ -286,7 +286,7 @@ def test_build_is_resumable(tmp_path: Path, gps_bag: Path) -> None:
     with ReferenceCache.open(tmp_path, create=True) as cache:
         first = build_from_bag(cache, gps_bag, "/cam/front/image_raw", gps_topic="/gps/fix", every_m=10.0)
         second = build_from_bag(cache, gps_bag, "/cam/front/image_raw", gps_topic="/gps/fix", every_m=10.0)
-        assert first.added >= 9 and first.no_fix == 10 and first.poses == 41
+        assert first.added == 10 and first.no_fix == 10 and first.poses == 41
         assert first.distance_m == pytest.approx(100.0, abs=0.1)
         assert second.added == 0 and second.skipped_existing == first.added
         assert len(cache) == first.added
