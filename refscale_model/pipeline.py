@@ -227,7 +227,7 @@ class FrameEncoder:
         self.poses = pose_tracker or PoseTracker(pseudo_latlon=getattr(cache, "pseudo_latlon", None))
         self._lock = threading.Lock()
         self._last_flush = time.monotonic()
-        self._refs: OrderedDict[int, np.ndarray] = OrderedDict()
+        self._refs: OrderedDict[int, tuple[np.ndarray, Any]] = OrderedDict()
         self._closed = False
         info = fmt.bag_metadata(model.model_id, model.weights_sha256, model.config, software_version or __version__)
         writer.add_metadata(fmt.METADATA_NAME, info)
@@ -381,25 +381,29 @@ class FrameEncoder:
             ref = self.cache.nearest(camera, pose.lat, pose.lon, pose.heading_deg)
             if ref is None:
                 return None, None, None, "no reference near this pose"
-            ref_rgb = self._load_reference(ref)
+            ref_rgb, prepared = self._load_reference(ref)
         except CacheError as exc:
             self.stats.errors["reference_cache"] += 1
             return None, None, None, f"reference cache: {exc}"
-        warped, reg = align_reference(rgb, ref_rgb, self.registration)
+        warped, reg = align_reference(rgb, ref_rgb, self.registration, prepared=prepared)
         if warped is None:
             return ref, None, reg, f"registration failed (confidence {reg.confidence:.2f})"
         return ref, warped, reg, ""
 
-    def _load_reference(self, ref: Reference) -> np.ndarray:
-        rgb = self._refs.get(ref.id)
-        if rgb is None:
+    def _load_reference(self, ref: Reference) -> tuple[np.ndarray, Any]:
+        """Decoded reference + its registration features, kept for a few references (frames share them)."""
+        from refscale_model.registration import prepare_reference
+
+        entry = self._refs.get(ref.id)
+        if entry is None:
             rgb = ref.load_rgb()
-            self._refs[ref.id] = rgb
-            while len(self._refs) > 8:  # consecutive frames share references; keep a few decoded
+            entry = (rgb, prepare_reference(rgb, self.registration))
+            self._refs[ref.id] = entry
+            while len(self._refs) > 8:
                 self._refs.popitem(last=False)
         else:
             self._refs.move_to_end(ref.id)
-        return rgb
+        return entry
 
     def _maybe_flush(self) -> None:
         if self.flush_interval_s is not None and time.monotonic() - self._last_flush >= self.flush_interval_s:
