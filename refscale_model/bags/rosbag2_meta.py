@@ -115,8 +115,12 @@ class BagStats:
 def write_metadata(bag_dir: Path, stats: BagStats) -> None:
     """Atomically (re)write `bag_dir/metadata.yaml` so a crash never leaves half a file."""
     tmp = bag_dir / ".metadata.yaml.tmp"
-    tmp.write_text(stats.render())
-    os.replace(tmp, bag_dir / "metadata.yaml")
+    try:
+        tmp.write_text(stats.render())
+        os.replace(tmp, bag_dir / "metadata.yaml")
+    except OSError:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def read_metadata(bag_dir: Path) -> dict | None:

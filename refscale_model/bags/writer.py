@@ -273,12 +273,17 @@ class BagWriter:
             self._pending_bytes = 0
 
     def close(self) -> None:
-        """Finish the current file (summary, footer) and write the final metadata.yaml."""
+        """Finish the current file (summary, footer) and write the final metadata.yaml.
+
+        After an earlier `BagWriteError` (already raised to the caller) this only releases the file
+        and tries to update metadata.yaml; it raises only for a new failure during close.
+        """
         with self._lock:
             if self._closed:
                 return
             self._closed = True
-            if self._error is None:
+            already_failed = self._error is not None
+            if not already_failed:
                 try:
                     self._finish_current()
                 except OSError as exc:
@@ -287,13 +292,13 @@ class BagWriter:
                 try:
                     self._file.close()
                 except OSError:
-                    pass
+                    pass  # the buffered tail of the failed chunk cannot be written either
             try:
                 write_metadata(self.path, self._stats)
             except OSError as exc:
                 if self._error is None:
                     self._error = self._wrap(exc)
-            if self._error is not None:
+            if self._error is not None and not already_failed:
                 raise self._error
 
     def __enter__(self) -> BagWriter:
