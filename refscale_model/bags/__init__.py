@@ -4,7 +4,8 @@ Bags are rosbag2 *directories* (`metadata.yaml` + `<name>_<i>.mcap`), profile `r
 encoding `ros2msg`, message encoding `cdr`, zstd chunks; `ros2 bag`, Foxglove and `rosbags` open
 them with standard message types only. Usage (a raw camera bag)::
 
-    from refscale_model.bags import BagWriter, read_messages, msgs
+    from refscale_model import rosimg
+    from refscale_model.bags import BagWriter, msgs, read_messages, recover
 
     with BagWriter("drive1", split_max_bytes=512 << 20) as bag:
         bag.add_metadata("drive", {"vehicle": "car7"})
@@ -14,6 +15,8 @@ them with standard message types only. Usage (a raw camera bag)::
                   type_name=msgs.NAV_SAT_FIX)
         bag.write("/odom", msgs.odometry_msg(stamp_ns, (x, y, 0.0), yaw), stamp_ns,
                   type_name=msgs.ODOMETRY)
+        bag.write("/cam/front/camera_info", msgs.camera_info_msg(stamp_ns, "cam_front", w, h, fx=900.0),
+                  stamp_ns, type_name=msgs.CAMERA_INFO)
 
     for topic, log_time_ns, msg in read_messages("drive1"):   # or a single .mcap file
         rgb = rosimg.image_from_msg(msg) if topic == "/cam/front/image_raw" else None
