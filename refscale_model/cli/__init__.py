@@ -14,6 +14,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "refscale_model.cli.train",
     "refscale_model.cli.cache",
     "refscale_model.cli.bags",
+    "refscale_model.cli.sample_drive",
 )
 
 

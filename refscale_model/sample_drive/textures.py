@@ -1,0 +1,495 @@
+"""Road and facade texture atlases, painted once per world with vectorised numpy.
+
+Why atlases: a frame is then only a handful of cv2.warpPerspective calls, and the same texels are
+seen from both drives, which is what makes a revisit look like its reference.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from .noise import fbm, hash01, smoothstep, to_u8, value_noise
+
+
+@dataclass(frozen=True)
+class StreetLayout:
+    """Cross-section of the street, metres from the centre line (y > 0 is left)."""
+
+    facade: float = 9.0  # facades at y = ±facade
+    kerb: float = 5.5  # road edge
+    kerb_width: float = 0.3
+    lane_width: float = 3.3  # driving lane; parking lane between lane and kerb
+
+
+@dataclass(frozen=True)
+class Building:
+    """One building of a facade row; all sizes in metres."""
+
+    x0: float
+    x1: float
+    height: float  # eaves
+    roof_h: float
+    floor0_h: float
+    floor_h: float
+    material: str  # "plaster" | "brick"
+    wall: tuple[float, float, float]
+    trim: tuple[float, float, float]
+    roof: tuple[float, float, float]
+    window_w: float
+    window_h: float
+    window_spacing: float
+    shops: bool
+    seed: int
+
+
+# ----------------------------------------------------------------------------------------- ground
+
+
+def ground_texture(
+    rng: np.random.Generator,
+    layout: StreetLayout,
+    x_start: float,
+    length: float,
+    res: float,
+    crossings: list[float],
+    tree_pits: list[tuple[float, float]],
+) -> np.ndarray:
+    """Road + kerbs + sidewalks, rows along the street (row 0 at x_start), column 0 at y = +facade."""
+    rows, cols = round(length * res), round(2 * layout.facade * res)
+    out = np.empty((rows, cols, 3), np.uint8)
+    y = layout.facade - (np.arange(cols, dtype=np.float32) + 0.5) / res
+    chunk = max(64, round(40 * res))
+    for r0 in range(0, rows, chunk):
+        r1 = min(rows, r0 + chunk)
+        x = x_start + (np.arange(r0, r1, dtype=np.float32) + 0.5) / res
+        out[r0:r1] = to_u8(_ground_chunk(rng, layout, x, y, res, crossings, tree_pits))
+    _draw_street_furniture_on_ground(rng, out, layout, x_start, res)
+    return out
+
+
+def _ground_chunk(
+    rng: np.random.Generator,
+    lay: StreetLayout,
+    x: np.ndarray,
+    y: np.ndarray,
+    res: float,
+    crossings: list[float],
+    tree_pits: list[tuple[float, float]],
+) -> np.ndarray:
+    shape = (x.size, y.size)
+    X, Y = x[:, None], y[None, :]
+    ay = np.abs(Y)
+    road = ay < lay.kerb
+    kerb = (ay >= lay.kerb) & (ay < lay.kerb + lay.kerb_width)
+
+    big = fbm(rng, shape, 3.0 * res, octaves=3)
+    mid = fbm(rng, shape, 0.5 * res, octaves=3)
+    fine = fbm(rng, shape, 0.08 * res, octaves=2)
+
+    # Asphalt: dark, stained, with polished wheel paths and a dirty gutter.
+    asphalt = 0.25 + 0.014 * big + 0.012 * mid + 0.025 * fine
+    for lane_c in (lay.lane_width / 2, -lay.lane_width / 2):
+        for off in (-0.85, 0.85):
+            asphalt = asphalt - 0.025 * np.exp(-(((Y - lane_c - off) / 0.35) ** 2))
+    gutter = smoothstep(lay.kerb - 0.5, lay.kerb, ay) * road
+    asphalt = asphalt * (1.0 - 0.18 * gutter * (0.6 + 0.4 * (mid > 0)))
+
+    # Sidewalk: concrete slabs with joints and per-slab tone.
+    slab = 1.0
+    sx, sy = np.floor(X / slab), np.floor((ay - lay.kerb) / slab)
+    tone = hash01(sx.astype(np.int64), sy.astype(np.int64) + 1000 * (Y > 0))
+    fx_, fy_ = X / slab - sx, (ay - lay.kerb) / slab - sy
+    joint_w = max(0.5 / res, 0.012)
+    joint = (np.minimum(fx_, 1 - fx_) * slab < joint_w) | (np.minimum(fy_, 1 - fy_) * slab < joint_w)
+    concrete = 0.50 + 0.05 * (tone - 0.5) + 0.03 * big + 0.025 * mid + 0.05 * fine
+    concrete = np.where(joint, concrete * 0.62, concrete)
+
+    # Granite kerb: light, speckled, with a shadowed road-side face.
+    granite = 0.55 + 0.02 * mid + 0.09 * fine
+    face = (ay - lay.kerb) < 0.06
+    granite = np.where(face, granite * 0.55, granite)
+
+    grey = np.where(road, asphalt, np.where(kerb, granite, concrete))
+    wall_ao = smoothstep(lay.facade - 0.6, lay.facade, ay)
+    grey = grey * (1.0 - 0.35 * wall_ao)
+
+    img = np.repeat(grey[:, :, None], 3, axis=2)
+    img *= np.array([1.0, 0.99, 0.97], np.float32)  # slightly warm stone
+    _tree_pits(img, X, Y, tree_pits, mid)
+    paint = _markings(lay, X, Y, crossings) * road
+    wear = smoothstep(-0.35, 0.2, mid + 0.6 * fine)
+    alpha = paint * (0.55 + 0.45 * wear)
+    img = img * (1 - alpha[..., None]) + 0.82 * alpha[..., None]
+    return img
+
+
+def _markings(lay: StreetLayout, X: np.ndarray, Y: np.ndarray, crossings: list[float]) -> np.ndarray:
+    """White paint coverage in [0, 1]: dashed centre line, lane edge lines, zebra crossings."""
+    period, dash = 12.0, 3.0
+    centre = (np.abs(Y) < 0.07) & (np.mod(X, period) < dash)
+    edge_y = lay.lane_width
+    edge = (np.abs(np.abs(Y) - edge_y) < 0.05) & (np.mod(X + 1.0, 3.0) < 2.0)
+    paint = (centre | edge).astype(np.float32)
+    for xc in crossings:
+        band = (X > xc - 2.0) & (X < xc + 2.0)
+        stripes = np.mod(Y + 0.25, 1.0) < 0.5
+        stop = (np.abs(X - (xc - 3.2)) < 0.15) & (Y < 0)
+        paint = np.maximum(paint, (band & stripes & (np.abs(Y) < lay.kerb - 0.3)) | stop)
+    return paint
+
+
+def _tree_pits(
+    img: np.ndarray, X: np.ndarray, Y: np.ndarray, pits: list[tuple[float, float]], noise: np.ndarray
+) -> None:
+    """Dark soil squares with an iron grating ring around street trees."""
+    x0, x1 = float(X[0, 0]) - 1.0, float(X[-1, 0]) + 1.0
+    for px, py in pits:
+        if not x0 <= px <= x1:
+            continue
+        d = np.maximum(np.abs(X - px), np.abs(Y - py))
+        soil = d < 0.65
+        ring = (d >= 0.65) & (d < 0.72)
+        grate = soil & (np.mod((X - px) * 12.0, 1.0) < 0.25) & (d > 0.25)
+        img[soil] = (np.array([0.17, 0.14, 0.11]) * (1 + 0.3 * noise[soil, None])).astype(np.float32)
+        img[grate] = (0.13, 0.13, 0.14)
+        img[ring] = (0.3, 0.3, 0.32)
+
+
+def _draw_street_furniture_on_ground(
+    rng: np.random.Generator, img: np.ndarray, lay: StreetLayout, x_start: float, res: float
+) -> None:
+    """Manhole covers, drains and patch repairs: cheap cv2 primitives that break periodicity."""
+    rows, cols = img.shape[:2]
+    length = rows / res
+
+    def px(x: float, y: float) -> tuple[int, int]:
+        return round((lay.facade - y) * res), round((x - x_start) * res)
+
+    x = 6.0
+    while x < length + x_start:
+        # Asphalt repair patch: slightly different tone, sealed dark edges.
+        if rng.random() < 0.5:
+            cx, cy = x + rng.uniform(0, 10), rng.uniform(-lay.kerb + 1, lay.kerb - 1)
+            w, h = rng.uniform(0.8, 3.0), rng.uniform(0.8, 2.5)
+            p0, p1 = px(cx - h / 2, cy + w / 2), px(cx + h / 2, cy - w / 2)
+            tone = int(rng.uniform(46, 70))
+            cv2.rectangle(img, p0, p1, (tone, tone, tone), -1)
+            cv2.rectangle(img, p0, p1, (28, 28, 30), max(1, round(0.05 * res)))
+        # Manhole cover in a lane.
+        if rng.random() < 0.35:
+            c = px(x + rng.uniform(0, 10), rng.choice([-1.6, 1.6, -0.7]) + rng.uniform(-0.3, 0.3))
+            r = round(0.33 * res)
+            cv2.circle(img, c, r + max(1, round(0.04 * res)), (95, 95, 98), -1, cv2.LINE_AA)
+            cv2.circle(img, c, r, (52, 50, 48), -1, cv2.LINE_AA)
+            for k in range(-2, 3):
+                off = round(k * 0.11 * res)
+                cv2.line(img, (c[0] - r + 2, c[1] + off), (c[0] + r - 2, c[1] + off), (40, 40, 40), 1)
+        # Drain grate by the kerb.
+        if rng.random() < 0.6:
+            side = rng.choice([-1.0, 1.0])
+            c0 = px(x + rng.uniform(0, 10), side * (lay.kerb - 0.1))
+            w, h = round(0.45 * res), round(0.8 * res)
+            cv2.rectangle(img, (c0[0] - w // 2, c0[1]), (c0[0] + w // 2, c0[1] + h), (30, 30, 32), -1)
+            for k in range(1, 6):
+                xx = c0[0] - w // 2 + k * w // 6
+                cv2.line(img, (xx, c0[1] + 1), (xx, c0[1] + h - 1), (75, 75, 78), 1)
+        x += 12.0
+    # A few long cracks (random walks), drawn thin and dark.
+    for _ in range(int(length / 15)):
+        pts = [(rng.uniform(x_start, x_start + length), rng.uniform(-lay.kerb + 0.3, lay.kerb - 0.3))]
+        for _ in range(int(rng.integers(6, 20))):
+            px_, py_ = pts[-1]
+            pts.append((px_ + rng.uniform(-0.1, 0.45), py_ + rng.uniform(-0.25, 0.25)))
+        poly = np.array([px(a, b) for a, b in pts], np.int32)
+        cv2.polylines(img, [poly], False, (34, 34, 35), 1, cv2.LINE_AA)
+
+
+def ground_detail(rng: np.random.Generator, size: int) -> np.ndarray:
+    """Tileable asphalt grain (uint8, 128 = neutral), multiplied onto near road bands.
+
+    Aggregate stones a few mm to cm across: what makes the road look sharp right under the camera.
+    """
+    cell = max(1, size // 256)
+    stones = fbm(rng, (size, size), float(cell * 4), octaves=2, periodic=True)
+    white = rng.random((size, size), dtype=np.float32) - 0.5
+    speck = rng.random((size, size), dtype=np.float32)
+    grain = 0.09 * stones + 0.16 * white + 0.2 * (speck > 0.95) - 0.22 * (speck < 0.05)
+    grain = cv2.GaussianBlur(np.pad(grain, 2, mode="wrap"), (3, 3), 0.55)[2:-2, 2:-2]
+    return np.clip(128 * (1.0 + grain), 60, 200).astype(np.uint8)
+
+
+# ---------------------------------------------------------------------------------------- facades
+
+
+def facade_texture(
+    buildings: list[Building], x_start: float, length: float, tex_height: float, res: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """One side's facade row: (RGB uint8 with 0 = sky, lit-window mask uint8).
+
+    Column 0 is at x_start, row 0 at height `tex_height`; pixels above the roofline stay 0 so
+    that the renderer can key them out.
+    """
+    rows, cols = round(tex_height * res), round(length * res)
+    rgb = np.zeros((rows, cols, 3), np.uint8)
+    lit = np.zeros((rows, cols), np.uint8)
+    for b in buildings:
+        c0 = max(0, round((b.x0 - x_start) * res))
+        c1 = min(cols, round((b.x1 - x_start) * res))
+        if c1 <= c0:
+            continue
+        top_m = min(tex_height, b.height + b.roof_h + 1.5)
+        r0 = rows - round(top_m * res)
+        # Paint the full building, then keep the columns that fall inside this atlas.
+        full_c0 = round((b.x0 - x_start) * res)
+        cv = _Canvas(b, rows - r0, round((b.x1 - b.x0) * res), res)
+        cv.paint()
+        k0, k1 = c0 - full_c0, min(cv.cols, c1 - full_c0)
+        c1 = full_c0 + k1
+        np.copyto(rgb[r0:, c0:c1], to_u8(cv.img[:, k0:k1], floor=1), where=cv.alpha[:, k0:k1, None])
+        np.copyto(lit[r0:, c0:c1], to_u8(cv.light[:, k0:k1]), where=cv.alpha[:, k0:k1])
+    return rgb, lit
+
+
+class _Canvas:
+    """Painting state of one building; rectangles are addressed in metres (height z, offset u)."""
+
+    def __init__(self, b: Building, rows: int, cols: int, res: float) -> None:
+        self.b, self.rows, self.cols, self.res = b, rows, cols, res
+        self.width = cols / res
+        self.rng = np.random.default_rng(b.seed)
+        self.z = ((rows - np.arange(rows, dtype=np.float32)) - 0.5) / res  # height of each row
+        self.u = (np.arange(cols, dtype=np.float32) + 0.5) / res  # metres from the left edge
+        self.img = np.empty((rows, cols, 3), np.float32)
+        self.light = np.zeros((rows, cols), np.float32)
+        self.alpha = np.zeros((rows, cols), bool)
+        self.fine = fbm(self.rng, (rows, cols), 0.25 * res, octaves=3)
+
+    def sl(self, z_top: float, z_bot: float, u0: float = 0.0, u1: float | None = None) -> tuple[slice, slice]:
+        """Row/column slices of the rectangle z in [z_bot, z_top], u in [u0, u1]."""
+        top = self.rows / self.res
+        r0 = int(np.clip(round((top - z_top) * self.res), 0, self.rows))
+        r1 = int(np.clip(round((top - z_bot) * self.res), 0, self.rows))
+        u1 = self.width if u1 is None else u1
+        c0 = int(np.clip(round(u0 * self.res), 0, self.cols))
+        c1 = int(np.clip(round(u1 * self.res), 0, self.cols))
+        return slice(r0, r1), slice(c0, c1)
+
+    def grid(self, s: tuple[slice, slice]) -> tuple[np.ndarray, np.ndarray]:
+        """Heights and offsets (broadcastable) of a rectangle's texels."""
+        return self.z[s[0], None], self.u[None, s[1]]
+
+    def paint(self) -> None:
+        b = self.b
+        self._wall()
+        self._plinth()
+        n_upper = max(1, int((b.height - b.floor0_h - 0.6) / b.floor_h))
+        floors = [b.floor0_h + i * b.floor_h for i in range(n_upper)]
+        trim = np.array(b.trim, np.float32)
+        for fz in floors:  # string course: a light band with a shadow under it
+            s = self.sl(fz + 0.14, fz - 0.05)
+            self.img[s] = trim * (0.95 + 0.05 * self.fine[s][..., None])
+            self.img[self.sl(fz - 0.05, fz - 0.12)] *= 0.72
+        for fz in floors:
+            if fz + 0.9 + b.window_h <= b.height - 0.3:
+                for uc in _window_columns(self.width, b.window_spacing):
+                    self._window(uc, fz + 0.9)
+        if b.shops:
+            self._shopfronts()
+        else:
+            self._entrance()
+        self._cornice_and_roof()
+        self.img[self.sl(b.height, 0.0, 0.25, 0.35)] = (0.33, 0.34, 0.35)  # downpipe
+        self.alpha[self.sl(b.height + b.roof_h, 0.0)] = True
+        self._chimneys()
+        np.clip(self.img, 0, 1, out=self.img)
+
+    def _wall(self) -> None:
+        b, rng, shape = self.b, self.rng, (self.rows, self.cols)
+        wall = np.array(b.wall, np.float32)
+        if b.material == "brick":
+            s = (slice(None), slice(None))
+            self.img[:] = _brick(*self.grid(s), wall, int(rng.integers(1 << 30)))
+            tone = 1 + 0.05 * self.fine
+        else:
+            self.img[:] = wall
+            coarse = fbm(rng, shape, 2.0 * self.res, octaves=3)
+            tone = 1 + 0.045 * coarse + 0.035 * self.fine + 0.012 * rng.standard_normal(shape, np.float32)
+        streaks = value_noise(rng, shape, (3.0 * self.res, 0.15 * self.res)) - 0.5
+        z = self.z[:, None]
+        tone *= 1 - 0.10 * np.clip(streaks * 2, 0, 1) * smoothstep(b.height, 2.0, z) - 0.12 * smoothstep(1.5, 0.0, z)
+        self.img *= tone[..., None]
+
+    def _plinth(self) -> None:
+        """Rusticated stone blocks along the pavement."""
+        s = self.sl(0.6, 0.0)
+        z, u = self.grid(s)
+        course = np.floor(z / 0.3)
+        stone = 0.45 + 0.05 * hash01(np.floor(u / 0.9 + 0.5 * (course % 2)).astype(np.int64), course.astype(np.int64))
+        joint = (np.mod(z, 0.3) < 0.02) | (np.mod(u + 0.45 * (course % 2), 0.9) < 0.02)
+        stone = np.where(joint, stone * 0.6, stone) * (1 + 0.06 * self.fine[s])
+        self.img[s] = stone[..., None] * np.array([1.0, 0.98, 0.95], np.float32)
+
+    def _window(self, uc: float, z0: float) -> None:
+        """Framed, mullioned window with sky reflection, maybe curtains, a sill and recess shadow."""
+        b, rng = self.b, self.rng
+        frame_w = 0.07
+        u0, u1, z1 = uc - b.window_w / 2, uc + b.window_w / 2, z0 + b.window_h
+        s = self.sl(z1, z0, u0, u1)
+        if s[0].stop <= s[0].start or s[1].stop <= s[1].start:
+            return
+        zz, uu = self.grid(s)
+        fine = self.fine[s]
+        sub = self.img[s]
+        sub[:] = np.array(b.trim, np.float32) * (0.97 + 0.04 * fine[..., None])
+        inner = (zz > z0 + frame_w) & (zz < z1 - frame_w) & (uu > u0 + frame_w) & (uu < u1 - frame_w)
+        gz = (zz - z0 - frame_w) / max(b.window_h - 2 * frame_w, 0.1)
+        refl = (0.25 + 0.5 * smoothstep(0.2, 1.0, gz) * (0.7 + 0.3 * rng.random())) * (1 + 0.25 * fine)
+        glass_base = np.array([0.10, 0.12, 0.15], np.float32)
+        sky = np.array([0.55, 0.6, 0.66], np.float32)
+        glass = glass_base + refl[..., None] * (sky - glass_base) * 0.55
+        curtain = rng.random() < 0.55
+        if curtain:
+            cw = rng.uniform(0.15, 0.32) * b.window_w
+            ccol = np.array(rng.choice([[0.85, 0.82, 0.74], [0.7, 0.72, 0.75], [0.75, 0.6, 0.5]]), np.float32)
+            folds = 0.85 + 0.15 * np.cos((uu - u0) * 2 * np.pi / 0.09)
+            cmask = (uu < u0 + cw) | (uu > u1 - cw)
+            glass = np.where(cmask[..., None], ccol * folds[..., None] * 0.8, glass)
+        mull = (np.abs(uu - uc) < 0.03) | (np.abs(zz - (z0 + 0.68 * b.window_h)) < 0.03)
+        glass = np.where(mull[..., None], np.array(b.trim, np.float32) * 0.9, glass)
+        shade = 1 - 0.45 * ((zz > z1 - frame_w - 0.08) | (uu < u0 + frame_w + 0.05))
+        np.copyto(sub, glass * shade[..., None], where=inner[..., None])
+        if rng.random() < 0.3:
+            self.light[s][inner & ~mull] = 0.8 if curtain else 1.0
+        self.img[self.sl(z0, z0 - 0.07, u0 - 0.08, u1 + 0.08)] = np.array(b.trim, np.float32) * 1.05
+        self.img[self.sl(z0 - 0.07, z0 - 0.2, u0 - 0.08, u1 + 0.08)] *= 0.8
+
+    def _shopfronts(self) -> None:
+        """Ground-floor shops: big windows with interiors, a door, and a sign board with 'lettering'."""
+        rng, u = self.rng, 0.8
+        while u < self.width - 2.0:
+            w = min(rng.uniform(2.4, 4.2), self.width - 0.8 - u)
+            self._shop(u, w)
+            u += w + rng.uniform(0.6, 1.6)
+
+    def _shop(self, u: float, w: float) -> None:
+        rng = self.rng
+        door_w = 1.1
+        s = self.sl(3.0, 0.55, u, u + w)
+        zz, uu = self.grid(s)
+        sub = self.img[s]
+        frame = np.array(rng.choice([[0.15, 0.15, 0.16], [0.35, 0.22, 0.12], [0.2, 0.27, 0.22]]), np.float32)
+        sub[:] = frame
+        inner = (zz > 0.62) & (zz < 2.93) & (uu > u + 0.08) & (uu < u + w - door_w - 0.1)
+        interior = self._shelves(zz, uu)
+        refl = 0.14 * smoothstep(1.0, 3.0, zz)[..., None] * (1 + 0.3 * self.fine[s][..., None])
+        np.copyto(sub, interior + refl, where=inner[..., None])
+        if rng.random() < 0.6:
+            self.light[s][inner] = 0.55
+        door = (uu > u + w - door_w) & (uu < u + w - 0.08) & (zz < 2.4)
+        sub[door] = frame * 0.7 + 0.05
+        dglass = door & (uu > u + w - door_w + 0.12) & (uu < u + w - 0.2) & (zz > 0.9) & (zz < 2.25)
+        sub[dglass] = 0.12
+        self._sign(u, w)
+
+    def _shelves(self, zz: np.ndarray, uu: np.ndarray) -> np.ndarray:
+        """Shop interior seen through the glass: shelf boards lined with products of random colours."""
+        seed = int(self.rng.integers(1 << 30))
+        level = np.floor((zz - 0.6) / 0.42)
+        in_level = np.mod(zz - 0.6, 0.42)
+        item = np.floor(uu / 0.11)
+        tone = hash01(item.astype(np.int64), level.astype(np.int64), seed)
+        height = 0.18 + 0.18 * hash01(item.astype(np.int64), level.astype(np.int64), seed + 1)
+        palette = np.array([[0.8, 0.2, 0.15], [0.9, 0.8, 0.3], [0.2, 0.4, 0.75], [0.9, 0.9, 0.85],
+                            [0.3, 0.6, 0.3], [0.6, 0.35, 0.6]], np.float32)
+        colour = palette[(tone * 6).astype(int) % 6] * (0.35 + 0.25 * tone[..., None])
+        board = in_level < 0.035
+        product = (in_level - 0.035 < height) & (np.mod(uu, 0.11) > 0.012)
+        back = np.full(colour.shape, 0.07, np.float32)
+        out = np.where(product[..., None], colour, back)
+        return np.where(board[..., None], np.float32(0.32), out)
+
+    def _sign(self, u: float, w: float) -> None:
+        """Sign board with pale 'letters' (blocks), centred over the shop window."""
+        rng = self.rng
+        board = np.array(rng.choice([[0.55, 0.1, 0.1], [0.1, 0.2, 0.45], [0.12, 0.12, 0.12],
+                                     [0.75, 0.6, 0.2], [0.1, 0.35, 0.2], [0.85, 0.85, 0.8]]), np.float32)
+        self.img[self.sl(3.75, 3.12, u, u + w)] = board
+        ink = (0.95, 0.93, 0.85) if board.mean() < 0.5 else (0.1, 0.1, 0.1)
+        n_chars = int(rng.integers(4, 10))
+        cw = min(0.32, (w - 0.6) / n_chars)
+        start = u + (w - n_chars * cw) / 2
+        for i in range(n_chars):
+            if rng.random() < 0.12:
+                continue
+            x0 = start + i * cw
+            for _ in range(3):
+                gx0 = x0 + rng.uniform(0, 0.4) * cw
+                gx1 = min(x0 + 0.85 * cw, gx0 + rng.uniform(0.12, 0.8) * cw)
+                gz0 = 3.22 + rng.uniform(0, 0.25)
+                gz1 = min(3.65, gz0 + rng.uniform(0.05, 0.4))
+                self.img[self.sl(gz1, gz0, gx0, gx1)] = ink
+
+    def _entrance(self) -> None:
+        """Residential ground floor: a panelled wooden front door in a stone surround."""
+        uc = self.width * 0.5
+        s = self.sl(3.0, 0.0, uc - 1.0, uc + 1.0)
+        self.img[s] = np.array([0.6, 0.58, 0.54], np.float32) * (1 + 0.05 * self.fine[s][..., None])
+        s = self.sl(2.7, 0.0, uc - 0.75, uc + 0.75)
+        zz, uu = self.grid(s)
+        self.img[s] = np.array([0.3, 0.18, 0.1], np.float32) * (1 + 0.15 * self.fine[s][..., None])
+        panel = (np.abs(np.mod(uu - uc, 0.75) - 0.375) > 0.28) | (np.mod(zz, 0.9) < 0.08)
+        self.img[s][np.broadcast_to(panel, self.img[s].shape[:2])] *= 0.75
+        for du in (-3.0, 3.0):  # ground-floor windows beside the door
+            if 1.0 < uc + du < self.width - 1.0:
+                self._window(uc + du, 0.9)
+
+    def _cornice_and_roof(self) -> None:
+        """Projecting cornice with a deep shadow, then a standing-seam metal roof above the eaves."""
+        b = self.b
+        trim = np.array(b.trim, np.float32)
+        s = self.sl(b.height, b.height - 0.45)
+        self.img[s] = trim * (1 + 0.04 * self.fine[s][..., None])
+        s = self.sl(b.height - 0.3, b.height - 0.45)
+        dent = np.broadcast_to(np.mod(self.u[None, :], 0.3) < 0.1, self.img[s].shape[:2])
+        self.img[s][dent] *= 0.7
+        self.img[self.sl(b.height - 0.45, b.height - 0.65)] *= 0.6
+        s = self.sl(b.height + b.roof_h, b.height)
+        zz, uu = self.grid(s)
+        seams = np.abs(np.mod(uu, 0.55) - 0.275) < max(0.02, 0.6 / self.res)
+        shade = 0.75 + 0.25 * smoothstep(b.height + b.roof_h, b.height, zz)
+        col = np.array(b.roof, np.float32) * ((1 + 0.06 * self.fine[s]) * shade * (1 + 0.25 * seams))[..., None]
+        self.img[s] = col
+
+    def _chimneys(self) -> None:
+        """Brick chimneys poking above the roofline: they make the skyline irregular."""
+        b, rng = self.b, self.rng
+        for _ in range(int(rng.integers(0, 3))):
+            uc = rng.uniform(1.0, max(1.1, self.width - 1.0))
+            top = b.height + b.roof_h + rng.uniform(0.4, 1.2)
+            s = self.sl(top, b.height + 0.3, uc - 0.35, uc + 0.35)
+            self.alpha[s] = True
+            self.img[s] = (0.42, 0.27, 0.22)
+            self.img[self.sl(top, top - 0.12, uc - 0.35, uc + 0.35)] = (0.25, 0.25, 0.26)
+
+
+def _brick(z: np.ndarray, u: np.ndarray, wall: np.ndarray, seed: int) -> np.ndarray:
+    """Running-bond brickwork with per-brick tone and light mortar."""
+    course, blen = 0.077, 0.25
+    row = np.floor(z / course)
+    off = 0.5 * blen * (row % 2)
+    col = np.floor((u + off) / blen)
+    tone = hash01(row.astype(np.int64), col.astype(np.int64), seed)
+    mortar = (np.mod(z, course) < 0.014) | (np.mod(u + off, blen) < 0.012)
+    brick = wall[None, None, :] * (0.82 + 0.34 * tone[..., None])
+    brick[..., 0] *= 1 + 0.08 * (tone - 0.5)
+    mortar_col = np.array([0.62, 0.6, 0.56], np.float32)
+    return np.where(mortar[..., None], mortar_col, brick)
+
+
+def _window_columns(width: float, spacing: float, margin: float = 1.2) -> list[float]:
+    n = max(1, int((width - 2 * margin) / spacing) + 1)
+    span = (n - 1) * spacing
+    return [width / 2 - span / 2 + i * spacing for i in range(n)]
