@@ -134,9 +134,8 @@ def train(cfg: TrainConfig, run_dir: Path, resume: Path | None = None, progress:
         for group in opt.param_groups:
             group["lr"] = learning_rate(cfg, step)
         hr, ref, keep = _batch(dataset, cfg, rng, device)
-        terms = compute_losses(
-            model, hr, ref if model_cfg.use_reference else None, keep=keep, sample_z=bool(rng.random() < cfg.z_sample_share)
-        )
+        sample_z = bool(rng.random() < cfg.z_sample_share)
+        terms = compute_losses(model, hr, ref if model_cfg.use_reference else None, keep=keep, sample_z=sample_z)
         opt.zero_grad(set_to_none=True)
         terms.total.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)

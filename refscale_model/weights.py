@@ -117,4 +117,7 @@ def load_model(name_or_path: str | Path = "x2", allow_untrained: bool = False) -
                 return RefScale(RefScaleConfig.preset(str(name_or_path))).eval()
             raise FileNotFoundError(f"no shipped weights for {name_or_path!r} at {path}")
         return load_weights(path)
-    return load_weights(Path(name_or_path))
+    path = Path(name_or_path)
+    if path.suffix == "" and not path.exists():
+        raise ValueError(f"unknown model {name_or_path!r}; choose one of {sorted(PRESET_FILES)} or a .safetensors path")
+    return load_weights(path)

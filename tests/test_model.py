@@ -1,0 +1,128 @@
+"""The network: invertibility, shapes, padding, quantisation, similarity map, reference checks."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from refscale_model import RefScale, RefScaleConfig
+from refscale_model.layers import HaarSqueeze, cosine_similarity_map
+from refscale_model.quantise import lr_from_uint8, lr_to_uint8, quantise_lr, quantise_smap
+
+TINY = {"hidden": 8, "encoder_channels": 8}
+
+
+def perturbed(config: RefScaleConfig, seed: int = 0) -> RefScale:
+    """A model whose zero-initialised parts are randomised, so invertibility is really exercised."""
+    torch.manual_seed(seed)
+    model = RefScale(config)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    return model.eval()
+
+
+@pytest.mark.parametrize("scale,blocks", [(2, (3,)), (4, (2, 2))])
+@pytest.mark.parametrize("dtype,tol", [(torch.float32, 1e-4), (torch.float64, 1e-9)])
+def test_flow_is_invertible(scale: int, blocks: tuple[int, ...], dtype: torch.dtype, tol: float) -> None:
+    model = perturbed(RefScaleConfig(scale=scale, blocks=blocks, **TINY)).to(dtype)
+    hr = torch.rand(2, 3, 32, 48, dtype=dtype)
+    ref = torch.rand(2, 3, 32, 48, dtype=dtype)
+    cond = model.condition(hr, ref)
+    lr, z = model.forward_flow(hr, cond)
+    assert lr.shape == (2, 3, 32 // scale, 48 // scale)
+    assert z.shape == (2, 3 * scale * scale - 3, 32 // scale, 48 // scale)
+    rebuilt = model.inverse_flow(lr, z, cond)
+    assert (rebuilt - hr).abs().max().item() < tol
+
+
+def test_haar_squeeze_is_orthogonal_up_to_scale_and_ll_is_the_mean() -> None:
+    x = torch.rand(1, 3, 8, 8, dtype=torch.float64)
+    squeeze = HaarSqueeze(3)
+    y = squeeze(x)
+    assert torch.allclose(y[:, :3], torch.nn.functional.avg_pool2d(x, 2))
+    assert torch.allclose(squeeze.inverse(y), x, atol=1e-12)
+
+
+@pytest.mark.parametrize("scale,blocks", [(2, (2,)), (4, (1, 1))])
+@pytest.mark.parametrize("size", [(1080, 1920), (375, 1242), (61, 97)])
+def test_downscale_upscale_shapes_on_any_frame_size(scale: int, blocks: tuple[int, ...], size: tuple[int, int]) -> None:
+    model = perturbed(RefScaleConfig(scale=scale, blocks=blocks, **TINY))
+    if size[0] > 500:  # keep the 1080p case cheap: one image, no reference pass twice
+        hr = torch.rand(1, 3, *size)
+    else:
+        hr = torch.rand(2, 3, *size)
+    enc = model.downscale(hr, hr)
+    ph, pw = model.padded_size(size)
+    assert enc.lr.dtype == torch.uint8 and enc.lr.shape == (hr.shape[0], 3, ph // scale, pw // scale)
+    assert enc.smap is not None and enc.smap.dtype == torch.uint8
+    assert enc.smap.shape[-2:] == (ph // 4, pw // 4)
+    assert enc.size == size
+    out = model.upscale(enc.lr, enc.smap, hr, enc.size)
+    assert out.shape == hr.shape and out.min() >= 0 and out.max() <= 1
+
+
+def test_no_reference_mode_equals_zero_similarity() -> None:
+    model = perturbed(RefScaleConfig(**TINY))
+    hr = torch.rand(1, 3, 32, 32)
+    enc = model.downscale(hr, None)
+    assert enc.smap is None
+    cond_none = model.condition_from_smap(None, None, hr)
+    cond_zero = model.condition_from_smap(hr, torch.zeros(1, 1, 8, 8), hr)
+    assert torch.equal(cond_none.per_stage[0], cond_zero.per_stage[0])
+    out = model.upscale(enc.lr, None, None, enc.size)
+    assert out.shape == hr.shape
+
+
+def test_mismatched_reference_is_a_clear_error() -> None:
+    model = RefScale(RefScaleConfig(**TINY)).eval()
+    with pytest.raises(ValueError, match="does not match"):
+        model.downscale(torch.rand(1, 3, 32, 32), torch.rand(1, 3, 32, 40))
+    enc = model.downscale(torch.rand(1, 3, 32, 32), torch.rand(1, 3, 32, 32))
+    with pytest.raises(ValueError, match="does not match"):
+        model.upscale(enc.lr, enc.smap, torch.rand(1, 3, 40, 32), enc.size)
+    with pytest.raises(ValueError, match="both the reference and the S_map"):
+        model.upscale(enc.lr, enc.smap, None, enc.size)
+
+
+def test_quantisation_round_trip_and_straight_through_gradient() -> None:
+    lr = torch.rand(1, 3, 8, 8, requires_grad=True)
+    q = quantise_lr(lr)
+    assert torch.allclose(q * 255, torch.round(q * 255), atol=1e-4)
+    q.sum().backward()
+    assert torch.allclose(lr.grad, torch.ones_like(lr))
+    u8 = lr_to_uint8(lr.detach())
+    assert torch.equal(lr_to_uint8(lr_from_uint8(u8)), u8)
+    assert (lr_from_uint8(u8) - lr.detach()).abs().max() <= 0.5 / 255 + 1e-7
+    s = torch.rand(1, 1, 4, 4)
+    levels = quantise_smap(s, 16, training=False)
+    assert torch.equal(levels, torch.round(levels)) and levels.max() <= 15
+    noisy = quantise_smap(s, 16, training=True)
+    assert (noisy - s * 15).abs().max() <= 0.5
+
+
+def test_similarity_map_is_one_for_identical_and_low_for_unrelated() -> None:
+    torch.manual_seed(0)
+    model = RefScale(RefScaleConfig(**TINY)).eval()
+    hr = torch.rand(1, 3, 64, 64)
+    with torch.no_grad():
+        g = model.encoder.bottleneck(model.encoder.features(hr))
+        assert torch.allclose(cosine_similarity_map(g, g), torch.ones(1, 1, 16, 16), atol=1e-5)
+    same = model.downscale(hr, hr).smap
+    assert int(same.min()) == model.config.smap_levels - 1
+    a = torch.randn(1, 32, 16, 16)
+    b = torch.randn(1, 32, 16, 16)
+    assert cosine_similarity_map(a, b).mean().item() < 0.15
+
+
+def test_real_pair_frame_round_trip_is_close(webcam_pair: tuple[np.ndarray, np.ndarray]) -> None:
+    """Even untrained, the Haar-initialised INN rebuilds a real frame well from its LR (z = 0)."""
+    target, reference = webcam_pair
+    hr = torch.from_numpy(target[:200, :300]).permute(2, 0, 1)[None]
+    ref = torch.from_numpy(reference[:200, :300]).permute(2, 0, 1)[None]
+    model = RefScale(RefScaleConfig(**TINY)).eval()
+    enc = model.downscale(hr, ref)
+    out = model.upscale(enc.lr, enc.smap, ref, enc.size)
+    mse = torch.mean((out - hr.float() / 255) ** 2).item()
+    assert 10 * np.log10(1 / mse) > 22

@@ -1,0 +1,64 @@
+"""safetensors + sidecar round trip; tampered, foreign and pickled files are refused."""
+
+from __future__ import annotations
+
+import json
+import pickle
+from pathlib import Path
+
+import pytest
+import torch
+
+from refscale_model import RefScale, RefScaleConfig, WeightsError, load_model, load_weights, save_weights
+from refscale_model.weights import sha256_file
+
+
+def small_model() -> RefScale:
+    torch.manual_seed(1)
+    model = RefScale(RefScaleConfig(scale=4, blocks=(1, 2), hidden=8, encoder_channels=8)).eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.01 * torch.randn_like(p))
+    return model
+
+
+def test_round_trip_preserves_outputs(tmp_path: Path) -> None:
+    model = small_model()
+    sha = save_weights(model, tmp_path / "m.safetensors", extra={"note": "test"})
+    assert sha == sha256_file(tmp_path / "m.safetensors")
+    side = json.loads((tmp_path / "m.json").read_text())
+    assert side["sha256"] == sha and side["config"]["scale"] == 4 and side["note"] == "test"
+    loaded = load_weights(tmp_path / "m.safetensors")
+    assert loaded.weights_sha256 == sha and loaded.config == model.config
+    hr = torch.rand(1, 3, 32, 32)
+    a, b = model.downscale(hr, hr), loaded.downscale(hr, hr)
+    assert torch.equal(a.lr, b.lr) and torch.equal(a.smap, b.smap)
+    assert load_model(tmp_path / "m.safetensors").weights_sha256 == sha
+
+
+def test_tampered_file_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "m.safetensors"
+    save_weights(small_model(), path)
+    data = bytearray(path.read_bytes())
+    data[-5] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with pytest.raises(WeightsError, match="sha256"):
+        load_weights(path)
+
+
+def test_other_formats_and_missing_sidecar_are_refused(tmp_path: Path) -> None:
+    pickled = tmp_path / "m.pt"
+    pickled.write_bytes(pickle.dumps({"weight": [1, 2, 3]}))
+    with pytest.raises(WeightsError, match="only .safetensors"):
+        load_weights(pickled)
+    path = tmp_path / "m.safetensors"
+    save_weights(small_model(), path)
+    (tmp_path / "m.json").unlink()
+    with pytest.raises(WeightsError, match="sidecar"):
+        load_weights(path)
+
+
+def test_unknown_preset_is_a_clear_error() -> None:
+    with pytest.raises(ValueError, match="unknown model"):
+        load_model("x3")
+    assert load_model("x2", allow_untrained=True).config.scale == 2
