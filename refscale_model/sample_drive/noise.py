@@ -81,5 +81,7 @@ def hash01(*ints: np.ndarray | int) -> np.ndarray:
 
 def to_u8(img: np.ndarray, floor: int = 0) -> np.ndarray:
     """Float [0, 1] to uint8; `floor` keeps painted pixels away from the 0 key colour."""
-    out = np.clip(img * 255.0 + 0.5, floor, 255).astype(np.uint8)
-    return out
+    scaled = img * np.float32(255.0)
+    scaled += np.float32(0.5)
+    np.clip(scaled, floor, 255, out=scaled)
+    return scaled.astype(np.uint8)

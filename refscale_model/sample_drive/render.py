@@ -149,7 +149,7 @@ def _ground(frame: np.ndarray, haze: np.ndarray, lit: Lit, view: View, dens: flo
 def _wet_sheen(dst: np.ndarray, lit: Lit, cos_incidence: np.ndarray) -> None:
     """Wet asphalt mirrors the bright horizon, more so at grazing angles (Schlick's Fresnel)."""
     fresnel = 0.02 + 0.98 * (1.0 - np.clip(cos_incidence, 0, 1)) ** 5
-    rows = (fresnel[:, None] * 0.35 * lit.sheen_rgb[None, :]).astype(np.uint8)
+    rows = (fresnel[:, None] * 0.18 * lit.sheen_rgb[None, :]).astype(np.uint8)
     add = np.ascontiguousarray(np.broadcast_to(rows[:, None, :], dst.shape))
     cv2.add(dst, add, dst=dst)
 
@@ -269,10 +269,10 @@ def _draw_sprite(frame: np.ndarray, haze: np.ndarray, plane: PlaneTex, view: Vie
         return
     x0, y0, x1, y1 = box
     warped = _warp_level(plane, view, box, cv2.BORDER_CONSTANT)
-    alpha = np.ascontiguousarray(warped[..., 3])
+    alpha = cv2.extractChannel(warped, 3)
     roi = frame[y0:y1, x0:x1]
     under = cv2.multiply(roi, cv2.merge([255 - alpha] * 3), scale=1.0 / 255.0)
-    cv2.add(under, np.ascontiguousarray(warped[..., :3]), dst=roi)
+    cv2.add(under, cv2.cvtColor(warped, cv2.COLOR_RGBA2RGB), dst=roi)
     solid = cv2.threshold(alpha, 127, 255, cv2.THRESH_BINARY)[1]
     cv2.copyTo(np.full(alpha.shape, hz, np.float32), solid, haze[y0:y1, x0:x1])
 

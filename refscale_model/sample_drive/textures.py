@@ -61,13 +61,37 @@ def ground_texture(
     rows, cols = round(length * res), round(2 * layout.facade * res)
     out = np.empty((rows, cols, 3), np.uint8)
     y = layout.facade - (np.arange(cols, dtype=np.float32) + 0.5) / res
+    patches = _patches(rng, layout, x_start, length)
     chunk = max(64, round(40 * res))
     for r0 in range(0, rows, chunk):
         r1 = min(rows, r0 + chunk)
         x = x_start + (np.arange(r0, r1, dtype=np.float32) + 0.5) / res
-        out[r0:r1] = to_u8(_ground_chunk(rng, layout, x, y, res, crossings, tree_pits))
+        out[r0:r1] = to_u8(_ground_chunk(rng, layout, x, y, res, crossings, tree_pits, patches))
     _draw_street_furniture_on_ground(rng, out, layout, x_start, res)
     return out
+
+
+def _patches(rng: np.random.Generator, lay: StreetLayout, x_start: float, length: float) -> list[tuple[float, ...]]:
+    """Asphalt repairs (x0, x1, y0, y1, tone): rectangles of newer or older asphalt."""
+    out = []
+    for _ in range(int(length / 14)):
+        cx, cy = x_start + rng.uniform(0, length), rng.uniform(-lay.kerb + 0.8, lay.kerb - 0.8)
+        hx, hy = rng.uniform(0.4, 1.8), rng.uniform(0.4, 1.4)
+        out.append((cx - hx, cx + hx, cy - hy, cy + hy, float(rng.choice([0.82, 0.88, 1.12]))))
+    return out
+
+
+def _apply_patches(asphalt: np.ndarray, x: np.ndarray, y: np.ndarray, patches: list[tuple[float, ...]]) -> None:
+    for x0, x1, y0, y1, tone in patches:
+        r0, r1 = np.searchsorted(x, [x0, x1])
+        c0, c1 = np.sort(np.searchsorted(-y, [-y1, -y0]))
+        if r1 <= r0 or c1 <= c0:
+            continue
+        sub = asphalt[r0:r1, c0:c1]
+        sub *= tone
+        edge = np.minimum(np.minimum(x[r0:r1, None] - x0, x1 - x[r0:r1, None]),
+                          np.minimum(y[None, c0:c1] - y0, y1 - y[None, c0:c1]))
+        sub[edge < 0.035] *= 0.8  # bitumen seal along the cut
 
 
 def _ground_chunk(
@@ -78,6 +102,7 @@ def _ground_chunk(
     res: float,
     crossings: list[float],
     tree_pits: list[tuple[float, float]],
+    patches: list[tuple[float, ...]],
 ) -> np.ndarray:
     shape = (x.size, y.size)
     X, Y = x[:, None], y[None, :]
@@ -96,6 +121,7 @@ def _ground_chunk(
             asphalt = asphalt - 0.025 * np.exp(-(((Y - lane_c - off) / 0.35) ** 2))
     gutter = smoothstep(lay.kerb - 0.5, lay.kerb, ay) * road
     asphalt = asphalt * (1.0 - 0.18 * gutter * (0.6 + 0.4 * (mid > 0)))
+    _apply_patches(asphalt, x, y, patches)
 
     # Sidewalk: concrete slabs with joints and per-slab tone.
     slab = 1.0
@@ -145,17 +171,19 @@ def _tree_pits(
     img: np.ndarray, X: np.ndarray, Y: np.ndarray, pits: list[tuple[float, float]], noise: np.ndarray
 ) -> None:
     """Dark soil squares with an iron grating ring around street trees."""
-    x0, x1 = float(X[0, 0]) - 1.0, float(X[-1, 0]) + 1.0
+    xs = X[:, 0]
     for px, py in pits:
-        if not x0 <= px <= x1:
+        r0, r1 = np.searchsorted(xs, [px - 0.75, px + 0.75])
+        if r1 <= r0:
             continue
-        d = np.maximum(np.abs(X - px), np.abs(Y - py))
+        x, sub, nz = X[r0:r1], img[r0:r1], noise[r0:r1]
+        d = np.maximum(np.abs(x - px), np.abs(Y - py))
         soil = d < 0.65
         ring = (d >= 0.65) & (d < 0.72)
-        grate = soil & (np.mod((X - px) * 12.0, 1.0) < 0.25) & (d > 0.25)
-        img[soil] = (np.array([0.17, 0.14, 0.11]) * (1 + 0.3 * noise[soil, None])).astype(np.float32)
-        img[grate] = (0.13, 0.13, 0.14)
-        img[ring] = (0.3, 0.3, 0.32)
+        grate = soil & (np.mod((x - px) * 12.0, 1.0) < 0.25) & (d > 0.25)
+        sub[soil] = (np.array([0.17, 0.14, 0.11]) * (1 + 0.3 * nz[soil, None])).astype(np.float32)
+        sub[grate] = (0.13, 0.13, 0.14)
+        sub[ring] = (0.3, 0.3, 0.32)
 
 
 def _draw_street_furniture_on_ground(
@@ -170,14 +198,6 @@ def _draw_street_furniture_on_ground(
 
     x = 6.0
     while x < length + x_start:
-        # Asphalt repair patch: slightly different tone, sealed dark edges.
-        if rng.random() < 0.5:
-            cx, cy = x + rng.uniform(0, 10), rng.uniform(-lay.kerb + 1, lay.kerb - 1)
-            w, h = rng.uniform(0.8, 3.0), rng.uniform(0.8, 2.5)
-            p0, p1 = px(cx - h / 2, cy + w / 2), px(cx + h / 2, cy - w / 2)
-            tone = int(rng.uniform(46, 70))
-            cv2.rectangle(img, p0, p1, (tone, tone, tone), -1)
-            cv2.rectangle(img, p0, p1, (28, 28, 30), max(1, round(0.05 * res)))
         # Manhole cover in a lane.
         if rng.random() < 0.35:
             c = px(x + rng.uniform(0, 10), rng.choice([-1.6, 1.6, -0.7]) + rng.uniform(-0.3, 0.3))
@@ -248,8 +268,9 @@ def facade_texture(
         cv.paint()
         k0, k1 = c0 - full_c0, min(cv.cols, c1 - full_c0)
         c1 = full_c0 + k1
-        np.copyto(rgb[r0:, c0:c1], to_u8(cv.img[:, k0:k1], floor=1), where=cv.alpha[:, k0:k1, None])
-        np.copyto(lit[r0:, c0:c1], to_u8(cv.light[:, k0:k1]), where=cv.alpha[:, k0:k1])
+        mask = cv.alpha[:, k0:k1].view(np.uint8)
+        cv2.copyTo(to_u8(cv.img[:, k0:k1], floor=1), mask, rgb[r0:, c0:c1])
+        cv2.copyTo(to_u8(cv.light[:, k0:k1]), mask, lit[r0:, c0:c1])
     return rgb, lit
 
 
@@ -269,12 +290,12 @@ class _Canvas:
 
     def sl(self, z_top: float, z_bot: float, u0: float = 0.0, u1: float | None = None) -> tuple[slice, slice]:
         """Row/column slices of the rectangle z in [z_bot, z_top], u in [u0, u1]."""
-        top = self.rows / self.res
-        r0 = int(np.clip(round((top - z_top) * self.res), 0, self.rows))
-        r1 = int(np.clip(round((top - z_bot) * self.res), 0, self.rows))
+        top, res = self.rows / self.res, self.res
         u1 = self.width if u1 is None else u1
-        c0 = int(np.clip(round(u0 * self.res), 0, self.cols))
-        c1 = int(np.clip(round(u1 * self.res), 0, self.cols))
+        r0 = min(max(round((top - z_top) * res), 0), self.rows)
+        r1 = min(max(round((top - z_bot) * res), 0), self.rows)
+        c0 = min(max(round(u0 * res), 0), self.cols)
+        c1 = min(max(round(u1 * res), 0), self.cols)
         return slice(r0, r1), slice(c0, c1)
 
     def grid(self, s: tuple[slice, slice]) -> tuple[np.ndarray, np.ndarray]:
@@ -476,17 +497,26 @@ class _Canvas:
 
 
 def _brick(z: np.ndarray, u: np.ndarray, wall: np.ndarray, seed: int) -> np.ndarray:
-    """Running-bond brickwork with per-brick tone and light mortar."""
+    """Running-bond brickwork with per-brick tone and light mortar (tones drawn per brick, then indexed)."""
     course, blen = 0.077, 0.25
-    row = np.floor(z / course)
-    off = 0.5 * blen * (row % 2)
-    col = np.floor((u + off) / blen)
-    tone = hash01(row.astype(np.int64), col.astype(np.int64), seed)
-    mortar = (np.mod(z, course) < 0.014) | (np.mod(u + off, blen) < 0.012)
-    brick = wall[None, None, :] * (0.82 + 0.34 * tone[..., None])
+    zc, uc = z[:, 0], u[0, :]
+    row = np.floor(zc / course).astype(np.int64)
+    odd = (row % 2).astype(bool)
+    col_even = np.floor(uc / blen).astype(np.int64)
+    col_odd = np.floor((uc + 0.5 * blen) / blen).astype(np.int64)
+    r0, c_max = row.min(), int(max(col_even.max(), col_odd.max())) + 1
+    rr, cc = np.mgrid[0 : row.max() - r0 + 1, 0:c_max]
+    tones = hash01(rr + r0, cc, seed)
+    ri = (row - r0)[:, None]
+    tone = np.where(odd[:, None], tones[ri, col_odd[None, :]], tones[ri, col_even[None, :]])
+    mortar_row = np.mod(zc, course) < 0.014
+    mortar_even = np.mod(uc, blen) < 0.012
+    mortar_odd = np.mod(uc + 0.5 * blen, blen) < 0.012
+    mortar = mortar_row[:, None] | np.where(odd[:, None], mortar_odd[None, :], mortar_even[None, :])
+    brick = (0.82 + 0.34 * tone)[..., None] * wall[None, None, :]
     brick[..., 0] *= 1 + 0.08 * (tone - 0.5)
-    mortar_col = np.array([0.62, 0.6, 0.56], np.float32)
-    return np.where(mortar[..., None], mortar_col, brick)
+    brick[mortar] = (0.62, 0.6, 0.56)
+    return brick
 
 
 def _window_columns(width: float, spacing: float, margin: float = 1.2) -> list[float]:

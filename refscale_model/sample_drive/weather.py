@@ -27,7 +27,7 @@ class Conditions:
     variant: str = "a"  # which parked cars exist ("a" or "b")
     sky_zenith: RGB = (0.70, 0.73, 0.77)
     sky_horizon: RGB = (0.86, 0.87, 0.88)
-    clouds: float = 0.05  # cloud contrast
+    clouds: float = 0.09  # cloud contrast
     cloud_tint: RGB = (1.0, 1.0, 1.0)
     ambient: RGB = (1.0, 1.0, 1.0)  # diffuse light on every surface
     sun: RGB = (0.0, 0.0, 0.0)  # added on sunlit surfaces (times the cosine)
@@ -188,8 +188,11 @@ def _facade_lit(world: World, cond: Conditions, side: str, amb: np.ndarray, sun:
     normal = {"left": np.array([0, -1.0, 0]), "right": np.array([0, 1.0, 0]), "end": np.array([-1.0, 0, 0])}[side]
     s = _sun_vector(cond)
     ndl = float(normal @ s)
+    sunny = ndl > 0 and sun.max() > 0
+    if np.allclose(amb, 1.0) and not sunny and cond.window_glow <= 0:
+        return tex  # neutral light: share the albedo texels (the Lit gets its own mip cache)
     out = tex.copy() if np.allclose(amb, 1.0) else _apply(tex, amb)
-    if ndl > 0 and sun.max() > 0:
+    if sunny:
         cols = np.arange(tex.shape[1])
         pos = plane.origin[None, :] + cols[:, None] * plane.du[None, :]
         blocker_y = world.layout.facade if s[1] > 0 else -world.layout.facade
