@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 COMMAND_MODULES: tuple[str, ...] = (
@@ -16,6 +17,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "refscale_model.cli.cache",
     "refscale_model.cli.bags",
     "refscale_model.cli.sample_drive",
+    "refscale_model.cli.onnx",
 )
 
 
@@ -28,8 +30,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one subcommand; user errors (missing files, bad weights, bad input) end with a message, not a trace."""
     args = build_parser().parse_args(argv)
-    return int(args.func(args) or 0)
+    try:
+        return int(args.func(args) or 0)
+    except (FileNotFoundError, IsADirectoryError, ValueError) as exc:
+        if os.environ.get("REFSCALE_TRACEBACK"):
+            raise
+        print(f"refscale {args.command}: error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":
