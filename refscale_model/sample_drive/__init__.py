@@ -168,8 +168,8 @@ def generate_sample_drive(
     A rerun with the same arguments and generator version reuses the output unless `force`.
     `progress(drive, done, total)` is called after each frame.
     """
-    if frames < 1 or size[0] < 16 or size[1] < 16 or rate_hz <= 0:
-        raise ValueError(f"bad sample-drive parameters: frames={frames} size={size} rate_hz={rate_hz}")
+    if frames < 1 or size[0] < 16 or size[1] < 16 or rate_hz <= 0 or seed < 0:
+        raise ValueError(f"bad sample-drive parameters: frames={frames} size={size} rate_hz={rate_hz} seed={seed}")
     out = Path(out_dir)
     expected = _manifest(seed, frames, size, rate_hz)
     bags = {name: out / name for name in DRIVE_NAMES}

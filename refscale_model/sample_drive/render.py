@@ -226,7 +226,7 @@ def _visible_objects(world: World, pose: Pose, variant: str) -> list[SceneObject
     for obj in world.objects:
         if variant not in obj.variants:
             continue
-        far = obj.depth_key + (obj.plane.tex.shape[1] * obj.plane.du[0] if obj.kind == "car_side" else 0.0)
+        far = obj.depth_key if obj.x_far is None else obj.x_far
         if far < pose.x + NEAR_M or obj.depth_key > pose.x + SPRITE_RANGE_M:
             continue
         out.append(obj)
@@ -240,30 +240,38 @@ def _objects(frame: np.ndarray, haze: np.ndarray, world: World, lit: Lit, view: 
     pose = view.pose
     for obj in _visible_objects(world, pose, cond.variant):
         plane = obj.plane.with_mip(lit.mips[id(obj.plane.mip)])
-        if obj.kind == "car_side":
-            plane = _clip_flank(plane, pose)
+        if obj.x_far is not None:
+            plane = _clip_near(plane, pose)
             if plane is None:
                 continue
         depth = max(obj.depth_key - pose.x, NEAR_M)
-        _draw_sprite(frame, haze, plane, view, _haze_of(depth, dens))
+        _draw_sprite(frame, haze, plane, view, _haze_of(depth, dens), solid=obj.kind != "car_shadow")
         if obj.glow_centre is not None and cond.lamp_glow > 0:
             _lamp_glow(frame, obj.glow_centre, view, cond.lamp_glow)
 
 
-def _clip_flank(plane: PlaneTex, pose: Pose) -> PlaneTex | None:
-    """Drop the part of a car flank that is behind the camera (a homography would mirror it)."""
-    step = float(plane.du[0])
+def _clip_near(plane: PlaneTex, pose: Pose) -> PlaneTex | None:
+    """Drop the part of a plane running along the street that is behind the camera.
+
+    A homography would otherwise mirror that part into the image.
+    """
+    along_cols = abs(float(plane.du[0])) > 0
+    step = float(plane.du[0] if along_cols else plane.dv[0])
     first = math.ceil((pose.x + NEAR_M - float(plane.origin[0])) / step)
     if first <= 0:
         return plane
     tex = plane.tex
-    if first >= tex.shape[1] - 1:
+    n = tex.shape[1] if along_cols else tex.shape[0]
+    if first >= n - 1:
         return None
-    return PlaneTex(MipTex(np.ascontiguousarray(tex[:, first:])), plane.origin + first * plane.du,
+    cut = tex[:, first:] if along_cols else tex[first:]
+    return PlaneTex(MipTex(np.ascontiguousarray(cut)), plane.origin + first * (plane.du if along_cols else plane.dv),
                     plane.du, plane.dv)
 
 
-def _draw_sprite(frame: np.ndarray, haze: np.ndarray, plane: PlaneTex, view: View, hz: np.ndarray) -> None:
+def _draw_sprite(
+    frame: np.ndarray, haze: np.ndarray, plane: PlaneTex, view: View, hz: np.ndarray, solid: bool = True
+) -> None:
     box = _roi(view, _corners(plane))
     if box is None:
         return
@@ -273,8 +281,9 @@ def _draw_sprite(frame: np.ndarray, haze: np.ndarray, plane: PlaneTex, view: Vie
     roi = frame[y0:y1, x0:x1]
     under = cv2.multiply(roi, cv2.merge([255 - alpha] * 3), scale=1.0 / 255.0)
     cv2.add(under, cv2.cvtColor(warped, cv2.COLOR_RGBA2RGB), dst=roi)
-    solid = cv2.threshold(alpha, 127, 255, cv2.THRESH_BINARY)[1]
-    cv2.copyTo(np.full(alpha.shape, hz, np.float32), solid, haze[y0:y1, x0:x1])
+    if solid:  # shadows keep the haze of the road they darken
+        mask = cv2.threshold(alpha, 127, 255, cv2.THRESH_BINARY)[1]
+        cv2.copyTo(np.full(alpha.shape, hz, np.float32), mask, haze[y0:y1, x0:x1])
 
 
 def _lamp_glow(frame: np.ndarray, centre: np.ndarray, view: View, strength: float) -> None:

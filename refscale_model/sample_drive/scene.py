@@ -17,6 +17,7 @@ from .sprites import (
     LAMP_HEAD_M,
     LAMP_WIDTH_M,
     car_panels,
+    car_shadow,
     lamp_glow_mask,
     lamp_sprite,
     sign_sprite,
@@ -31,6 +32,7 @@ WALL_COLOURS: tuple[tuple[float, float, float], ...] = (
 BRICK_COLOURS: tuple[tuple[float, float, float], ...] = ((0.52, 0.26, 0.18), (0.44, 0.25, 0.2), (0.74, 0.63, 0.44))
 ROOF_COLOURS: tuple[tuple[float, float, float], ...] = ((0.16, 0.17, 0.18), (0.3, 0.31, 0.32), (0.33, 0.5, 0.42))
 TEX_HEIGHT_M = 25.0
+SHADOW_RES = 24.0  # texels per metre of the soft contact shadow under parked cars
 
 
 class MipTex:
@@ -96,6 +98,7 @@ class SceneObject:
     order: int = 0  # within one depth_key group: lower first
     glow: np.ndarray | None = None  # lamp diffuser mask, lit at dusk
     glow_centre: np.ndarray | None = None  # world position of the diffuser, for the halo
+    x_far: float | None = None  # far end of planes that run along the street (car flank, shadow)
 
 
 @dataclass
@@ -298,8 +301,10 @@ def _parked_cars(
 def _car_model(rng: np.random.Generator, res: float, i: int) -> dict:
     """Panels of one car model, the flank also mirrored, each wrapped once so mips are shared."""
     p = car_panels(rng, res, CAR_COLOURS[i % len(CAR_COLOURS)], tall=i % 3 == 2)
+    length, width, _ = (float(v) for v in p["dims"])
     return {"front": MipTex(p["front"]), "rear": MipTex(p["rear"]), "side": MipTex(p["side"]),
-            "side_flipped": MipTex(np.ascontiguousarray(p["side"][:, ::-1])), "dims": p["dims"]}
+            "side_flipped": MipTex(np.ascontiguousarray(p["side"][:, ::-1])), "dims": p["dims"],
+            "shadow": MipTex(car_shadow(SHADOW_RES, length + 0.8, width + 0.7))}
 
 
 def _car_objects(
@@ -315,7 +320,13 @@ def _car_objects(
     h = flank.tex.shape[0]
     flank_plane = PlaneTex(flank, origin=np.array([x_near + 0.5 / res, y_flank, h / res - 0.5 / res]),
                            du=np.array([1.0 / res, 0.0, 0.0]), dv=np.array([0.0, 0.0, -1.0 / res]))
+    sres = SHADOW_RES
+    shadow = model["shadow"]
+    sh, sw = shadow.tex.shape[:2]
+    shadow_plane = PlaneTex(shadow, origin=np.array([x_near - 0.4 + 0.5 / sres, yc + sw / sres / 2 - 0.5 / sres, 0.01]),
+                            du=np.array([0.0, -1.0 / sres, 0.0]), dv=np.array([1.0 / sres, 0.0, 0.0]))
     return [
-        SceneObject("car_side", flank_plane, x_near, variants, order=0),
+        SceneObject("car_shadow", shadow_plane, x_near, variants, order=-1, x_far=x_near - 0.4 + sh / sres),
+        SceneObject("car_side", flank_plane, x_near, variants, order=0, x_far=x_near + length),
         SceneObject("car_end", billboard(end, res, x_near, yc), x_near, variants, order=1),
     ]

@@ -146,7 +146,7 @@ def car_panels(
     return {
         "rear": _car_end(rng, res, col, width, height, front=False),
         "front": _car_end(rng, res, col, width, height, front=True),
-        "side": _car_side(rng, res, col, length, height),
+        "side": _car_side(rng, res, col * 0.86, length, height),  # flank faces the sky less directly
         "dims": np.array([length, width, height], np.float32),
     }
 
@@ -246,3 +246,13 @@ def _car_side(rng: np.random.Generator, res: float, col: np.ndarray, length: flo
     rgb[(z < 0.3) & body] *= 0.55
     noise = 1 + 0.02 * rng.standard_normal((rows, cols), np.float32)
     return premultiply(rgb * noise[..., None], alpha)
+
+
+def car_shadow(res: float, length: float, width: float) -> np.ndarray:
+    """Soft contact shadow under a parked car (rows along the car), black with alpha: it grounds the car."""
+    rows, cols = max(2, round(length * res)), max(2, round(width * res))
+    x = (np.arange(rows, dtype=np.float32) + 0.5)[:, None] / res
+    y = (np.arange(cols, dtype=np.float32) + 0.5)[None, :] / res
+    edge = np.minimum(np.minimum(x, length - x), np.minimum(y, width - y))
+    alpha = 0.85 * smoothstep(0.0, 0.5, edge) ** 0.5
+    return premultiply(np.zeros((rows, cols, 3), np.float32), alpha)
