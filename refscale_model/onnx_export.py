@@ -1,0 +1,269 @@
+"""ONNX export of RefScale's downscaling half, so the onboard node runs without PyTorch.
+
+Two self-contained graphs per export (docs/onnx-runtime.md):
+
+* `FILE`: inputs `hr`, `ref` (N×3×H×W, dynamic N/H/W) -> outputs `lr` (uint8 N×3×h×w) and
+  `smap` (uint8 N×1×hs×ws). Ref-Net, similarity, S_map quantisation, padding and the forward INN.
+* `FILE.noref.onnx` (`noref_path(FILE)`): input `hr` -> output `lr`, the no-reference mode. A
+  separate graph rather than an optional input, so no-reference frames do not pay for a dummy
+  Ref-Net pass and TensorRT never sees control flow. A model trained without reference
+  (`use_reference=False`) exports only this variant, as `FILE` itself.
+
+Both graphs carry `refscale.*` metadata_props (weights sha256, config JSON, model id, version) so
+the offboard side can check that a bag was written by the weights its inverse loads.
+
+Why a wrapper instead of tracing `RefScale.downscale`: `RefScale.pad` computes the padding in
+Python ints (frozen into a trace); the wrapper pads with shape arithmetic the exporter keeps
+dynamic, and otherwise calls the model's own internals so behaviour cannot drift silently (the
+parity tests in tests/test_onnx_runtime.py compare against `RefScale.downscale`).
+
+Exporter: the TorchScript-based `torch.onnx.export(..., dynamo=False)`. The torch.export-based
+default needs `onnxscript`, which the `[onnx]` extra does not carry.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+from refscale_model.layers import cosine_similarity_map
+from refscale_model.model import Condition, RefScale
+from refscale_model.quantise import lr_to_uint8, quantise_smap, smap_from_levels, smap_to_uint8
+from refscale_model.runtime import noref_path
+
+log = logging.getLogger(__name__)
+
+ONNX_FORMAT = "refscale-onnx/1"
+DEFAULT_OPSET = 17
+"""17: LayerNorm-era opset every TensorRT >= 8.6 and onnxruntime >= 1.14 parse."""
+META_PREFIX = "refscale."
+INPUT_DTYPES = {"uint8": torch.uint8, "float32": torch.float32}
+
+
+class _Downscale(nn.Module):
+    """Traceable `RefScale.downscale`: uint8/float NCHW in, uint8 `lr` (and `smap`) out."""
+
+    def __init__(self, model: RefScale, with_reference: bool, compute_dtype: torch.dtype) -> None:
+        super().__init__()
+        self.model = model
+        self.with_reference = with_reference
+        self.compute_dtype = compute_dtype
+
+    def _prepare(self, x: Tensor) -> Tensor:
+        """To [0, 1] float (uint8 / 255, as `_as_float_image`), then reflect-pad bottom/right.
+
+        `RefScale.pad` picks replicate only when the pad is not smaller than the frame side,
+        which cannot happen for frames of at least `pad_multiple` pixels; the runtime rejects
+        smaller ones, so the graph needs only the reflect branch.
+        """
+        x = x.float() / 255.0 if x.dtype == torch.uint8 else x.float()
+        x = x.to(self.compute_dtype)
+        m = self.model.config.pad_multiple
+        shape = torch._shape_as_tensor(x)
+        pad_h = (m - shape[2] % m) % m
+        pad_w = (m - shape[3] % m) % m
+        return nn.functional.pad(x, [0, pad_w, 0, pad_h], mode="reflect")
+
+    def _smap_levels(self, hr: Tensor, ref: Tensor) -> Tensor:
+        """`RefScale.smap_levels_from_images`, with the cosine in float32 (fp16 norms can overflow)."""
+        enc = self.model.encoder
+        assert enc is not None
+        g_hr = enc.bottleneck(enc.features(hr)).float()
+        g_ref = enc.bottleneck(enc.features(ref)).float()
+        return quantise_smap(cosine_similarity_map(g_hr, g_ref), self.model.config.smap_levels, training=False)
+
+    def _lr(self, hr: Tensor, cond: Condition) -> Tensor:
+        lr, _ = self.model.forward_flow(hr, cond)
+        return lr_to_uint8(lr.float())
+
+    def forward(self, hr: Tensor, ref: Tensor | None = None) -> tuple[Tensor, Tensor] | Tensor:
+        m = self.model
+        hr_p = self._prepare(hr)
+        if not self.with_reference:
+            return self._lr(hr_p, m.condition_from_smap(None, None, hr_p))
+        assert ref is not None
+        ref_p = self._prepare(ref)
+        smap_u8 = smap_to_uint8(self._smap_levels(hr_p, ref_p))
+        cond = m.condition_from_smap(ref_p, smap_from_levels(smap_u8, m.config.smap_levels, hr_p.dtype), hr_p)
+        return self._lr(hr_p, cond), smap_u8
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    """Paths written by `export_onnx` and the metadata embedded in them."""
+
+    path: Path
+    """The main graph (`hr`, `ref` -> `lr`, `smap`); for a no-reference model the `hr` -> `lr` graph."""
+    noref_path: Path | None
+    """The no-reference graph of a referenced model (None for a model trained without reference)."""
+    metadata: dict[str, str]
+
+
+def export_metadata(
+    model: RefScale, model_id: str, *, graph: str, precision: str, input_dtype: str, opset: int
+) -> dict[str, str]:
+    """The `refscale.*` metadata_props of one graph (all values strings, as ONNX requires)."""
+    from refscale_model import __version__
+
+    return {
+        f"{META_PREFIX}format": ONNX_FORMAT,
+        f"{META_PREFIX}weights_sha256": str(model.weights_sha256 or ""),
+        f"{META_PREFIX}config": json.dumps(model.config.to_dict(), sort_keys=True),
+        f"{META_PREFIX}model_id": model_id,
+        f"{META_PREFIX}version": __version__,
+        f"{META_PREFIX}graph": graph,
+        f"{META_PREFIX}precision": precision,
+        f"{META_PREFIX}input_dtype": input_dtype,
+        f"{META_PREFIX}opset": str(opset),
+    }
+
+
+def read_metadata(path: str | Path) -> dict[str, str]:
+    """The `refscale.*` metadata_props of an exported graph, prefix stripped (no weights loaded)."""
+    import onnx
+
+    proto = onnx.load(str(path), load_external_data=False)
+    return {
+        p.key[len(META_PREFIX) :]: p.value for p in proto.metadata_props if p.key.startswith(META_PREFIX)
+    }
+
+
+def check_pairing(metadata: Mapping[str, str], model: RefScale) -> None:
+    """Raise ValueError unless an exported graph came from exactly `model`'s weights and config.
+
+    The offboard side calls this (with `read_metadata(path)` or `OnnxDownscaler.metadata`) before
+    rebuilding frames a car encoded with that graph.
+    """
+    want = str(model.weights_sha256 or "")
+    have = metadata.get("weights_sha256", metadata.get(f"{META_PREFIX}weights_sha256", ""))
+    if have != want:
+        raise ValueError(
+            f"ONNX graph was exported from weights {have or '(untrained)'}, model has {want or '(untrained)'}"
+        )
+    config = json.loads(metadata.get("config", metadata.get(f"{META_PREFIX}config", "{}")))
+    if config != model.config.to_dict():
+        raise ValueError(f"ONNX graph config {config} differs from the model's {model.config.to_dict()}")
+
+
+def _export_one(
+    wrapper: _Downscale,
+    path: Path,
+    opset: int,
+    input_dtype: torch.dtype,
+    metadata: dict[str, str],
+    sample_hw: tuple[int, int],
+) -> None:
+    import onnx
+
+    h, w = sample_hw
+    if input_dtype == torch.uint8:
+        gen = torch.Generator().manual_seed(0)
+        sample = torch.randint(0, 256, (1, 3, h, w), dtype=torch.uint8, generator=gen)
+    else:
+        sample = torch.rand(1, 3, h, w, generator=torch.Generator().manual_seed(0))
+    image_axes = {0: "N", 2: "H", 3: "W"}
+    if wrapper.with_reference:
+        args: tuple[Tensor, ...] = (sample, sample.flip(-1).contiguous())
+        inputs, outputs = ["hr", "ref"], ["lr", "smap"]
+        axes = {"hr": image_axes, "ref": image_axes, "lr": {0: "N", 2: "h", 3: "w"}, "smap": {0: "N", 2: "hs", 3: "ws"}}
+    else:
+        args = (sample,)
+        inputs, outputs = ["hr"], ["lr"]
+        axes = {"hr": image_axes, "lr": {0: "N", 2: "h", 3: "w"}}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with warnings.catch_warnings():
+        # the legacy exporter announces its own deprecation and traces shape arithmetic (intended)
+        warnings.filterwarnings("ignore", category=DeprecationWarning)
+        warnings.filterwarnings("ignore", category=FutureWarning)
+        warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
+        warnings.filterwarnings("ignore", message=".*legacy TorchScript-based ONNX export.*")
+        torch.onnx.export(
+            wrapper,
+            args,
+            str(path),
+            dynamo=False,
+            input_names=inputs,
+            output_names=outputs,
+            dynamic_axes=axes,
+            opset_version=opset,
+            do_constant_folding=True,
+        )
+    proto = onnx.load(str(path))
+    del proto.metadata_props[:]
+    for key, value in metadata.items():
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = key, value
+    proto.producer_name = "refscale"
+    proto.doc_string = "RefScale downscaling half (" + metadata[f"{META_PREFIX}graph"] + "); see docs/onnx-runtime.md"
+    onnx.save(proto, str(path))
+    onnx.checker.check_model(str(path), full_check=True)
+    size_mb = path.stat().st_size / 1e6
+    log.info("exported %s (%s, opset %d, %.1f MB)", path, metadata[f"{META_PREFIX}graph"], opset, size_mb)
+
+
+def export_onnx(
+    model: RefScale,
+    out: str | Path,
+    *,
+    model_id: str = "",
+    fp16: bool = False,
+    opset: int = DEFAULT_OPSET,
+    input_dtype: str = "uint8",
+    sample_hw: tuple[int, int] = (64, 96),
+) -> ExportResult:
+    """Export `model`'s downscaling half to `out` (+ `noref_path(out)`), validated by onnx.checker.
+
+    `fp16` computes in half precision (for the CUDA provider; TensorRT gets fp16 from its own
+    flag on the fp32 graph) with the similarity map kept in float32. `input_dtype` is the graph's
+    `hr`/`ref` type: "uint8" (0..255, what cameras give) or "float32" (0..1).
+    """
+    if input_dtype not in INPUT_DTYPES:
+        raise ValueError(f"input_dtype must be one of {sorted(INPUT_DTYPES)}, got {input_dtype!r}")
+    out = Path(out)
+    src = model
+    model = RefScale(src.config)
+    model.load_state_dict(src.state_dict())
+    model.weights_sha256 = src.weights_sha256
+    model = model.eval().cpu()
+    compute = torch.float16 if fp16 else torch.float32
+    model.to(compute)  # fp16: everything but the cosine similarity (lifted to float32 in _smap_levels)
+    precision = "fp16" if fp16 else "fp32"
+    common = {"precision": precision, "input_dtype": input_dtype, "opset": opset}
+    use_ref = model.encoder is not None
+    noref_out = noref_path(out) if use_ref else None
+    dtype = INPUT_DTYPES[input_dtype]
+    if use_ref:
+        meta = export_metadata(model, model_id, graph="ref", **common)
+        assert noref_out is not None
+        meta[f"{META_PREFIX}noref_graph"] = noref_out.name
+        _export_one(_Downscale(model, True, compute), out, opset, dtype, meta, sample_hw)
+        noref_meta = export_metadata(model, model_id, graph="noref", **common)
+        _export_one(_Downscale(model, False, compute), noref_out, opset, dtype, noref_meta, sample_hw)
+    else:
+        meta = export_metadata(model, model_id, graph="noref", **common)
+        _export_one(_Downscale(model, False, compute), out, opset, dtype, meta, sample_hw)
+    return ExportResult(path=out, noref_path=noref_out, metadata=meta)
+
+
+def model_id_for(weights: str) -> str:
+    """The id a bag records for `--weights` (same rule as `refscale encode-bag`)."""
+    return Path(weights).name if str(weights).endswith(".safetensors") else str(weights)
+
+
+__all__ = [
+    "DEFAULT_OPSET",
+    "ExportResult",
+    "check_pairing",
+    "export_metadata",
+    "export_onnx",
+    "model_id_for",
+    "noref_path",
+    "read_metadata",
+]

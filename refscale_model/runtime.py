@@ -1,0 +1,297 @@
+"""`OnnxDownscaler`: the onboard downscaling half on onnxruntime, behind the pipeline's numpy contract.
+
+Needs numpy and onnxruntime only (no PyTorch): the graphs come from `onnx_export.export_onnx`.
+Sessions are opened once; providers are tried in order (default TensorRT fp16 with an engine cache
+-> CUDA -> CPU) and a provider that cannot start is skipped with a warning, never a crash. Per
+frame, inputs and preallocated outputs are bound with IO binding (one set of buffers per frame
+size), so steady-state frames allocate nothing inside onnxruntime.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+from collections import OrderedDict
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from refscale_model.config import RefScaleConfig
+
+if TYPE_CHECKING:
+    import onnxruntime as ort
+
+    from refscale_model.pipeline import ModelInfo
+
+log = logging.getLogger(__name__)
+
+META_PREFIX = "refscale."
+TENSORRT = "TensorrtExecutionProvider"
+CUDA = "CUDAExecutionProvider"
+CPU = "CPUExecutionProvider"
+ProviderSpec = str | tuple[str, Mapping[str, Any]]
+
+
+def default_trt_cache_dir() -> Path:
+    """Where TensorRT engines are cached between runs (building one takes minutes on the car)."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "refscale" / "trt"
+
+
+def default_providers(
+    trt_cache_dir: str | Path | None = None, fp16: bool = True, device_id: int = 0
+) -> list[ProviderSpec]:
+    """TensorRT (fp16, engine + timing cache) -> CUDA -> CPU."""
+    cache = str(trt_cache_dir or default_trt_cache_dir())
+    trt = {
+        "device_id": device_id,
+        "trt_fp16_enable": fp16,
+        "trt_engine_cache_enable": True,
+        "trt_engine_cache_path": cache,
+        "trt_timing_cache_enable": True,
+        "trt_timing_cache_path": cache,
+    }
+    return [(TENSORRT, trt), (CUDA, {"device_id": device_id}), CPU]
+
+
+def noref_path(path: str | Path) -> Path:
+    """`x2.onnx` -> `x2.noref.onnx` (same rule as `onnx_export.noref_path`, without importing torch)."""
+    path = Path(path)
+    return path.with_name(f"{path.stem}.noref{path.suffix or '.onnx'}")
+
+
+def _name(spec: ProviderSpec) -> str:
+    return spec if isinstance(spec, str) else spec[0]
+
+
+class _Graph:
+    """One InferenceSession plus its IO-binding buffers per input size."""
+
+    def __init__(self, path: Path, providers: Sequence[ProviderSpec], options: ort.SessionOptions) -> None:
+        import onnxruntime as ort
+
+        self.path = path
+        self.session = self._open(ort, path, providers, options)
+        self.providers: list[str] = list(self.session.get_providers())
+        self.provider = self.providers[0]
+        self.device = "cuda" if self.provider in (TENSORRT, CUDA) else "cpu"
+        self.device_id = 0
+        for spec in providers:
+            if _name(spec) == self.provider and not isinstance(spec, str):
+                self.device_id = int(spec[1].get("device_id", 0))
+        self.inputs = [i.name for i in self.session.get_inputs()]
+        self.outputs = [o.name for o in self.session.get_outputs()]
+        self.input_dtype = np.uint8 if self.session.get_inputs()[0].type == "tensor(uint8)" else np.float32
+        self._buffers: OrderedDict[tuple[int, ...], dict[str, Any]] = OrderedDict()
+        self._binding_ok = True
+        meta = self.session.get_modelmeta().custom_metadata_map
+        self.metadata = {k[len(META_PREFIX) :]: v for k, v in meta.items() if k.startswith(META_PREFIX)}
+
+    @staticmethod
+    def _open(
+        ort: Any, path: Path, providers: Sequence[ProviderSpec], options: ort.SessionOptions
+    ) -> ort.InferenceSession:
+        """Create the session, dropping providers that are not built in or fail to start."""
+        available = set(ort.get_available_providers())
+        wanted = [p for p in providers if _name(p) in available]
+        for p in providers:
+            if _name(p) not in available:
+                log.warning("%s: provider %s is not available in this onnxruntime build; skipped", path.name, _name(p))
+        if CPU not in [_name(p) for p in wanted]:
+            wanted.append(CPU)  # the last resort is always there
+        while wanted:
+            names = [_name(p) for p in wanted]
+            opts = [{} if isinstance(p, str) else {k: str(v) for k, v in p[1].items()} for p in wanted]
+            try:
+                return ort.InferenceSession(str(path), sess_options=options, providers=names, provider_options=opts)
+            except Exception as exc:  # noqa: BLE001 - a provider's start failure must not stop the car
+                if len(wanted) == 1:
+                    raise
+                log.warning("%s: could not start %s (%s); falling back to %s", path.name, names[0], exc, names[1])
+                wanted = wanted[1:]
+        raise RuntimeError("unreachable")
+
+    def _buffers_for(self, key: tuple[int, ...], out_shapes: Sequence[tuple[int, ...]]) -> dict[str, Any]:
+        """Preallocated outputs (and, on a GPU, inputs) for one input size; a few sizes are kept."""
+        import onnxruntime as ort
+
+        bufs = self._buffers.get(key)
+        if bufs is not None:
+            self._buffers.move_to_end(key)
+            return bufs
+        binding = self.session.io_binding()
+        bufs = {"binding": binding, "out": {}}
+        for name, shape in zip(self.outputs, out_shapes, strict=True):
+            if self.device == "cpu":
+                arr = np.empty(shape, np.uint8)
+                bufs["out"][name] = arr
+                binding.bind_output(name, "cpu", 0, np.uint8, list(shape), arr.ctypes.data)
+            else:
+                val = ort.OrtValue.ortvalue_from_shape_and_type(list(shape), np.uint8, "cuda", self.device_id)
+                bufs["out"][name] = val
+                binding.bind_ortvalue_output(name, val)
+        if self.device != "cpu":
+            for name in self.inputs:
+                val = ort.OrtValue.ortvalue_from_shape_and_type(list(key), self.input_dtype, "cuda", self.device_id)
+                bufs[f"in:{name}"] = val
+                binding.bind_ortvalue_input(name, val)
+        self._buffers[key] = bufs
+        while len(self._buffers) > 4:
+            self._buffers.popitem(last=False)
+        return bufs
+
+    def run(self, feeds: Mapping[str, np.ndarray], out_shapes: Sequence[tuple[int, ...]]) -> list[np.ndarray]:
+        """Outputs as fresh numpy arrays (callers may keep them; the buffers are reused next frame)."""
+        if self._binding_ok:
+            try:
+                key = tuple(next(iter(feeds.values())).shape)
+                bufs = self._buffers_for(key, out_shapes)
+                binding = bufs["binding"]
+                for name, arr in feeds.items():
+                    if self.device == "cpu":
+                        binding.bind_cpu_input(name, arr)
+                    else:
+                        bufs[f"in:{name}"].update_inplace(arr)
+                self.session.run_with_iobinding(binding)
+                if self.device == "cpu":
+                    return [bufs["out"][n].copy() for n in self.outputs]
+                return [bufs["out"][n].numpy() for n in self.outputs]
+            except Exception as exc:  # noqa: BLE001 - IO binding is an optimisation, plain run() still works
+                log.warning("%s: IO binding failed on %s (%s); using plain run()", self.path.name, self.provider, exc)
+                self._binding_ok = False
+                self._buffers.clear()
+        return [np.asarray(o) for o in self.session.run(self.outputs, dict(feeds))]
+
+
+class OnnxDownscaler:
+    """The `pipeline.Downscaler` contract on onnxruntime: `downscale(hr, ref) -> (lr, smap | None)`.
+
+    `path` is the main graph of an export; a referenced model's no-reference graph is opened from
+    `noref_path(path)` at the same time (no session is ever created per frame).
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        providers: Sequence[ProviderSpec] | None = None,
+        *,
+        trt_cache_dir: str | Path | None = None,
+        trt_fp16: bool = True,
+        device_id: int = 0,
+        intra_op_threads: int = 0,
+        expected_sha256: str | None = None,
+    ) -> None:
+        import onnxruntime as ort
+
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise FileNotFoundError(self.path)
+        self.requested_providers = list(providers or default_providers(trt_cache_dir, trt_fp16, device_id))
+        if any(_name(p) == TENSORRT for p in self.requested_providers):
+            for p in self.requested_providers:
+                if _name(p) == TENSORRT and not isinstance(p, str) and p[1].get("trt_engine_cache_path"):
+                    Path(str(p[1]["trt_engine_cache_path"])).mkdir(parents=True, exist_ok=True)
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        if intra_op_threads:
+            options.intra_op_num_threads = intra_op_threads
+        self._main = _Graph(self.path, self.requested_providers, options)
+        self.metadata: dict[str, str] = dict(self._main.metadata)
+        if not self.metadata.get("config"):
+            raise ValueError(f"{self.path} has no refscale.config metadata: not a refscale export")
+        self.config = RefScaleConfig.from_dict(json.loads(self.metadata["config"]))
+        self.weights_sha256: str = self.metadata.get("weights_sha256", "")
+        """sha256 of the .safetensors the graph was exported from ('' for untrained weights)."""
+        self.model_id: str = self.metadata.get("model_id", "")
+        if expected_sha256 is not None and expected_sha256 != self.weights_sha256:
+            raise ValueError(
+                f"{self.path.name} was exported from weights {self.weights_sha256!r}, not {expected_sha256!r}"
+            )
+        self.uses_reference = self.metadata.get("graph") == "ref"
+        self._noref = self._main
+        if self.uses_reference:
+            side = self.path.parent / self.metadata.get("noref_graph", noref_path(self.path).name)
+            if not side.is_file():
+                raise FileNotFoundError(f"no-reference graph {side} of {self.path.name} is missing")
+            self._noref = _Graph(side, self.requested_providers, options)
+            if self._noref.metadata.get("weights_sha256", "") != self.weights_sha256:
+                raise ValueError(f"{side.name} does not come from the same weights as {self.path.name}")
+        self.provider: str = self._main.provider
+        """The execution provider the graphs actually run on."""
+        self.providers: list[str] = self._main.providers
+        self._lock = threading.Lock()
+        first = _name(self.requested_providers[0])
+        if self.provider != first:
+            log.warning("%s runs on %s, not the preferred %s", self.path.name, self.provider, first)
+        log.info("%s (model %s, weights %s) on %s", self.path.name, self.model_id, self.weights_sha256[:12] or
+                 "untrained", self.provider)
+
+    # ------------------------------------------------------------------ contract
+    def downscale(self, hr: np.ndarray, ref: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None]:
+        """RGB uint8 H×W×3 (+ same-size reference or None) -> (LR uint8 h×w×3, S_map uint8 hs×ws or None)."""
+        hr = self._check_image(hr, "frame")
+        if ref is not None:
+            ref = self._check_image(ref, "reference")
+            if ref.shape != hr.shape:
+                raise ValueError(
+                    f"reference shape {ref.shape} does not match frame shape {hr.shape}; "
+                    "register/resize the reference to the frame first"
+                )
+        x = self._to_input(hr)
+        r = self._to_input(ref) if ref is not None and self.uses_reference else None
+        lr, smap = self.run_nchw(x, r)
+        return np.ascontiguousarray(lr[0].transpose(1, 2, 0)), None if smap is None else smap[0, 0]
+
+    def run_nchw(self, hr: np.ndarray, ref: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+        """The graphs on N×3×H×W arrays of the graph's input type: (lr N×3×h×w, smap N×1×hs×ws | None)."""
+        n, _, h, w = hr.shape
+        cfg = self.config
+        m = cfg.pad_multiple
+        if min(h, w) < m:
+            raise ValueError(f"frame {h}×{w} is smaller than the network's padding multiple {m}")
+        ph, pw = -(-h // m) * m, -(-w // m) * m
+        lr_shape = (n, 3, ph // cfg.scale, pw // cfg.scale)
+        with self._lock:
+            if ref is None or not self.uses_reference:
+                (lr,) = self._noref.run({"hr": hr}, [lr_shape])
+                return lr, None
+            g = 2 * cfg.smap_factor
+            lr, smap = self._main.run({"hr": hr, "ref": ref}, [lr_shape, (n, 1, ph // g, pw // g)])
+            return lr, smap
+
+    # ------------------------------------------------------------------ helpers
+    def model_info(self) -> ModelInfo:
+        """`pipeline.ModelInfo` of the exported weights, for `FrameEncoder` (no PyTorch model needed)."""
+        from refscale_model.pipeline import ModelInfo
+
+        return ModelInfo(
+            model_id=self.model_id,
+            weights_sha256=self.weights_sha256,
+            scale=self.config.scale,
+            smap_levels=self.config.smap_levels,
+            uses_reference=self.config.use_reference,
+            config=self.config.to_dict(),
+        )
+
+    @staticmethod
+    def _check_image(img: np.ndarray, what: str) -> np.ndarray:
+        if not isinstance(img, np.ndarray) or img.dtype != np.uint8 or img.ndim != 3 or img.shape[2] != 3:
+            desc = f"{img.dtype} {img.shape}" if isinstance(img, np.ndarray) else type(img).__name__
+            raise ValueError(f"{what} must be an RGB uint8 H×W×3 array, got {desc}")
+        return img
+
+    def _to_input(self, img: np.ndarray) -> np.ndarray:
+        x = np.ascontiguousarray(img.transpose(2, 0, 1))[None]
+        if self._main.input_dtype == np.float32:
+            x = x.astype(np.float32) / np.float32(255.0)
+        return x
+
+    def __repr__(self) -> str:
+        return f"OnnxDownscaler({str(self.path)!r}, provider={self.provider!r}, model_id={self.model_id!r})"
+
+
+__all__ = ["CPU", "CUDA", "TENSORRT", "OnnxDownscaler", "default_providers", "default_trt_cache_dir", "noref_path"]
