@@ -27,8 +27,8 @@ def run_sample_drive(args: argparse.Namespace) -> int:
     from refscale_model.sample_drive import generate_sample_drive
 
     def progress(drive: str, done: int, total: int) -> None:
-        if done == total or done % 20 == 0:
-            print(f"\r{drive}: {done}/{total} frames", end="\n" if done == total else "", file=sys.stderr, flush=True)
+        if done == total or done % 50 == 0:
+            print(f"{drive}: {done}/{total} frames", file=sys.stderr, flush=True)
 
     try:
         drive = generate_sample_drive(

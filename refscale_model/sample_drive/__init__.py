@@ -19,7 +19,9 @@ import json
 import math
 import shutil
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -28,10 +30,11 @@ import numpy as np
 from .camera import DriveProfile, GeoFrame, Intrinsics, Pose, drive_poses, intrinsics_for
 from .render import render_frame
 from .scene import World, build_world
-from .weather import DUSK_DRIZZLE, OVERCAST_NOON, Conditions
+from .weather import DUSK_DRIZZLE, OVERCAST_NOON, Conditions, lighting
 from .writer import TOPIC_FIX, TOPIC_IMAGE, TOPIC_INFO, TOPIC_ODOM, fixes_for, write_drive
 
 GENERATOR_VERSION = "1"
+RENDER_THREADS = 2
 DRIVE_NAMES = ("drive_a", "drive_b")
 
 __all__ = [
@@ -190,6 +193,21 @@ def generate_sample_drive(
     return SampleDrive(out, manifest, regenerated=True, seconds=time.perf_counter() - t0, bags=bags)
 
 
+def _rendered(world: World, poses: list[Pose], cond: Conditions, workers: int = RENDER_THREADS) -> Iterator[np.ndarray]:
+    """Frames in order, rendered a few ahead on worker threads (OpenCV releases the GIL).
+
+    A small window bounds memory; results do not depend on scheduling.
+    """
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        pending: deque[Future[np.ndarray]] = deque()
+        for pose in poses:
+            pending.append(pool.submit(render_frame, world, pose, cond))
+            if len(pending) > workers:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+
+
 def _write_one(
     out: Path,
     world: World,
@@ -208,8 +226,8 @@ def _write_one(
     tmp.parent.mkdir(parents=True, exist_ok=True)
 
     def frames() -> Iterator[np.ndarray]:
-        for pose in poses:
-            yield render_frame(world, pose, settings.conditions)
+        lighting(world, settings.conditions)  # bake once, before the render threads share it
+        yield from _rendered(world, poses, settings.conditions)
 
     meta = {"drive": settings.name, "conditions": settings.conditions.name, "seed": str(seed),
             "generator_version": GENERATOR_VERSION}

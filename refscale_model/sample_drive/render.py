@@ -20,7 +20,7 @@ from .weather import Conditions, Lit, frame_offsets, lighting
 NEAR_M = 0.6
 BAND_STEP = math.sqrt(2.0)
 LOD_BIAS = 0.35  # > 0 prefers a slightly sharper level (a little aliasing) over blur
-SPRITE_RANGE_M = 130.0
+SPRITE_RANGE_M = 110.0
 
 
 def render_frame(world: World, pose: Pose, conditions: Conditions) -> np.ndarray:

@@ -6,6 +6,7 @@ and the camera pose differ. That sameness is what a reference-based codec is mea
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 
 import cv2
@@ -45,17 +46,28 @@ class MipTex:
     def __init__(self, tex: np.ndarray) -> None:
         self.tex = tex
         self._levels: dict[tuple[int, int], np.ndarray] = {(0, 0): tex}
+        self._lock = threading.RLock()
 
     def level(self, lv: int, lu: int) -> np.ndarray:
         h, w = self.tex.shape[:2]
         key = (min(lv, int(np.log2(max(h, 1)))), min(lu, int(np.log2(max(w, 1)))))
-        if key not in self._levels:
-            # Box-filter straight from the smallest cached level that still covers it: only the
-            # levels a drive actually looks at are ever built.
-            parent = max((k for k in self._levels if k[0] <= key[0] and k[1] <= key[1]), key=sum)
-            size = (max(1, w >> key[1]), max(1, h >> key[0]))
-            self._levels[key] = cv2.resize(self._levels[parent], size, interpolation=cv2.INTER_AREA)
-        return self._levels[key]
+        found = self._levels.get(key)
+        if found is not None:
+            return found
+        with self._lock:  # render threads share textures; build each level once
+            if key not in self._levels:
+                # A fixed parent per level (diagonal first, then along one axis) makes every level
+                # bit-identical whatever order frames asked for them in.
+                lv, lu = key
+                if lv > 0 and lu > 0:
+                    parent = self.level(lv - 1, lu - 1)
+                elif lv > 0:
+                    parent = self.level(lv - 1, 0)
+                else:
+                    parent = self.level(0, lu - 1)
+                size = (max(1, w >> lu), max(1, h >> lv))
+                self._levels[key] = cv2.resize(parent, size, interpolation=cv2.INTER_AREA)
+            return self._levels[key]
 
 
 @dataclass
