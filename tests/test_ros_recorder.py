@@ -1,0 +1,411 @@
+"""The onboard recorder node on a real ROS 2 graph (rclpy wheels, Fast DDS on this machine).
+
+A player node publishes real frames (rail_nordland_640, 320×180) and NavSatFix from a raw bag at
+the recorded rate; the recorder (the same class `ros2 launch` starts, with config/record.yaml)
+writes a RefScale bag. Checked here: the bag, `/diagnostics`, bounded queues with counted drops,
+an unsupported encoding reported while the next frames are still recorded, the start/stop
+services. The rebuild (PSNR) is in test_ros_reconstructor.py, SIGINT/SIGTERM in test_ros_cli.py.
+
+Helpers (`build_drive`, `Probe`, `ros_domain`, ...) are imported by the other test_ros_* files.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import pytest
+from conftest import load_pair
+
+pytest.importorskip("rclpy", reason="needs the ROS 2 wheels: pip install -e '.[ros]'")
+
+from refscale_model.bags import BagWriter, bag_files, is_complete, msgs, read_messages, topics_of  # noqa: E402
+from refscale_model.bags import refscale_format as fmt  # noqa: E402
+from refscale_model.cli.ros import load_refscale_ros  # noqa: E402
+from refscale_model.reference_cache import ReferenceCache  # noqa: E402
+
+common = load_refscale_ros("refscale_ros.common")
+recorder_mod = load_refscale_ros("refscale_ros.recorder")
+player_mod = load_refscale_ros("refscale_ros.player")
+
+CAM = "/cam/front/image_raw"
+CAM_ID = "front"
+DATA_SET = "rail_nordland_640"
+T0 = 1_700_000_000_000_000_000
+SIZE = (320, 180)  # W, H: small frames, the machine is shared
+LAT0, LON0 = 67.28, 14.40  # Nordland line, heading north
+M_PER_DEG = 111_195.0
+RECORD_YAML = common.default_params_file("record.yaml")
+_domains = itertools.count()
+_names = itertools.count()
+
+
+# --------------------------------------------------------------------------- fixtures / helpers
+@pytest.fixture(autouse=True)
+def ros_domain(monkeypatch: pytest.MonkeyPatch) -> int:
+    """A ROS_DOMAIN_ID of its own per test (from the pid), DDS discovery kept on this host."""
+    domain = 1 + (os.getpid() * 7 + next(_domains)) % 100
+    monkeypatch.setenv("ROS_DOMAIN_ID", str(domain))
+    monkeypatch.setenv("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+    monkeypatch.setenv("RMW_IMPLEMENTATION", "rmw_fastrtps_cpp")
+    return domain
+
+
+@dataclass
+class Drive:
+    raw_bag: Path
+    cache: Path
+    frames: dict[int, np.ndarray]
+    """stamp_ns -> RGB of every valid camera frame in the raw bag."""
+    bad_stamps: list[int]
+
+
+def build_drive(root: Path, n: int = 6, hz: float = 5.0, bad: tuple[int, ...] = ()) -> Drive:
+    """A short drive north: camera at `hz`, NavSatFix at 2×`hz`, a summer reference per frame.
+
+    Frames `bad` are published as 32FC1 (an encoding the recorder cannot take).
+    """
+    root.mkdir(parents=True, exist_ok=True)
+    frames: dict[int, np.ndarray] = {}
+    bad_stamps: list[int] = []
+    step_ns = int(1e9 / hz)
+    with ReferenceCache.open(root / "cache", create=True) as cache, BagWriter(root / "raw") as bag:
+        bag.add_topic(CAM, msgs.IMAGE)
+        for i in range(n):
+            winter, summer = (cv2.resize(x, SIZE, interpolation=cv2.INTER_AREA) for x in load_pair(DATA_SET, i))
+            s = T0 + i * step_ns
+            lat = LAT0 + 3.0 * i / M_PER_DEG  # 3 m per frame
+            cache.add(summer, CAM_ID, lat, LON0, 0.0, i, "nordland", "summer")
+            for k in (-1, 0, 1) if i == 0 else (0, 1):  # GPS before each frame and half-way to the next
+                t = s - 1_000_000 + k * step_ns // 2
+                fix = msgs.navsatfix_msg(lat + 1.5 * k / M_PER_DEG, LON0, 30.0, t)
+                bag.write("/gps/fix", fix, t, type_name=msgs.NAV_SAT_FIX)
+            if i in bad:
+                depth = winter.astype(np.float32).mean(axis=2)
+                msg = {
+                    "header": msgs.header(s, "cam_front"),
+                    "height": SIZE[1],
+                    "width": SIZE[0],
+                    "encoding": "32FC1",
+                    "is_bigendian": 0,
+                    "step": SIZE[0] * 4,
+                    "data": depth.tobytes(),
+                }
+                bad_stamps.append(s)
+            else:
+                msg = msgs.image_msg(winter, s, "cam_front", "rgb8")
+                frames[s] = winter
+            bag.write(CAM, msg, s)
+    return Drive(root / "raw", root / "cache", frames, bad_stamps)
+
+
+class Probe:
+    """A test-side ROS node in its own context, spun in a thread: subscribes, plays bags, calls services."""
+
+    def __init__(self) -> None:
+        from rclpy.executors import SingleThreadedExecutor
+        from rclpy.node import Node
+
+        self.ctx = common.init_context([], signals=False)
+        self.node = Node(f"refscale_test_probe_{next(_names)}", context=self.ctx)
+        self.executor = SingleThreadedExecutor(context=self.ctx)
+        self.executor.add_node(self.node)
+        self.received: dict[str, list[Any]] = {}
+        self.players: list[Any] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._spin, daemon=True)
+        self._thread.start()
+
+    def _spin(self) -> None:
+        while not self._stop.is_set() and self.ctx.ok():
+            self.executor.spin_once(timeout_sec=0.02)
+
+    def subscribe(self, msg_type: Any, topic: str, reliable: bool = True, depth: int = 100) -> list[Any]:
+        from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+
+        got: list[Any] = self.received.setdefault(topic, [])
+        qos = QoSProfile(depth=depth, reliability=ReliabilityPolicy.RELIABLE) if reliable else qos_profile_sensor_data
+        self.node.create_subscription(msg_type, topic, got.append, qos)
+        return got
+
+    def diagnostics(self) -> list[Any]:
+        from diagnostic_msgs.msg import DiagnosticArray
+
+        return self.subscribe(DiagnosticArray, "/diagnostics")
+
+    def play(self, bag: Path, **params: Any) -> Any:
+        """Start a BagPlayerNode (it publishes from its own thread) in this probe's context."""
+        from rclpy.parameter import Parameter
+
+        overrides = [Parameter(k, value=v) for k, v in {"bag": str(bag), **params}.items()]
+        name = f"refscale_player_{next(_names)}"
+        player = player_mod.BagPlayerNode(context=self.ctx, node_name=name, parameter_overrides=overrides)
+        self.players.append(player)
+        return player
+
+    def call(self, srv_type: Any, name: str, timeout: float = 20.0) -> Any:
+        client = self.node.create_client(srv_type, name)
+        assert client.wait_for_service(timeout_sec=timeout), f"service {name} not available"
+        future = client.call_async(srv_type.Request())
+        deadline = time.monotonic() + timeout
+        while not future.done() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert future.done(), f"service {name} did not answer"
+        return future.result()
+
+    def close(self) -> None:
+        import rclpy
+
+        for p in self.players:
+            p.destroy_node()
+        self._stop.set()
+        self._thread.join(timeout=5)
+        self.executor.shutdown(timeout_sec=1)
+        self.node.destroy_node()
+        rclpy.try_shutdown(context=self.ctx)
+
+
+@pytest.fixture
+def probe() -> Iterator[Probe]:
+    p = Probe()
+    yield p
+    p.close()
+    for rec in list(RecorderThread.running):  # a failed test must not leave a node spinning
+        rec.finish()
+
+
+def wait_for(pred: Callable[[], Any], timeout: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = pred()
+        if value:
+            return value
+        time.sleep(0.02)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+class RecorderThread:
+    """`run_recorder` (the in-process API) in a thread, as `make demo` may run it."""
+
+    running: list[RecorderThread] = []
+
+    def __init__(self, overrides: dict[str, Any], params_file: Path | None = RECORD_YAML) -> None:
+        self.stop = threading.Event()
+        self.ready = threading.Event()
+        self.report: Any = None
+        self.error: BaseException | None = None
+
+        def run() -> None:
+            try:
+                self.report = recorder_mod.run_recorder(params_file, overrides, stop=self.stop, ready=self.ready)
+            except BaseException as exc:  # noqa: BLE001 - re-raised in finish()
+                self.error = exc
+                self.ready.set()
+
+        self.thread = threading.Thread(target=run, daemon=True)
+        self.thread.start()
+        RecorderThread.running.append(self)
+        assert self.ready.wait(120), "recorder did not start"
+        if self.error is not None:
+            raise self.error
+
+    def finish(self) -> Any:
+        self.stop.set()
+        self.thread.join(timeout=120)
+        if self in RecorderThread.running:
+            RecorderThread.running.remove(self)
+        assert not self.thread.is_alive(), "recorder did not stop"
+        if self.error is not None:
+            raise self.error
+        return self.report
+
+
+def recorder_overrides(drive: Drive, out: Path, **extra: Any) -> dict[str, Any]:
+    """record.yaml as shipped, pointed at the test drive; untrained x2 model (tests only)."""
+    return {
+        "cameras": [f"{CAM}:Image:{CAM_ID}"],
+        "cache_dir": str(drive.cache),
+        "allow_untrained": True,
+        "output_dir": str(out),
+        "bag_name": "rec",
+        "diagnostics_period_s": 0.25,
+        **extra,
+    }
+
+
+def camera_status(arr: Any, topic: str = CAM) -> dict[str, str] | None:
+    for s in arr.status:
+        if s.name.endswith(topic):
+            return {"level": int.from_bytes(s.level, "little") if isinstance(s.level, bytes) else int(s.level),
+                    "message": s.message, **{kv.key: kv.value for kv in s.values}}
+    return None
+
+
+def node_status(arr: Any) -> dict[str, str] | None:
+    for s in arr.status:
+        if s.name == recorder_mod.NODE_NAME:
+            return {"message": s.message, **{kv.key: kv.value for kv in s.values}}
+    return None
+
+
+def meta_stamps(bag: Path) -> list[int]:
+    return [msgs.stamp_ns(m) for t, _, m in read_messages(bag) if t == fmt.meta_topic(CAM)]
+
+
+# --------------------------------------------------------------------------- recorded once
+@dataclass
+class Recorded:
+    drive: Drive
+    bag: Path
+    report: Any
+    diagnostics: list[Any]
+    wall_s: float
+
+
+@pytest.fixture(scope="module")
+def recorded(tmp_path_factory: pytest.TempPathFactory, shared_data: Path) -> Iterator[Recorded]:
+    """One recording at 5 Hz (frame 2 of 7 in an unsupported encoding), shared by several tests."""
+    mp = pytest.MonkeyPatch()
+    _set_domain(mp)
+    root = tmp_path_factory.mktemp("recorded")
+    drive = build_drive(root / "drive", n=7, hz=5.0, bad=(2,))
+    p = Probe()
+    try:
+        diags = p.diagnostics()
+        t0 = time.monotonic()
+        rec = RecorderThread(recorder_overrides(drive, root / "out", max_queue=16, shutdown_drain_s=60.0))
+        player = p.play(drive.raw_bag, wait_for_subscribers=1)
+        assert player.done.wait(60), "player did not finish"
+        wait_for(lambda: any((node_status(a) or {}).get("frames") == str(len(drive.frames)) for a in diags),
+                 60, "all frames encoded")
+        time.sleep(0.3)  # one more diagnostics period
+        report = rec.finish()
+        yield Recorded(drive, root / "out" / "rec", report, list(diags), time.monotonic() - t0)
+    finally:
+        p.close()
+        for r in list(RecorderThread.running):
+            r.finish()
+        mp.undo()
+
+
+def _set_domain(mp: pytest.MonkeyPatch) -> None:
+    mp.setenv("ROS_DOMAIN_ID", str(1 + (os.getpid() * 7 + next(_domains)) % 100))
+    mp.setenv("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+    mp.setenv("RMW_IMPLEMENTATION", "rmw_fastrtps_cpp")
+
+
+# --------------------------------------------------------------------------- tests
+def test_recording_is_a_complete_refscale_bag(recorded: Recorded) -> None:
+    r, drive = recorded.report, recorded.drive
+    assert r.ok and r.bags == [recorded.bag]
+    assert r.frames == len(drive.frames) and r.received == len(drive.frames) + len(drive.bad_stamps)
+    assert r.dropped == 0 and r.frames_without_reference == 0
+    assert (recorded.bag / "metadata.yaml").is_file() and all(is_complete(f) for f in bag_files(recorded.bag))
+    assert sorted(meta_stamps(recorded.bag)) == sorted(drive.frames)  # header stamps survive
+    topics = topics_of(recorded.bag)
+    assert topics["/gps/fix"] == msgs.NAV_SAT_FIX  # passthrough
+    assert {fmt.lr_topic(CAM), fmt.smap_topic(CAM), fmt.meta_topic(CAM)} <= set(topics)
+    assert r.bytes_out < r.bytes_in / 3  # LR + S_map PNGs vs raw rgb8
+
+
+def test_unsupported_encoding_is_reported_and_next_frames_recorded(recorded: Recorded) -> None:
+    bad = recorded.drive.bad_stamps[0]
+    assert recorded.report.errors == {"unsupported_encoding": 1}
+    stamps = meta_stamps(recorded.bag)
+    assert bad not in stamps and any(s > bad for s in stamps)  # the frames after it were recorded
+    cams = [c for a in recorded.diagnostics if (c := camera_status(a))]
+    flagged = [c for c in cams if c.get("errors.unsupported_encoding") == "1"]
+    assert flagged and flagged[-1]["level"] == 1 and "32FC1" not in flagged[-1]["message"]  # WARN, counted
+    last_error = [n["last_error"] for a in recorded.diagnostics if (n := node_status(a)) and n["last_error"]]
+    assert last_error and "32FC1" in last_error[-1]
+
+
+def test_diagnostics_report_rates_latency_provider(recorded: Recorded) -> None:
+    nodes = [n for a in recorded.diagnostics if (n := node_status(a))]
+    cams = [c for a in recorded.diagnostics if (c := camera_status(a))]
+    assert all(n["provider"] == "torch:cpu" for n in nodes)
+    assert nodes[0]["state"] == "recording" and nodes[-1]["state"] == "idle"  # the last one: after close()
+    assert max(float(c["fps_in"]) for c in cams) > 1.0 and max(float(c["fps_out"]) for c in cams) > 1.0
+    assert max(float(c["encode_latency_ms"]) for c in cams) > 0.0
+    assert max(float(n["bytes_per_s"]) for n in nodes) > 0.0
+    assert all(int(c["queue_depth"]) <= int(c["queue_max"]) == 16 for c in cams)
+    assert cams[-1]["dropped"] == "0" and cams[-1]["frames_without_reference"] == "0"
+
+
+def test_publisher_faster_than_encoder_keeps_queue_bounded_and_counts_drops(
+    tmp_path: Path, shared_data: Path, probe: Probe
+) -> None:
+    drive = build_drive(tmp_path / "drive", n=12, hz=5.0)
+    diags = probe.diagnostics()
+    rec = RecorderThread(
+        recorder_overrides(drive, tmp_path / "out", max_queue=2, shutdown_drain_s=0.0, diagnostics_period_s=0.1)
+    )
+    player = probe.play(drive.raw_bag, rate=40.0, wait_for_subscribers=1)  # 200 Hz camera
+    assert player.done.wait(60)
+    try:
+        wait_for(lambda: any(int((camera_status(a) or {}).get("dropped", 0)) > 0 for a in diags), 30, "drops")
+    except AssertionError:
+        print([camera_status(a) for a in diags[-3:]])
+        raise
+    report = rec.finish()
+    cams = [c for a in diags if (c := camera_status(a))]
+    assert cams and all(int(c["queue_depth"]) <= 2 for c in cams)  # never a backlog
+    warned = [c for c in cams if int(c["dropped"]) > 0]
+    assert warned[0]["level"] == 1 and "dropped" in warned[0]["message"]
+    c = report.cameras[CAM]
+    assert c["dropped"] > 0 and report.dropped == c["dropped"] + c["dropped_at_stop"]
+    assert c["received"] == c["encoded"] + c["dropped"] + c["dropped_at_stop"]  # nothing silent
+    assert report.frames == c["encoded"] == len(meta_stamps(tmp_path / "out" / "rec"))
+    assert all(is_complete(f) for f in bag_files(tmp_path / "out" / "rec"))
+
+
+def test_stop_and_start_services_finalise_and_open_bags(tmp_path: Path, shared_data: Path, probe: Probe) -> None:
+    from std_srvs.srv import Trigger
+
+    drive = build_drive(tmp_path / "drive", n=3, hz=10.0)
+    rec = RecorderThread(recorder_overrides(drive, tmp_path / "out", start_recording=False, bag_name=""))
+    diags = probe.diagnostics()
+    assert not (tmp_path / "out").exists()  # nothing opened before ~/start
+    res = probe.call(Trigger, "/refscale_recorder/start")
+    assert res.success and "recording to" in res.message
+    player = probe.play(drive.raw_bag, wait_for_subscribers=1)
+    assert player.done.wait(30)
+    first = Path(res.message.split("recording to ", 1)[1])
+    wait_for(lambda: any((node_status(a) or {}).get("frames") == "3" for a in diags), 30, "3 frames encoded")
+    res = probe.call(Trigger, "/refscale_recorder/stop")  # drains and finalises
+    assert res.success and str(first) in res.message
+    assert (first / "metadata.yaml").is_file() and all(is_complete(f) for f in bag_files(first))
+    n_first = len(meta_stamps(first))
+    assert n_first == 3
+    assert probe.call(Trigger, "/refscale_recorder/stop").message == "was not recording"
+    res = probe.call(Trigger, "/refscale_recorder/start")
+    second = Path(res.message.split("recording to ", 1)[1])
+    assert res.success and second != first and second.parent == first.parent
+    report = rec.finish()
+    assert report.bags == [first, second] and report.frames == n_first
+    assert (second / "metadata.yaml").is_file() and len(meta_stamps(first)) == n_first
+
+
+def test_camera_entries_and_queue_policy() -> None:
+    spec = recorder_mod.CameraSpec.parse
+    assert spec("/cam/front/image_raw") == recorder_mod.CameraSpec(CAM, msgs.IMAGE, CAM)
+    assert spec("/cam/left/image_raw/compressed:auto:left").type_name == msgs.COMPRESSED_IMAGE
+    assert spec("/c:CompressedImage:c1") == recorder_mod.CameraSpec("/c", msgs.COMPRESSED_IMAGE, "c1")
+    for bad in ("cam", "/c:Depth", "/c:Image:x:y"):
+        with pytest.raises(ValueError):
+            spec(bad)
+    q = recorder_mod.FrameQueue(["/a", "/b"], max_frames=2)
+    assert [q.put_frame("/a", i) for i in range(4)] == [True, True, False, False]
+    q.put_other("gps")
+    q.put_frame("/b", "b0")
+    assert q.dropped == {"/a": 2} and q.depth("/a") == 2 and q.depth() == 4
+    assert [q.get(0.1) for _ in range(4)] == [("/a", 2), ("/a", 3), ("other", "gps"), ("/b", "b0")]
+    assert q.get(0.01) is None
