@@ -1,4 +1,5 @@
-"""Start the offboard RefScale reconstructor with its params file.
+"""
+Start the offboard RefScale reconstructor with its params file.
 
     ros2 launch refscale_ros reconstruct.launch.py bag_path:=/data/recordings/refscale_... \
         cache_dir:=/data/cache [output_bag:=/data/hr] [params_file:=/path/reconstruct.yaml]

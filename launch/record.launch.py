@@ -1,4 +1,5 @@
-"""Start the onboard RefScale recorder with its params file.
+"""
+Start the onboard RefScale recorder with its params file.
 
     ros2 launch refscale_ros record.launch.py \
         [params_file:=/path/record.yaml] [output_dir:=/data/recordings] \

@@ -23,10 +23,12 @@ from typing import Any
 import cv2
 import numpy as np
 import pytest
+import torch
 from conftest import load_pair
 
 pytest.importorskip("rclpy", reason="needs the ROS 2 wheels: pip install -e '.[ros]'")
 
+from refscale_model import RefScale, RefScaleConfig, save_weights  # noqa: E402
 from refscale_model.bags import BagWriter, bag_files, is_complete, msgs, read_messages, topics_of  # noqa: E402
 from refscale_model.bags import refscale_format as fmt  # noqa: E402
 from refscale_model.cli.ros import load_refscale_ros  # noqa: E402
@@ -265,30 +267,55 @@ def meta_stamps(bag: Path) -> list[int]:
 class Recorded:
     drive: Drive
     bag: Path
+    weights: Path
     report: Any
     diagnostics: list[Any]
     wall_s: float
 
 
-@pytest.fixture(scope="module")
-def recorded(tmp_path_factory: pytest.TempPathFactory, shared_data: Path) -> Iterator[Recorded]:
-    """One recording at 5 Hz (frame 2 of 7 in an unsupported encoding), shared by several tests."""
+_ONCE: dict[str, Any] = {}
+
+
+@pytest.fixture(scope="session")
+def x2_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An untrained x2 network saved as a real weights file: onboard and offboard load the same one.
+
+    (`weights: x2` + `allow_untrained` builds a fresh random network per load, fine for recording
+    tests, but a rebuild needs the very same weights.) Memoised: other modules import this fixture.
+    """
+    if "weights" not in _ONCE:
+        torch.manual_seed(0)
+        path = tmp_path_factory.mktemp("weights") / "x2_untrained_seed0.safetensors"
+        save_weights(RefScale(RefScaleConfig.preset("x2")), path)
+        _ONCE["weights"] = path
+    return _ONCE["weights"]
+
+
+@pytest.fixture(scope="session")
+def recorded(tmp_path_factory: pytest.TempPathFactory, shared_data: Path, x2_weights: Path) -> Recorded:
+    """One recording at 5 Hz (frame 2 of 7 in an unsupported encoding), shared by several tests and modules."""
+    if "recorded" not in _ONCE:
+        _ONCE["recorded"] = _record(tmp_path_factory.mktemp("recorded"), x2_weights)
+    return _ONCE["recorded"]
+
+
+def _record(root: Path, weights: Path) -> Recorded:
     mp = pytest.MonkeyPatch()
     _set_domain(mp)
-    root = tmp_path_factory.mktemp("recorded")
     drive = build_drive(root / "drive", n=7, hz=5.0, bad=(2,))
     p = Probe()
     try:
         diags = p.diagnostics()
         t0 = time.monotonic()
-        rec = RecorderThread(recorder_overrides(drive, root / "out", max_queue=16, shutdown_drain_s=60.0))
+        params = recorder_overrides(drive, root / "out", max_queue=16, shutdown_drain_s=60.0, weights=str(weights))
+        rec = RecorderThread(params)
         player = p.play(drive.raw_bag, wait_for_subscribers=1)
         assert player.done.wait(60), "player did not finish"
         wait_for(lambda: any((node_status(a) or {}).get("frames") == str(len(drive.frames)) for a in diags),
                  60, "all frames encoded")
         time.sleep(0.3)  # one more diagnostics period
         report = rec.finish()
-        yield Recorded(drive, root / "out" / "rec", report, list(diags), time.monotonic() - t0)
+        return Recorded(drive, root / "out" / "rec", weights, report, list(diags), time.monotonic() - t0)
     finally:
         p.close()
         for r in list(RecorderThread.running):

@@ -1,4 +1,5 @@
-"""RefScale on a ROS 2 graph: thin rclpy shells around the `refscale` library (refscale_model).
+"""
+RefScale on a ROS 2 graph: thin rclpy shells around the `refscale` library (refscale_model).
 
 - `refscale_ros.recorder`: onboard `RecorderNode` (camera topics -> RefScale bag), `run_recorder()`
 - `refscale_ros.reconstructor`: offboard `ReconstructorNode` (bag or live topics -> HR Images)

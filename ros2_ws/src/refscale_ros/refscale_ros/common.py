@@ -1,4 +1,5 @@
-"""Shared plumbing of the nodes: ROS arguments, parameters, diagnostics, model loading, spinning.
+"""
+Shared plumbing of the nodes: ROS arguments, parameters, diagnostics, model loading, spinning.
 
 Kept free of node logic so the recorder, the reconstructor and the player stay short.
 """
@@ -80,7 +81,8 @@ def default_params_file(name: str) -> Path:
 
 # --------------------------------------------------------------------------- parameters
 def declare(node: Node, specs: Sequence[tuple[str, Any, str]]) -> dict[str, Any]:
-    """Declare (name, default, description) parameters and return their values.
+    """
+    Declare (name, default, description) parameters and return their values.
 
     A default of `Parameter.Type.STRING_ARRAY` declares a string list that may be left empty;
     a default of None declares a dynamically typed parameter (string or string list).
@@ -156,7 +158,8 @@ class Backend:
 
 def load_backend(weights: str, allow_untrained: bool, onnx_model: str,
                  providers: Sequence[str], device: str) -> Backend:
-    """Load the PyTorch `TorchDownscaler`, or `runtime.OnnxDownscaler` when `onnx_model` is set.
+    """
+    Load the PyTorch `TorchDownscaler`, or `runtime.OnnxDownscaler` when `onnx_model` is set.
 
     The bag records the model identity (weights sha256) that the offboard side must load: from
     the PyTorch weights, or from the ONNX export's own metadata (`model_info()`).
@@ -188,7 +191,8 @@ def load_backend(weights: str, allow_untrained: bool, onnx_model: str,
 def spin(node: Node, context: Context, *, duration_s: float | None = None,
          stop: threading.Event | None = None,
          done: Callable[[], bool] | None = None) -> str:
-    """Spin `node` until SIGINT/SIGTERM (context shut down), `duration_s`, `stop` or `done()`.
+    """
+    Spin `node` until SIGINT/SIGTERM (context shut down), `duration_s`, `stop` or `done()`.
 
     Returns why it stopped: 'signal', 'duration', 'stopped' or 'done'.
     """
@@ -214,7 +218,8 @@ def spin(node: Node, context: Context, *, duration_s: float | None = None,
 
 def init_context(args: Sequence[str], *, signals: bool,
                  domain_id: int | None = None) -> Context:
-    """Create a fresh rclpy context (in-process runs never touch the global one).
+    """
+    Create a fresh rclpy context (in-process runs never touch the global one).
 
     `domain_id=None` takes ROS_DOMAIN_ID from the environment, as rcl always does.
     `signals=True` lets rclpy turn SIGINT/SIGTERM into a context shutdown (the CLI and

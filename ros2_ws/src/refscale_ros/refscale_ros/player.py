@@ -1,4 +1,5 @@
-"""A small `ros2 bag play` stand-in: publish a rosbag2 MCAP bag's messages at the recorded rate.
+"""
+A small `ros2 bag play` stand-in: publish a rosbag2 MCAP bag's messages at the recorded rate.
 
 Why: rosbag2_py has no PyPI wheel, yet the recorder needs live camera topics in tests and in
 `make demo`, and the live reconstructor needs the topics of a played RefScale bag. Messages go

@@ -1,4 +1,5 @@
-"""Offboard reconstructor: RefScale bag (batch) or `ros2 bag play` topics (live) -> HR Images.
+"""
+Offboard reconstructor: RefScale bag (batch) or `ros2 bag play` topics (live) -> HR Images.
 
 Batch mode (`bag_path` set) runs `Reconstructor.run` over the bag in a worker thread; live mode
 subscribes to `<camera>/refscale/{lr,smap,meta}`, pairs the parts of each frame by (camera,
@@ -90,6 +91,7 @@ class ReconstructorNode(Node):
     def __init__(self, *, context: Any = None, node_name: str = NODE_NAME,
                  **kwargs: Any) -> None:
         super().__init__(node_name, context=context, **kwargs)
+        self._closed = True  # until fully built: rclpy may destroy a half-built node
         from refscale_model import load_model
         from refscale_model.bags import BagWriter, metadata_of
         from refscale_model.bags import refscale_format as fmt
@@ -132,7 +134,6 @@ class ReconstructorNode(Node):
         self.create_timer(max(0.05, float(p['diagnostics_period_s'])), self.publish_diagnostics)
         self.done = threading.Event()
         self._quit = threading.Event()
-        self._closed = False
         self._pending: OrderedDict[tuple[str, int], dict[str, Any]] = OrderedDict()
         self._ready: deque[tuple[str, int, int, dict[str, Any]]] = deque()
         self._cond = threading.Condition()
@@ -141,6 +142,7 @@ class ReconstructorNode(Node):
         target = self._run_batch if self.batch else self._run_live
         self._worker = threading.Thread(target=target, name='refscale-reconstruct', daemon=True)
         self._worker.start()
+        self._closed = False
         self.get_logger().info(
             f"{'batch: ' + p['bag_path'] if self.batch else 'live'}; cameras {self.cameras}; "
             f'publishing under {prefix or "(original names)"}')
@@ -344,7 +346,8 @@ def _run(args: Sequence[str], *, duration_s: float | None = None,
 
 
 def main(args: Sequence[str] | None = None) -> None:
-    """Run `ros2 run refscale_ros reconstructor --ros-args ...`.
+    """
+    Run `ros2 run refscale_ros reconstructor --ros-args ...`.
 
     Exit 0 when every frame was rebuilt, 1 when some failed, 2 when the node cannot start.
     """

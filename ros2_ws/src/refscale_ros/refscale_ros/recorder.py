@@ -1,4 +1,5 @@
-"""Onboard recorder: camera topics (+ GPS / odometry) -> a RefScale bag, via `FrameEncoder`.
+"""
+Onboard recorder: camera topics (+ GPS / odometry) -> a RefScale bag, via `FrameEncoder`.
 
 Why the shape: DDS callbacks must never wait for the encoder. Each callback only appends to a
 bounded per-camera queue (the oldest frame is dropped, and counted, when it is full); one worker
@@ -105,7 +106,8 @@ class CameraSpec:
 
 # --------------------------------------------------------------------------- the queue
 class FrameQueue:
-    """Bounded per-camera queues plus one bounded queue of other messages, served in arrival order.
+    """
+    Bounded per-camera queues plus one bounded queue of other messages, served in arrival order.
 
     `put_*` never blocks: a full queue drops its oldest entry and counts it in `dropped`.
     """
@@ -259,6 +261,7 @@ class RecorderNode(Node):
 
     def __init__(self, *, context: Any = None, node_name: str = NODE_NAME, **kwargs: Any) -> None:
         super().__init__(node_name, context=context, **kwargs)
+        self._closed = True  # until fully built: rclpy may destroy a half-built node
         p = declare(self, PARAMETERS)
         self.params = p
         set_log_level(self, p['log_level'])
@@ -289,7 +292,6 @@ class RecorderNode(Node):
         self._rec_lock = threading.Lock()       # held by the worker while it writes
         self._state_lock = threading.RLock()    # start / stop / close
         self._subs: list[Any] = []
-        self._closed = False
         self._last_diag = (time.monotonic(), {t: (0, 0, 0) for t in self.counters}, 0)
 
         self.diag_pub = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
@@ -303,6 +305,7 @@ class RecorderNode(Node):
         self._quit = threading.Event()
         self._worker = threading.Thread(target=self._work, name='refscale-encoder', daemon=True)
         self._worker.start()
+        self._closed = False
         topics = [c.topic for c in self.cameras]
         cache = p['cache_dir'] or '(none: no-reference mode)'
         self.get_logger().info(f'cameras {topics}, provider {self.backend.provider}, '
@@ -615,6 +618,8 @@ class RecorderNode(Node):
 
     def close(self) -> None:
         """Stop recording (drain + finalise), stop the worker, close the cache. Idempotent."""
+        if self._closed:  # also a node whose __init__ failed
+            return
         with self._state_lock:
             if self._closed:
                 return
@@ -636,7 +641,8 @@ def run_recorder(params_file: str | Path | None = None,
                  duration_s: float | None = None, stop: threading.Event | None = None,
                  domain_id: int | None = None, signals: bool = False,
                  ready: threading.Event | None = None) -> RecorderReport:
-    """Run the recorder in this process and return its report once the bag is finalised.
+    """
+    Run the recorder in this process and return its report once the bag is finalised.
 
     It runs until `duration_s`, `stop`, SIGINT (KeyboardInterrupt) or, with `signals=True`,
     SIGINT/SIGTERM handled by rclpy.
@@ -669,7 +675,8 @@ def _run(args: Sequence[str], *, duration_s: float | None = None,
 
 
 def main(args: Sequence[str] | None = None) -> None:
-    """Run `ros2 run refscale_ros recorder --ros-args ...`.
+    """
+    Run `ros2 run refscale_ros recorder --ros-args ...`.
 
     Exit 0 after a clean stop, 1 on a write error, 2 when the node cannot start (bad
     parameters, missing weights or cache).

