@@ -20,6 +20,7 @@ pytest.importorskip("rclpy", reason="needs the ROS 2 wheels: pip install -e '.[r
 
 from test_ros_recorder import (  # noqa: E402, F401 - fixtures are used by name
     CAM,
+    MIN_PSNR_DB,
     Probe,
     Recorded,
     probe,
@@ -41,7 +42,6 @@ common = load_refscale_ros("refscale_ros.common")
 reconstructor_mod = load_refscale_ros("refscale_ros.reconstructor")
 RECONSTRUCT_YAML = common.default_params_file("reconstruct.yaml")
 HR_TOPIC = "/refscale/hr" + CAM
-MIN_PSNR_DB = 30.0  # untrained x2 on 320×180 Nordland frames measures ~34 dB
 
 
 @pytest.fixture(scope="module")
