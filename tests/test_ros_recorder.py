@@ -31,7 +31,7 @@ pytest.importorskip("rclpy", reason="needs the ROS 2 wheels: pip install -e '.[r
 from refscale_model import RefScale, RefScaleConfig, save_weights  # noqa: E402
 from refscale_model.bags import BagWriter, bag_files, is_complete, msgs, read_messages, topics_of  # noqa: E402
 from refscale_model.bags import refscale_format as fmt  # noqa: E402
-from refscale_model.cli.ros import load_refscale_ros  # noqa: E402
+from refscale_model.cli.ros import load_refscale_ros, play_bag, run_recorder  # noqa: E402
 from refscale_model.reference_cache import ReferenceCache  # noqa: E402
 
 common = load_refscale_ros("refscale_ros.common")
@@ -41,6 +41,7 @@ player_mod = load_refscale_ros("refscale_ros.player")
 CAM = "/cam/front/image_raw"
 CAM_ID = "front"
 DATA_SET = "rail_nordland_640"
+CAM_INFO = "/cam/front/camera_info"
 T0 = 1_700_000_000_000_000_000
 SIZE = (320, 180)  # W, H: small frames, the machine is shared
 LAT0, LON0 = 67.28, 14.40  # Nordland line, heading north
@@ -91,6 +92,8 @@ def build_drive(root: Path, n: int = 6, hz: float = 5.0, bad: tuple[int, ...] = 
                 t = s - 1_000_000 + k * step_ns // 2
                 fix = msgs.navsatfix_msg(lat + 1.5 * k / M_PER_DEG, LON0, 30.0, t)
                 bag.write("/gps/fix", fix, t, type_name=msgs.NAV_SAT_FIX)
+            info = msgs.camera_info_msg(s, "cam_front", SIZE[0], SIZE[1], fx=250.0)
+            bag.write(CAM_INFO, info, s, type_name=msgs.CAMERA_INFO)
             if i in bad:
                 depth = winter.astype(np.float32).mean(axis=2)
                 msg = {
@@ -235,6 +238,7 @@ def recorder_overrides(drive: Drive, out: Path, **extra: Any) -> dict[str, Any]:
     """record.yaml as shipped, pointed at the test drive; untrained x2 model (tests only)."""
     return {
         "cameras": [f"{CAM}:Image:{CAM_ID}"],
+        "passthrough": [f"{CAM_INFO}:{msgs.CAMERA_INFO}"],
         "cache_dir": str(drive.cache),
         "allow_untrained": True,
         "output_dir": str(out),
@@ -339,7 +343,9 @@ def test_recording_is_a_complete_refscale_bag(recorded: Recorded) -> None:
     assert (recorded.bag / "metadata.yaml").is_file() and all(is_complete(f) for f in bag_files(recorded.bag))
     assert sorted(meta_stamps(recorded.bag)) == sorted(drive.frames)  # header stamps survive
     topics = topics_of(recorded.bag)
-    assert topics["/gps/fix"] == msgs.NAV_SAT_FIX  # passthrough
+    assert topics["/gps/fix"] == msgs.NAV_SAT_FIX and topics[CAM_INFO] == msgs.CAMERA_INFO  # passthrough
+    infos = [m for t, _, m in read_messages(recorded.bag) if t == CAM_INFO]
+    assert len(infos) == len(drive.frames) + len(drive.bad_stamps) and infos[0].k[0] == 250.0
     assert {fmt.lr_topic(CAM), fmt.smap_topic(CAM), fmt.meta_topic(CAM)} <= set(topics)
     assert r.bytes_out < r.bytes_in / 3  # LR + S_map PNGs vs raw rgb8
 
@@ -376,8 +382,8 @@ def test_publisher_faster_than_encoder_keeps_queue_bounded_and_counts_drops(
     rec = RecorderThread(
         recorder_overrides(drive, tmp_path / "out", max_queue=2, shutdown_drain_s=0.0, diagnostics_period_s=0.1)
     )
-    player = probe.play(drive.raw_bag, rate=40.0, wait_for_subscribers=1)  # 200 Hz camera
-    assert player.done.wait(60)
+    published = play_bag(drive.raw_bag, rate=40.0, wait_for_subscribers=1)  # 200 Hz camera, public API
+    assert published == sum(1 for _ in read_messages(drive.raw_bag))
     try:
         wait_for(lambda: any(int((camera_status(a) or {}).get("dropped", 0)) > 0 for a in diags), 30, "drops")
     except AssertionError:
@@ -437,3 +443,11 @@ def test_camera_entries_and_queue_policy() -> None:
     assert q.dropped == {"/a": 2} and q.depth("/a") == 2 and q.depth() == 4
     assert [q.get(0.1) for _ in range(4)] == [("/a", 2), ("/a", 3), ("other", "gps"), ("/b", "b0")]
     assert q.get(0.01) is None
+
+
+def test_run_recorder_for_a_bounded_time_returns_its_report(tmp_path: Path, shared_data: Path) -> None:
+    drive = build_drive(tmp_path / "drive", n=1)
+    report = run_recorder(None, recorder_overrides(drive, tmp_path / "out"), duration_s=0.5)
+    assert report.stopped_by == "duration" and report.ok and report.frames == 0
+    assert report.bags == [tmp_path / "out" / "rec"] and (tmp_path / "out" / "rec" / "metadata.yaml").is_file()
+    assert report.provider == "torch:cpu" and "bag: " in report.summary()

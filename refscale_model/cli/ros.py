@@ -16,6 +16,7 @@ import sys
 from dataclasses import asdict
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 PACKAGE_SRC_ENV = "REFSCALE_ROS_SRC"
 """Environment variable naming the `refscale_ros` source package directory (overrides the search)."""
@@ -82,6 +83,24 @@ def load_refscale_ros(module: str = "refscale_ros") -> ModuleType:
         + f"; set {PACKAGE_SRC_ENV} to the package directory",
         name="refscale_ros",
     )
+
+
+def run_recorder(params_file: str | Path | None = None, overrides: Any = (), **kwargs: Any) -> Any:
+    """Run the recorder node in this process; returns its `RecorderReport` once the bag is final.
+
+    A small API for scripts (`make demo`): `params_file` defaults to the package's record.yaml;
+    `overrides` is a mapping or 'name:=value' strings; keyword arguments go to
+    `refscale_ros.recorder.run_recorder` (`duration_s`, `stop`, `ready`, `domain_id`).
+    """
+    mod = load_refscale_ros("refscale_ros.recorder")
+    if params_file is None:
+        params_file = load_refscale_ros("refscale_ros.common").default_params_file("record.yaml")
+    return mod.run_recorder(params_file, overrides, **kwargs)
+
+
+def play_bag(bag: str | Path, **kwargs: Any) -> int:
+    """Publish a bag's messages at the recorded rate (refscale_ros.player.play_bag); returns the count."""
+    return load_refscale_ros("refscale_ros.player").play_bag(bag, **kwargs)
 
 
 def _load(module: str) -> ModuleType | None:

@@ -94,7 +94,8 @@ def declare(node: Node, specs: Sequence[tuple[str, Any, str]]) -> dict[str, Any]
             value = node.declare_parameter(name, '', desc).value
         elif default is Parameter.Type.STRING_ARRAY:
             desc = ParameterDescriptor(description=text, type=Parameter.Type.STRING_ARRAY.value)
-            value = node.declare_parameter(name, [], desc).value or []  # YAML [] reads as unset
+            # declared by type, without a default: a [] default would be typed BYTE_ARRAY
+            value = node.declare_parameter(name, Parameter.Type.STRING_ARRAY, desc).value or []
         else:
             desc = ParameterDescriptor(description=text)
             value = node.declare_parameter(name, default, desc).value

@@ -21,7 +21,7 @@ from typing import Any
 import rclpy
 from rclpy.node import Node
 from rclpy.qos import qos_profile_sensor_data, QoSProfile, ReliabilityPolicy
-from refscale_ros.common import declare, init_context, message_class, spin, string_list
+from refscale_ros.common import declare, init_context, message_class, ros_args, spin, string_list
 
 NODE_NAME = 'refscale_player'
 PARAMETERS: list[tuple[str, Any, str]] = [
@@ -117,6 +117,33 @@ class BagPlayerNode(Node):
     def destroy_node(self) -> None:
         self.close()
         super().destroy_node()
+
+
+def play_bag(bag: str | Path, *, rate: float = 1.0, topics: Sequence[str] = (),
+             wait_for_subscribers: int = 1, wait_topics: Sequence[str] = (),
+             timeout_s: float | None = None, domain_id: int | None = None) -> int:
+    """
+    Play `bag` once in this process (its own rclpy context) and return the messages published.
+
+    For scripts such as `make demo`: run `run_recorder` in a thread, then `play_bag(drive_b)`.
+    """
+    overrides: dict[str, Any] = {'bag': str(bag), 'rate': float(rate),
+                                 'wait_for_subscribers': int(wait_for_subscribers)}
+    if topics:
+        overrides['topics'] = list(topics)
+    if wait_topics:
+        overrides['wait_topics'] = list(wait_topics)
+    ctx = init_context(ros_args(None, overrides), signals=False, domain_id=domain_id)
+    node = None
+    try:
+        node = BagPlayerNode(context=ctx)
+        spin(node, ctx, duration_s=timeout_s, done=node.done.is_set)
+        time.sleep(0.2)  # let the last reliable messages leave
+        return node.published
+    finally:
+        if node is not None:
+            node.destroy_node()
+        rclpy.try_shutdown(context=ctx)
 
 
 def main(args: Sequence[str] | None = None) -> None:

@@ -36,6 +36,7 @@ from refscale_ros.common import (
     diag_status,
     init_context,
     load_backend,
+    message_class,
     ros_args,
     set_log_level,
     spin,
@@ -55,6 +56,8 @@ PARAMETERS: list[tuple[str, Any, str]] = [
     ('cameras', None, 'TOPIC[:TYPE[:CACHE_ID]] entries (list, or one comma-separated string)'),
     ('gps_topic', '', 'sensor_msgs/NavSatFix topic ("" = none)'),
     ('odom_topic', '', 'nav_msgs/Odometry topic ("" = none)'),
+    ('passthrough', Parameter.Type.STRING_ARRAY,
+     'other topics copied into the bag as they are: TOPIC:pkg/msg/Type entries'),
     ('cache_dir', '', 'reference cache directory ("" = no-reference mode)'),
     ('weights', 'x2', 'x2, x4, x2-noref, x4-noref or a .safetensors path'),
     ('allow_untrained', False, 'testing only: fresh model when preset weights are missing'),
@@ -102,6 +105,21 @@ class CameraSpec:
             raise ValueError(f'camera entry {spec!r}: type must be Image, CompressedImage or auto')
         cache_id = parts[2] if len(parts) > 2 and parts[2] else topic
         return cls(topic, type_name, cache_id)
+
+
+def _passthrough_spec(spec: str) -> tuple[str, str]:
+    """Parse 'TOPIC:pkg/msg/Type' (a type the bag writer carries a definition for)."""
+    from refscale_model.bags import complete_definition
+
+    topic, _, type_name = spec.partition(':')
+    if not topic.startswith('/') or type_name.count('/') != 2:
+        raise ValueError(f'passthrough entry {spec!r}: expected /TOPIC:pkg/msg/Type')
+    try:
+        complete_definition(type_name)
+        message_class(type_name)
+    except (KeyError, ImportError, AttributeError) as exc:
+        raise ValueError(f'passthrough entry {spec!r}: {exc}') from exc
+    return topic, type_name
 
 
 # --------------------------------------------------------------------------- the queue
@@ -270,6 +288,7 @@ class RecorderNode(Node):
             raise ValueError('no cameras configured (parameter `cameras`)')
         if len({c.topic for c in self.cameras}) != len(self.cameras):
             raise ValueError('a camera topic is listed twice in `cameras`')
+        self.passthrough = [_passthrough_spec(s) for s in string_list(p['passthrough'])]
 
         from refscale_model.reference_cache import ReferenceCache
         from refscale_model.registration import RegistrationConfig
@@ -422,8 +441,10 @@ class RecorderNode(Node):
             self._subs.append(self.create_subscription(
                 cls, cam.topic, lambda m, t=cam.topic: self._on_frame(t, m),
                 qos_profile_sensor_data))
-        for topic, cls, type_name in ((self.params['gps_topic'], NavSatFix, NAV_SAT_FIX),
-                                      (self.params['odom_topic'], Odometry, ODOMETRY)):
+        others = [(self.params['gps_topic'], NavSatFix, NAV_SAT_FIX),
+                  (self.params['odom_topic'], Odometry, ODOMETRY)]
+        others += [(t, message_class(ty), ty) for t, ty in self.passthrough]
+        for topic, cls, type_name in others:
             if topic:
                 self._subs.append(self.create_subscription(
                     cls, topic, lambda m, t=topic, n=type_name: self._on_other(t, n, m),
