@@ -1,0 +1,25 @@
+"""A shortened `make demo`: the same code path on a few small frames (real DDS, real bags, ONNX)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from refscale_model.demo import DemoSettings, run_demo
+
+
+def test_short_demo_end_to_end(tmp_path: Path) -> None:
+    settings = DemoSettings(
+        out_dir=tmp_path / "out", drive_dir=tmp_path / "drive", frames=12, size=(320, 192),
+        figures=1, domain_id=150 + os.getpid() % 50, allow_untrained=True,
+    )
+    summary = run_demo(settings)
+    assert summary.recorded >= 1
+    assert summary.recorded + summary.dropped + sum(summary.errors.values()) <= settings.frames
+    assert summary.rebuilt == summary.recorded and not summary.failures
+    assert summary.psnr > 22.0
+    assert 0 < summary.refscale_bytes_per_frame < summary.raw_bytes_per_frame / 3
+    assert summary.provider.startswith("onnx")
+    text = (settings.out_dir / "summary.md").read_text()
+    assert "rebuilt frames PSNR" in text
+    assert (settings.out_dir / "frame_01.png").stat().st_size > 1000
