@@ -104,3 +104,39 @@ def test_record_with_bad_parameters_exits_2(tmp_path: Path) -> None:
     res = subprocess.run(cmd, env=env(), capture_output=True, text=True, timeout=120)
     assert res.returncode == 2 and "camera entry 'front'" in res.stderr
     assert not any(tmp_path.iterdir())  # nothing was opened
+
+
+_LIMITED = (
+    "import resource, signal, sys; signal.signal(signal.SIGXFSZ, signal.SIG_IGN); "
+    "resource.setrlimit(resource.RLIMIT_FSIZE, (int(sys.argv.pop(1)),) * 2); "
+    "from refscale_model.cli import main; sys.exit(main())"
+)
+
+
+def test_disk_full_is_an_error_in_diagnostics_and_exit_1(
+    tmp_path: Path, shared_data: Path, x2_weights: Path, probe: Probe
+) -> None:
+    """A bag that cannot be written (file-size limit, as a full disk) stops recording: ERROR, exit 1."""
+    drive = build_drive(tmp_path / "drive", n=8, hz=5.0)
+    diags = probe.diagnostics()
+    cmd = [sys.executable, "-c", _LIMITED, str(100_000), "record", "--params", str(RECORD_YAML)]
+    cmd += ["-p", f"cameras:=['{CAM}:Image:{CAM_ID}']", "-p", f"cache_dir:={drive.cache}"]
+    cmd += ["-p", f"weights:={x2_weights}", "-p", f"output_dir:={tmp_path / 'out'}", "-p", "bag_name:=rec"]
+    cmd += ["-p", "diagnostics_period_s:=0.2", "-p", "flush_interval_s:=0.2"]
+    proc = subprocess.Popen(cmd, env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: any(node_status(a) for a in diags) or proc.poll() is not None, 90, "recorder up")
+        assert proc.poll() is None, proc.communicate()
+        probe.play(drive.raw_bag, rate=2.0, wait_for_subscribers=1)
+        errors = wait_for(lambda: [n for a in diags if (n := node_status(a)) and n["state"] == "error"], 60, "error")
+        proc.send_signal(signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert "write failed" in errors[0]["message"]
+    assert proc.returncode == 1 and "WRITE ERROR" in stdout, stdout + stderr
+    with ReferenceCache.open(drive.cache, readonly=True) as cache:  # frames before the failure are readable
+        items = list(Reconstructor(load_weights(x2_weights), cache).run(tmp_path / "out" / "rec"))
+    assert any(isinstance(i, ReconstructedFrame) for i in items)

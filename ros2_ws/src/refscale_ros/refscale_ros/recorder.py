@@ -585,8 +585,9 @@ class RecorderNode(Node):
                     **{f'errors.{k}': v for k, v in sorted(c.errors.items())},
                 }))
         self._last_diag = (now, snapshot, written)
-        if self.write_error:
-            level, why = 'ERROR', f'write failed: {self.write_error}'
+        failed = rec.failed if rec is not None else self.write_error
+        if failed:
+            level, why = 'ERROR', f'write failed: {failed}'
         elif rec is None:
             level, why = 'OK', 'not recording (call ~/start)'
         elif any_drop or any_err:
@@ -594,7 +595,7 @@ class RecorderNode(Node):
         else:
             level, why = 'OK', 'recording'
         values: dict[str, Any] = {
-            'state': 'recording' if rec is not None else ('error' if self.write_error else 'idle'),
+            'state': 'error' if failed else ('recording' if rec is not None else 'idle'),
             'bag': str(rec.path) if rec is not None else '',
             'provider': self.backend.provider,
             'bytes_per_s': bytes_rate,
@@ -669,7 +670,8 @@ def run_recorder(params_file: str | Path | None = None,
     SIGINT/SIGTERM handled by rclpy.
 
     `overrides` are parameter values (a mapping, or 'name:=value' strings) applied on top of
-    `params_file`, exactly like `--ros-args -p`. `ready` is set once the node subscribes.
+    `params_file`, exactly like `--ros-args -p`. `ready` is set once the node subscribes (or
+    failed to start: this call then raises).
     """
     return _run(ros_args(params_file, overrides), duration_s=duration_s, stop=stop,
                 domain_id=domain_id, signals=signals, ready=ready)
@@ -681,9 +683,11 @@ def _run(args: Sequence[str], *, duration_s: float | None = None,
     ctx = init_context(args, signals=signals, domain_id=domain_id)
     node: RecorderNode | None = None
     try:
-        node = RecorderNode(context=ctx)
-        if ready is not None:
-            ready.set()
+        try:
+            node = RecorderNode(context=ctx)
+        finally:
+            if ready is not None:  # also when the node failed to start: callers never hang
+                ready.set()
         why = spin(node, ctx, duration_s=duration_s, stop=stop)
         node.close()
         if ctx.ok():
