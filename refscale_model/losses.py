@@ -66,14 +66,17 @@ def compute_losses(
     cond = model.condition(hr, ref, keep)
     lr, z = model.forward_flow(hr, cond)
     bic, blur = lr_guidance_targets(hr, cfg.scale, cfg.blur_sigma)
+    # Every term is a sum normalised by the number of HR values (IRN's normalisation, for which the
+    # paper's weights 1/4/1 and 1/16/1 were chosen); a per-element mean would over-weight LR and z by s².
+    n_hr = hr.numel()
     if cond.smap is None:
-        loss_lr = ((bic - lr) ** 2).mean()
+        loss_lr = ((bic - lr) ** 2).sum() / n_hr
     else:
         s = nn.functional.interpolate(cond.smap.detach(), size=lr.shape[-2:], mode="bilinear", align_corners=False)
-        loss_lr = (((bic - lr) ** 2) * (1 - s) + ((blur - lr) ** 2) * s).mean()
-    loss_distr = (z**2).mean()
+        loss_lr = (((bic - lr) ** 2) * (1 - s) + ((blur - lr) ** 2) * s).sum() / n_hr
+    loss_distr = (z**2).sum() / n_hr
     z_in = torch.randn_like(z) if sample_z else torch.zeros_like(z)
     hr_hat = model.inverse_flow(quantise_lr(lr), z_in, cond)
-    loss_hr = (hr - hr_hat).abs().mean()
+    loss_hr = (hr - hr_hat).abs().sum() / n_hr
     total = cfg.lambda_hr * loss_hr + cfg.lambda_lr * loss_lr + cfg.lambda_distr * loss_distr
     return LossTerms(total=total, hr=loss_hr, lr=loss_lr, distr=loss_distr)
