@@ -66,3 +66,16 @@ def test_eval_writes_well_formed_report(shared_data: Path, tmp_path: Path, mode:
     assert (report / "report.md").read_text().count("| refscale |") == 1
     assert (report / "pair_000.png").stat().st_size > 1000
     assert json.loads((report / "results.json").read_text())["methods"].keys() == set(METHODS)
+
+
+def test_eval_with_registration_records_the_method(shared_data: Path, tmp_path: Path) -> None:
+    out = tmp_path / "result.json"
+    pairs = shared_data / "satellite_rrssrd" / "pairs.csv"
+    assert main(["eval", "--weights", "x2", "--allow-untrained", "--noref-weights", "skip", "--pairs", str(pairs),
+                 "--limit", "1", "--register", "--json", str(out)]) == 0
+    result = json.loads(out.read_text())
+    row = result["rows"][0]
+    assert result["register"] is True
+    assert row["registration"] in ("orb", "phase", "identity", "none")
+    assert 0.0 <= row["registration_confidence"] <= 1.0
+    assert set(result["methods"]) == {"bicubic", "refscale"}
