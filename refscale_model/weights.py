@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import torch
 from safetensors.torch import load_file, save_file
 
 from refscale_model.config import RefScaleConfig
@@ -114,7 +115,9 @@ def load_model(name_or_path: str | Path = "x2", allow_untrained: bool = False) -
         path = packaged_weights(str(name_or_path))
         if not path.is_file():
             if allow_untrained:
-                return RefScale(RefScaleConfig.preset(str(name_or_path))).eval()
+                with torch.random.fork_rng(devices=[]):
+                    torch.manual_seed(0)  # the same "untrained" model on every load (encoder and decoder agree)
+                    return RefScale(RefScaleConfig.preset(str(name_or_path))).eval()
             raise FileNotFoundError(f"no shipped weights for {name_or_path!r} at {path}")
         return load_weights(path)
     path = Path(name_or_path)

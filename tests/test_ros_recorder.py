@@ -393,7 +393,9 @@ def test_publisher_faster_than_encoder_keeps_queue_bounded_and_counts_drops(
     cams = [c for a in diags if (c := camera_status(a))]
     assert cams and all(int(c["queue_depth"]) <= 2 for c in cams)  # never a backlog
     warned = [c for c in cams if int(c["dropped"]) > 0]
-    assert warned[0]["level"] == 1 and "dropped" in warned[0]["message"]
+    # the status of the period in which drops happened is WARN (the probe may miss single messages under load)
+    assert any(c["level"] == 1 and "dropped" in c["message"] for c in warned), [
+        (c["dropped"], c["level"], c["message"]) for c in cams]
     c = report.cameras[CAM]
     assert c["dropped"] > 0 and report.dropped == c["dropped"] + c["dropped_at_stop"]
     assert c["received"] == c["encoded"] + c["dropped"] + c["dropped_at_stop"]  # nothing silent

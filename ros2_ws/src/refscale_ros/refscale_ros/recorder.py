@@ -45,6 +45,8 @@ from refscale_ros.common import (
 from sensor_msgs.msg import CompressedImage, Image, NavSatFix
 from std_srvs.srv import Trigger
 
+DROP_WARN_HOLD_S = 5.0
+"""A camera's diagnostics stay WARN this long after its last dropped frame."""
 NODE_NAME = 'refscale_recorder'
 IMAGE = 'sensor_msgs/msg/Image'
 COMPRESSED_IMAGE = 'sensor_msgs/msg/CompressedImage'
@@ -207,6 +209,8 @@ class CameraCounters:
     latency_ms: list[float] = field(default_factory=list)
     """Encode latencies (receipt to written) since the last diagnostics message."""
     latency_sum_ms: float = 0.0
+    last_drop_at: float = float('-inf')
+    """time.monotonic() of the diagnostics period in which frames were last dropped."""
 
 
 @dataclass
@@ -566,9 +570,12 @@ class RecorderNode(Node):
                 any_err = True
                 level, why = 'WARN', f'{errors_now} frames skipped {dict(c.errors)}'
             if dropped_now > drop_prev:
+                c.last_drop_at = now
+            if now - c.last_drop_at < DROP_WARN_HOLD_S:  # held: a slow poller still sees it
                 any_drop = True
-                level, why = 'WARN', (f'encoder behind: {dropped_now - drop_prev} frames dropped '
-                                      f'in the last {dt:.1f} s ({dropped_now} in all)')
+                level, why = 'WARN', (
+                    f'encoder behind: frames dropped {now - c.last_drop_at:.1f} s ago '
+                    f'({dropped_now - drop_prev} in the last {dt:.1f} s, {dropped_now} in all)')
             statuses.append(diag_status(
                 f'{self.get_name()}: {topic}', level, why, {
                     'fps_in': (c.received - got_prev) / dt,
