@@ -59,8 +59,9 @@ def compute_losses(
     """All loss terms for one batch of same-size, already padded HR/reference crops.
 
     The HR term rebuilds from the *quantised* LR (what is stored) with z = 0 or z ~ N(0, 1)
-    (`sample_z`); the trainer alternates both. S_map weights the LR guidance detached, so the
-    similarity is learned only through what it buys the reconstruction.
+    (`sample_z`). S_map is not detached in the LR guidance (eq. 5 as written): where the INN keeps
+    detail in the LR because the reference cannot supply it, the LR is nearer the bicubic target and
+    the guidance pulls S down there; the HR term pulls S up where the reference helps.
     """
     cfg = model.config
     cond = model.condition(hr, ref, keep)
@@ -72,7 +73,7 @@ def compute_losses(
     if cond.smap is None:
         loss_lr = ((bic - lr) ** 2).sum() / n_hr
     else:
-        s = nn.functional.interpolate(cond.smap.detach(), size=lr.shape[-2:], mode="bilinear", align_corners=False)
+        s = nn.functional.interpolate(cond.smap, size=lr.shape[-2:], mode="bilinear", align_corners=False)
         loss_lr = (((bic - lr) ** 2) * (1 - s) + ((blur - lr) ** 2) * s).sum() / n_hr
     loss_distr = (z**2).sum() / n_hr
     z_in = torch.randn_like(z) if sample_z else torch.zeros_like(z)
