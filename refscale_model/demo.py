@@ -50,6 +50,7 @@ class DemoSummary:
     errors: dict[str, int] = field(default_factory=dict)
     without_reference: int = 0
     raw_bytes_per_frame: float = 0.0
+    png_bytes_per_frame: float = 0.0
     jpeg_bytes_per_frame: float = 0.0
     refscale_bytes_per_frame: float = 0.0
     bag_bytes: int = 0
@@ -67,15 +68,17 @@ class DemoSummary:
     def table(self) -> str:
         ratio_raw = self.raw_bytes_per_frame / max(self.refscale_bytes_per_frame, 1)
         ratio_jpeg = self.jpeg_bytes_per_frame / max(self.refscale_bytes_per_frame, 1)
+        ratio_png = self.png_bytes_per_frame / max(self.refscale_bytes_per_frame, 1)
         rows = [
             ("frames published (drive B)", f"{self.published}"),
             ("frames recorded / dropped / errors", f"{self.recorded} / {self.dropped} / {sum(self.errors.values())}"),
             ("frames without reference", f"{self.without_reference}"),
             ("encoder backend, encode rate", f"{self.provider}, {self.encode_fps:.2f} frames/s"),
             ("raw rgb8 bytes per frame", f"{self.raw_bytes_per_frame:,.0f}"),
+            ("lossless PNG of the raw frame, bytes", f"{self.png_bytes_per_frame:,.0f}"),
             (f"JPEG q{JPEG_QUALITY} bytes per frame", f"{self.jpeg_bytes_per_frame:,.0f}"),
             ("RefScale bytes per frame (LR + S_map PNG)", f"{self.refscale_bytes_per_frame:,.0f}"),
-            ("compression vs raw / vs JPEG", f"{ratio_raw:.1f}x / {ratio_jpeg:.2f}x"),
+            ("compression vs raw / lossless PNG / JPEG", f"{ratio_raw:.1f}x / {ratio_png:.2f}x / {ratio_jpeg:.2f}x"),
             ("RefScale bag on disk / raw drive B bag", f"{self.bag_bytes:,} / {self.raw_bag_bytes:,} bytes"),
             ("rebuilt frames PSNR / SSIM vs raw", f"{self.psnr:.2f} dB / {self.ssim:.4f} ({self.rebuilt} frames)"),
             (f"JPEG q{JPEG_QUALITY} PSNR / SSIM (same frames)", f"{self.jpeg_psnr:.2f} dB / {self.jpeg_ssim:.4f}"),
@@ -189,7 +192,7 @@ def reconstruct_and_score(settings: DemoSettings, bag: Path, cache_dir: Path, dr
 
     raw = _raw_frames(drive_b)
     model = load_model(settings.weights, allow_untrained=settings.allow_untrained)
-    scores, jpeg_scores, refscale_bytes, jpeg_bytes = [], [], [], []
+    scores, jpeg_scores, refscale_bytes, jpeg_bytes, png_bytes = [], [], [], [], []
     with ReferenceCache.open(cache_dir, readonly=True) as cache:
         recon = Reconstructor(model, cache)
         stored = {(f.stamp_ns): f for f in recon.frames(bag) if not isinstance(f, FrameFailure)}
@@ -206,6 +209,7 @@ def reconstruct_and_score(settings: DemoSettings, bag: Path, cache_dir: Path, dr
             bgr = cv2.cvtColor(truth, cv2.COLOR_RGB2BGR)
             ok, jpg = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
             jpeg_bytes.append(len(jpg))
+            png_bytes.append(len(encode_png(truth)))
             jpeg_rgb = cv2.cvtColor(cv2.imdecode(jpg, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
             scores.append((psnr(truth, item.rgb), ssim(truth, item.rgb)))
             jpeg_scores.append((psnr(truth, jpeg_rgb), ssim(truth, jpeg_rgb)))
@@ -218,6 +222,7 @@ def reconstruct_and_score(settings: DemoSettings, bag: Path, cache_dir: Path, dr
         summary.jpeg_psnr, summary.jpeg_ssim = (float(v) for v in np.mean(jpeg_scores, axis=0))
         summary.refscale_bytes_per_frame = float(np.mean(refscale_bytes))
         summary.jpeg_bytes_per_frame = float(np.mean(jpeg_bytes))
+        summary.png_bytes_per_frame = float(np.mean(png_bytes))
     h, w = settings.size[1], settings.size[0]
     summary.raw_bytes_per_frame = float(h * w * 3)
 
