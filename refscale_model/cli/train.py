@@ -27,6 +27,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--resume", type=Path, default=None, help="checkpoint .safetensors to resume from")
     p.add_argument("--blocks", type=int, nargs="*", default=None, help="override flow blocks per stage")
     p.add_argument("--hidden", type=int, default=None, help="override coupling hidden channels")
+    p.add_argument("--blur-sigma", type=float, default=None, help="override the blurred LR guide's Gaussian σ")
     p.set_defaults(func=run)
 
 
@@ -41,6 +42,8 @@ def run(args: argparse.Namespace) -> int:
         model_cfg = dataclasses.replace(model_cfg, blocks=tuple(args.blocks))
     if args.hidden:
         model_cfg = dataclasses.replace(model_cfg, hidden=args.hidden)
+    if args.blur_sigma:
+        model_cfg = dataclasses.replace(model_cfg, blur_sigma=args.blur_sigma)
     cfg = TrainConfig(
         model=model_cfg.to_dict(),
         steps=args.steps,

@@ -1,0 +1,29 @@
+"""The shipped default weights: present, intact, small, and better than bicubic on a real revisit."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from refscale_model.evaluate import EvalPair, evaluate
+from refscale_model.weights import PRESET_FILES, load_model, packaged_weights, read_sidecar
+
+
+@pytest.mark.parametrize("name", sorted(PRESET_FILES))
+def test_shipped_weights_load_and_match_their_hash(name: str) -> None:
+    path = packaged_weights(name)
+    assert path.stat().st_size <= 25 * 1024 * 1024
+    model = load_model(name)  # verifies the sha256 against the sidecar
+    assert model.weights_sha256 == read_sidecar(path)["sha256"]
+    assert model.config.use_reference == (not name.endswith("noref"))
+    assert (path.parent / f"{path.stem}.md").is_file(), "every shipped file has a model card"
+
+
+@pytest.mark.parametrize("name", ["x2", "x4"])
+def test_refscale_beats_bicubic_on_a_real_aligned_pair(shared_data: Path, name: str) -> None:
+    set_dir = shared_data / "satellite_spacenet7_monthly"
+    place = set_dir / "L15-0487E-1246N_1950_3207_13"  # a validation place: never trained on
+    pair = EvalPair(place / "2018_03.png", place / "2018_02.png")
+    result = evaluate(load_model(name), None, [pair], progress=False)
+    assert result["methods"]["refscale"]["psnr"] > result["methods"]["bicubic"]["psnr"]
