@@ -50,7 +50,9 @@ def save_weights(model: RefScale, path: str | Path, extra: dict[str, Any] | None
     path.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     config_json = json.dumps(model.config.to_dict(), sort_keys=True)
-    save_file(state, str(path), metadata={"format": WEIGHTS_FORMAT, "config": config_json})
+    # one metadata key: safetensors orders several keys differently from run to run, which would
+    # change the file's sha256 for identical weights
+    save_file(state, str(path), metadata={WEIGHTS_FORMAT: config_json})
     sha = sha256_file(path)
     sidecar = {
         "format": WEIGHTS_FORMAT,

@@ -28,6 +28,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--blocks", type=int, nargs="*", default=None, help="override flow blocks per stage")
     p.add_argument("--hidden", type=int, default=None, help="override coupling hidden channels")
     p.add_argument("--blur-sigma", type=float, default=None, help="override the blurred LR guide's Gaussian σ")
+    p.add_argument("--smap-factor", type=int, default=None, help="override the S_map grid (1/factor of the features)")
     p.set_defaults(func=run)
 
 
@@ -44,6 +45,8 @@ def run(args: argparse.Namespace) -> int:
         model_cfg = dataclasses.replace(model_cfg, hidden=args.hidden)
     if args.blur_sigma:
         model_cfg = dataclasses.replace(model_cfg, blur_sigma=args.blur_sigma)
+    if args.smap_factor:
+        model_cfg = dataclasses.replace(model_cfg, smap_factor=args.smap_factor)
     cfg = TrainConfig(
         model=model_cfg.to_dict(),
         steps=args.steps,
