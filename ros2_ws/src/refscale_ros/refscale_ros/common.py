@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 import importlib
 from pathlib import Path
+import signal
 import threading
 import time
 from typing import Any
@@ -189,11 +190,26 @@ def load_backend(weights: str, allow_untrained: bool, onnx_model: str,
 
 
 # --------------------------------------------------------------------------- running
+def stop_on_signals() -> threading.Event:
+    """
+    Turn SIGINT/SIGTERM into an event instead of an rclpy context shutdown.
+
+    Why: with rclpy's own handlers the context is already shut down when the node starts to
+    destroy its subscriptions and drain its queue; FastDDS then crashed (SIGSEGV) about one
+    stop in six. Stopping first and shutting the context down last avoids that.
+    """
+    event = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: event.set())
+    return event
+
+
 def spin(node: Node, context: Context, *, duration_s: float | None = None,
          stop: threading.Event | None = None,
-         done: Callable[[], bool] | None = None) -> str:
+         done: Callable[[], bool] | None = None,
+         signalled: threading.Event | None = None) -> str:
     """
-    Spin `node` until SIGINT/SIGTERM (context shut down), `duration_s`, `stop` or `done()`.
+    Spin `node` until a signal (`signalled` or a context shutdown), `duration_s`, `stop`, `done()`.
 
     Returns why it stopped: 'signal', 'duration', 'stopped' or 'done'.
     """
@@ -203,6 +219,8 @@ def spin(node: Node, context: Context, *, duration_s: float | None = None,
     try:
         while context.ok():
             executor.spin_once(timeout_sec=0.05)
+            if signalled is not None and signalled.is_set():
+                return 'signal'
             if done is not None and done():
                 return 'done'
             if stop is not None and stop.is_set():

@@ -40,6 +40,7 @@ from refscale_ros.common import (
     ros_args,
     set_log_level,
     spin,
+    stop_on_signals,
     string_list,
 )
 from sensor_msgs.msg import CompressedImage, Image, NavSatFix
@@ -687,7 +688,8 @@ def run_recorder(params_file: str | Path | None = None,
 def _run(args: Sequence[str], *, duration_s: float | None = None,
          stop: threading.Event | None = None, domain_id: int | None = None,
          signals: bool = True, ready: threading.Event | None = None) -> RecorderReport:
-    ctx = init_context(args, signals=signals, domain_id=domain_id)
+    signalled = stop_on_signals() if signals else None  # stop, drain, then shut the context down
+    ctx = init_context(args, signals=False, domain_id=domain_id)
     node: RecorderNode | None = None
     try:
         try:
@@ -695,7 +697,7 @@ def _run(args: Sequence[str], *, duration_s: float | None = None,
         finally:
             if ready is not None:  # also when the node failed to start: callers never hang
                 ready.set()
-        why = spin(node, ctx, duration_s=duration_s, stop=stop)
+        why = spin(node, ctx, duration_s=duration_s, stop=stop, signalled=signalled)
         node.close()
         if ctx.ok():
             node.publish_diagnostics()
