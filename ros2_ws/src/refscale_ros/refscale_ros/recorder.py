@@ -701,6 +701,7 @@ def _run(args: Sequence[str], *, duration_s: float | None = None,
         node.close()
         if ctx.ok():
             node.publish_diagnostics()
+            time.sleep(0.2)  # let the final (idle) status leave before the node is destroyed
         return node.report(why)
     finally:
         if node is not None:
