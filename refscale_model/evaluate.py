@@ -47,6 +47,7 @@ class MethodResult:
     extra: dict[str, float] = field(default_factory=dict)
     lr: np.ndarray | None = None
     hr: np.ndarray | None = None
+    smap: np.ndarray | None = None
 
     def as_dict(self) -> dict[str, float]:
         return {
@@ -107,10 +108,8 @@ def evaluate_model(model: RefScale, hr: np.ndarray, ref: np.ndarray | None) -> M
     extra = {}
     if model.config.use_reference:
         extra["smap_mean"] = 0.0 if smap is None else float(smap.mean() / (model.config.smap_levels - 1))
-    result = MethodResult(psnr(hr, hr_u8), ssim(hr, hr_u8), spatial_information(lr_u8), fb.bpp_lr,
-                          fb.bytes_per_frame, extra=extra, lr=lr_u8, hr=hr_u8)
-    result.extra_smap = smap  # type: ignore[attr-defined]
-    return result
+    return MethodResult(psnr(hr, hr_u8), ssim(hr, hr_u8), spatial_information(lr_u8), fb.bpp_lr,
+                        fb.bytes_per_frame, extra=extra, lr=lr_u8, hr=hr_u8, smap=smap)
 
 
 def prepare_reference(
@@ -201,7 +200,7 @@ def save_figure(
     for res in results.values():
         lr_big = cv2.resize(res.lr, (res.hr.shape[1], res.hr.shape[0]), interpolation=cv2.INTER_NEAREST)
         tiles += [lr_big[ys, xs], res.hr[ys, xs]]
-    smap = getattr(results["refscale"], "extra_smap", None)
+    smap = results["refscale"].smap
     if smap is not None:
         heat = cv2.applyColorMap((smap.astype(np.float32) * 255 / (levels - 1)).astype(np.uint8), cv2.COLORMAP_JET)
         heat = cv2.resize(heat, (target.shape[1], target.shape[0]), interpolation=cv2.INTER_NEAREST)

@@ -13,7 +13,6 @@ from refscale_model.layers import FlowBlock, HaarSqueeze, RefEncoder, cosine_sim
 from refscale_model.quantise import (
     lr_from_uint8,
     lr_to_uint8,
-    quantise_lr,
     quantise_smap,
     smap_from_levels,
     smap_to_uint8,
@@ -233,4 +232,4 @@ class RefScale(nn.Module):
         return sum(p.numel() for p in self.parameters())
 
 
-__all__ = ["Condition", "Encoded", "RefScale", "quantise_lr"]
+__all__ = ["Condition", "Encoded", "RefScale"]
