@@ -125,41 +125,36 @@ def _write_report(path: Path | None, report: object) -> None:
         path.write_text(json.dumps(data, indent=2, default=str) + "\n")
 
 
-def run_record(args: argparse.Namespace) -> int:
-    mod = _load("refscale_ros.recorder")
+def _run_node(args: argparse.Namespace, module: str, runner: str, params_name: str, what: str) -> Any:
+    """Start one node through its `run_*` API as the CLI does (rclpy signal handling on); None if it cannot start."""
+    mod = _load(module)
     if mod is None:
-        return 2
+        return None
     try:
-        report = mod.run_recorder(
-            _params_file(args, "record.yaml"),
+        report = getattr(mod, runner)(
+            _params_file(args, params_name),
             args.param,
             duration_s=args.duration,
             domain_id=args.domain_id,
             signals=True,
         )
     except (ValueError, FileNotFoundError, RuntimeError, OSError) as exc:
-        print(f"error: recorder cannot start: {exc}", file=sys.stderr)
-        return 2
+        print(f"error: {what} cannot start: {exc}", file=sys.stderr)
+        return None
     print(report.summary(), flush=True)
     _write_report(args.report, report)
+    return report
+
+
+def run_record(args: argparse.Namespace) -> int:
+    report = _run_node(args, "refscale_ros.recorder", "run_recorder", "record.yaml", "recorder")
+    if report is None:
+        return 2
     return 0 if report.ok else 1
 
 
 def run_reconstruct_node(args: argparse.Namespace) -> int:
-    mod = _load("refscale_ros.reconstructor")
-    if mod is None:
+    report = _run_node(args, "refscale_ros.reconstructor", "run_reconstructor", "reconstruct.yaml", "reconstructor")
+    if report is None:
         return 2
-    try:
-        report = mod.run_reconstructor(
-            _params_file(args, "reconstruct.yaml"),
-            args.param,
-            duration_s=args.duration,
-            domain_id=args.domain_id,
-            signals=True,
-        )
-    except (ValueError, FileNotFoundError, RuntimeError, OSError) as exc:
-        print(f"error: reconstructor cannot start: {exc}", file=sys.stderr)
-        return 2
-    print(report.summary(), flush=True)
-    _write_report(args.report, report)
     return 0 if report.ok or (report.stopped_by != "done" and not any(report.failed.values())) else 1
