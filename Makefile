@@ -25,4 +25,4 @@ lint: $(STAMP)
 	$(PY) -m ruff check .
 
 clean:
-	rm -rf demo-output runs
+	rm -rf demo-output runs .train-data .bench-data

@@ -36,6 +36,8 @@ class RefScaleConfig:
     lambda_distr: float = 1.0
     blur_sigma: float = 1.2
     """Gaussian σ (LR pixels) of the blurred LR guidance target used where S_map says 'similar'."""
+    lambda_smap_tv: float = 0.0
+    """Weight of S_map's total variation: a rate proxy, since a piecewise-flat map costs few PNG bytes."""
 
     def __post_init__(self) -> None:
         if self.scale not in (2, 4):

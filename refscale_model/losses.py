@@ -49,6 +49,11 @@ def lr_guidance_targets(hr: Tensor, scale: int, blur_sigma: float) -> tuple[Tens
     return bic, gaussian_blur(bic, blur_sigma)
 
 
+def total_variation(x: Tensor) -> Tensor:
+    """Mean absolute difference between vertical and horizontal neighbours."""
+    return (x[..., 1:, :] - x[..., :-1, :]).abs().mean() + (x[..., :, 1:] - x[..., :, :-1]).abs().mean()
+
+
 def compute_losses(
     model: RefScale,
     hr: Tensor,
@@ -80,4 +85,6 @@ def compute_losses(
     hr_hat = model.inverse_flow(quantise_lr(lr), z_in, cond)
     loss_hr = (hr - hr_hat).abs().sum() / n_hr
     total = cfg.lambda_hr * loss_hr + cfg.lambda_lr * loss_lr + cfg.lambda_distr * loss_distr
+    if cond.smap is not None and cfg.lambda_smap_tv > 0:
+        total = total + cfg.lambda_smap_tv * total_variation(cond.smap)
     return LossTerms(total=total, hr=loss_hr, lr=loss_lr, distr=loss_distr)

@@ -1,7 +1,9 @@
 """Training loop (paper §4.1 settings as defaults): Adam 2e-4 with step decay, batch 8, 128² crops.
 
 A run directory holds `train_config.json`, `log.csv`, `checkpoints/` (safetensors, resumable)
-and `final.safetensors` + sidecar. Deterministic for a given seed on a given device.
+and `final.safetensors` + sidecar. Deterministic for a given seed on a given device with
+`workers=0` and no `max_seconds`; a time budget (`max_seconds`, for a lent GPU's fixed minutes)
+makes the number of steps depend on the machine, and loader workers draw from their own seeds.
 """
 
 from __future__ import annotations
@@ -10,10 +12,12 @@ import csv
 import dataclasses
 import json
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
@@ -48,20 +52,67 @@ class TrainConfig:
     checkpoint_every: int = 1000
     device: str = "cpu"
     threads: int = 0
+    max_seconds: float = 0.0
+    """Stop after this much wall time (0: run all `steps`); the learning-rate schedule then follows
+    whichever of steps and time is further along."""
+    workers: int = 0
+    """Background processes cutting crops (0: in the training process, fully deterministic)."""
 
 
-def _batch(
-    dataset: RevisitDataset, cfg: TrainConfig, rng: np.random.Generator, device: torch.device
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
+"""uint8 HR crops, uint8 reference crops (N×3×crop×crop) and the float keep mask (N×1×1×1)."""
+
+
+class BatchStream(torch.utils.data.IterableDataset):
+    """Endless uint8 batches (HR crops, reference crops, keep mask) drawn from a `RevisitDataset`.
+
+    Each loader worker draws from its own generator seeded by (seed, worker id), so a GPU is not
+    left waiting for crops cut on one CPU core.
+    """
+
+    def __init__(self, dataset: RevisitDataset, cfg: TrainConfig, seed: int) -> None:
+        self.dataset = dataset
+        self.cfg = cfg
+        self.seed = seed
+
+    def __iter__(self) -> Iterator[Batch]:
+        info = torch.utils.data.get_worker_info()
+        if info is not None:
+            cv2.setNumThreads(1)
+            torch.set_num_threads(1)
+        rng = np.random.default_rng([self.seed, info.id if info else 0])
+        while True:
+            yield draw_batch(self.dataset, self.cfg, rng)
+
+
+def draw_batch(dataset: RevisitDataset, cfg: TrainConfig, rng: np.random.Generator) -> Batch:
+    """One batch as uint8 N×3×crop×crop tensors plus the float keep mask (0: trained without reference)."""
     targets, refs, keep = [], [], []
     for _ in range(cfg.batch):
         t, r, _kind = dataset.sample(rng, cfg.crop)
         targets.append(t)
         refs.append(r)
         keep.append(0.0 if rng.random() < cfg.noref_share else 1.0)
-    hr = torch.from_numpy(np.stack(targets)).permute(0, 3, 1, 2).float().div(255)
-    ref = torch.from_numpy(np.stack(refs)).permute(0, 3, 1, 2).float().div(255)
-    return hr.to(device), ref.to(device), torch.tensor(keep).view(-1, 1, 1, 1).to(device)
+    hr = torch.from_numpy(np.stack(targets)).permute(0, 3, 1, 2).contiguous()
+    ref = torch.from_numpy(np.stack(refs)).permute(0, 3, 1, 2).contiguous()
+    return hr, ref, torch.tensor(keep).view(-1, 1, 1, 1)
+
+
+def _batches(dataset: RevisitDataset, cfg: TrainConfig, rng: np.random.Generator, start: int) -> Iterator[Batch]:
+    """In-process batches from the run's own generator (resumable), or a loader with workers."""
+    if cfg.workers == 0:
+        while True:
+            yield draw_batch(dataset, cfg, rng)
+    loader = torch.utils.data.DataLoader(
+        BatchStream(dataset, cfg, seed=cfg.seed * 1_000_003 + start),
+        batch_size=None,
+        num_workers=cfg.workers,
+        pin_memory=cfg.device.startswith("cuda"),
+        prefetch_factor=4,
+        persistent_workers=True,
+        multiprocessing_context="spawn",  # a forked child deadlocks in OpenCV's thread pool
+    )
+    yield from loader
 
 
 def _save_optimizer(opt: torch.optim.Optimizer, path: Path, step: int, rng: np.random.Generator) -> None:
@@ -98,13 +149,28 @@ def _load_optimizer(opt: torch.optim.Optimizer, path: Path, rng: np.random.Gener
     return int(meta["step"])
 
 
-def learning_rate(cfg: TrainConfig, step: int) -> float:
-    passed = sum(step >= m * cfg.steps for m in cfg.lr_milestones)
+def run_fraction(cfg: TrainConfig, step: int, elapsed: float) -> float:
+    """How far the run is, 0..1: by steps, or by wall time when that budget is further along."""
+    done = step / cfg.steps
+    if cfg.max_seconds > 0:
+        done = max(done, elapsed / cfg.max_seconds)
+    return min(done, 1.0)
+
+
+def learning_rate(cfg: TrainConfig, step: int, elapsed: float = 0.0) -> float:
+    passed = sum(run_fraction(cfg, step, elapsed) >= m for m in cfg.lr_milestones)
     return cfg.lr * 0.5**passed
 
 
-def train(cfg: TrainConfig, run_dir: Path, resume: Path | None = None, progress: bool = True) -> Path:
-    """Train one model; returns the path of `final.safetensors`."""
+def train(
+    cfg: TrainConfig, run_dir: Path, resume: Path | None = None, progress: bool = True, init: Path | None = None
+) -> Path:
+    """Train one model; returns the path of `final.safetensors`.
+
+    `resume` continues a checkpoint exactly (weights, optimizer, generator, step); `init` only
+    starts from trained weights of the same architecture (fresh optimizer and schedule), e.g. to
+    continue a finished run for a further time budget.
+    """
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "checkpoints").mkdir(exist_ok=True)
     (run_dir / "train_config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=2) + "\n")
@@ -113,8 +179,14 @@ def train(cfg: TrainConfig, run_dir: Path, resume: Path | None = None, progress:
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     device = torch.device(cfg.device)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # fixed crop size: pick the fastest kernels once
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
     model_cfg = RefScaleConfig.from_dict(cfg.model)
     model = load_weights(resume) if resume else RefScale(model_cfg)
+    if init and not resume:
+        model.load_state_dict(load_weights(init).state_dict())
     model = model.to(device).train()
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=(0.9, 0.999))
     start = _load_optimizer(opt, Path(str(resume).replace(".safetensors", ".optim")), rng) if resume else 0
@@ -129,20 +201,28 @@ def train(cfg: TrainConfig, run_dir: Path, resume: Path | None = None, progress:
     if new_log:
         log.writerow(["step", "total", "hr", "lr", "distr", "learning_rate", "seconds"])
     t0 = time.time()
+    batches = _batches(dataset, cfg, rng, start)
     bar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, disable=not progress, desc=run_dir.name)
+    step = start
     for step in bar:
+        elapsed = time.time() - t0
+        if cfg.max_seconds > 0 and elapsed >= cfg.max_seconds:
+            break
         for group in opt.param_groups:
-            group["lr"] = learning_rate(cfg, step)
-        hr, ref, keep = _batch(dataset, cfg, rng, device)
+            group["lr"] = learning_rate(cfg, step, elapsed)
+        hr_u8, ref_u8, keep = next(batches)
+        hr = hr_u8.to(device, non_blocking=True).float().div_(255)
+        ref = ref_u8.to(device, non_blocking=True).float().div_(255)
+        keep = keep.to(device, non_blocking=True)
         sample_z = bool(rng.random() < cfg.z_sample_share)
         terms = compute_losses(model, hr, ref if model_cfg.use_reference else None, keep=keep, sample_z=sample_z)
         opt.zero_grad(set_to_none=True)
         terms.total.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
         opt.step()
-        values = terms.as_floats()
-        bar.set_postfix({k: f"{v:.4f}" for k, v in values.items()})
         if step % 10 == 0 or step == cfg.steps - 1:
+            values = terms.as_floats()  # reading the loss waits for the GPU: only every 10th step
+            bar.set_postfix({k: f"{v:.4f}" for k, v in values.items()})
             log.writerow([step, *(f"{values[k]:.6f}" for k in ("total", "hr", "lr", "distr")),
                           f"{group['lr']:.2e}", f"{time.time() - t0:.1f}"])
             log_fh.flush()
@@ -151,11 +231,13 @@ def train(cfg: TrainConfig, run_dir: Path, resume: Path | None = None, progress:
             save_weights(model.eval(), ckpt, extra={"step": step + 1})
             _save_optimizer(opt, ckpt.with_suffix(".optim"), step + 1, rng)
             model.train()
+    else:
+        step = cfg.steps
     log_fh.close()
     final = run_dir / "final.safetensors"
     save_weights(
         model.eval().cpu(),
         final,
-        extra={"steps": cfg.steps, "batch": cfg.batch, "crop": cfg.crop, "wall_seconds": round(time.time() - t0, 1)},
+        extra={"steps": step, "batch": cfg.batch, "crop": cfg.crop, "wall_seconds": round(time.time() - t0, 1)},
     )
     return final

@@ -7,10 +7,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from refscale_model.cli import main
 from refscale_model.data import RevisitDataset, split_pairs
 from refscale_model.evaluate import METHODS, METRIC_KEYS
+from refscale_model.weights import load_weights
 
 
 def test_split_keeps_validation_places_out_of_training(shared_data: Path) -> None:
@@ -47,6 +49,28 @@ def test_tiny_training_run_lowers_the_loss_and_resumes(shared_data: Path, tmp_pa
     resumed = args[:-1] + [str(tmp_path / "resumed"), "--resume", str(ckpt)]
     assert main(resumed) == 0
     assert (tmp_path / "resumed" / "final.safetensors").is_file()
+
+
+def test_time_budget_with_loader_workers_then_init_continues(shared_data: Path, tmp_path: Path) -> None:
+    """The lent-GPU recipe: a wall-time budget, crops cut by a spawned worker, then a continued run."""
+    args = ["train", "--preset", "x2", "--blocks", "2", "--hidden", "8", "--steps", "100000", "--batch", "2",
+            "--crop", "48", "--sets", "satellite_spacenet7_monthly", "--threads", "1", "--workers", "1",
+            "--max-seconds", "8", "--smap-tv", "0.01", "--out", str(tmp_path / "run")]
+    assert main(args) == 0
+    final = json.loads((tmp_path / "run" / "final.json").read_text())
+    assert 0 < final["steps"] < 100000
+    assert final["config"]["lambda_smap_tv"] == 0.01
+    log = (tmp_path / "run" / "log.csv").read_text().splitlines()
+    assert float(log[-1].split(",")[-1]) < 8 + 5  # stopped at the budget (one step may overrun it)
+    cont = ["train", "--init", str(tmp_path / "run" / "final.safetensors"), "--blur-sigma", "1.0", "--steps", "0",
+            "--batch", "2", "--crop", "48", "--sets", "satellite_spacenet7_monthly", "--threads", "1",
+            "--out", str(tmp_path / "cont")]
+    assert main(cont) == 0
+    cont_cfg = json.loads((tmp_path / "cont" / "final.json").read_text())["config"]
+    assert cont_cfg["blocks"] == [2] and cont_cfg["hidden"] == 8 and cont_cfg["blur_sigma"] == 1.0
+    trained = load_weights(tmp_path / "run" / "final.safetensors").state_dict()
+    started = load_weights(tmp_path / "cont" / "final.safetensors").state_dict()
+    assert all(torch.equal(trained[k], started[k]) for k in trained)  # from the trained weights, not from scratch
 
 
 @pytest.mark.parametrize("mode", ["aligned", "shuffled"])

@@ -41,6 +41,14 @@ def validation_table(reports: Path, scale: int) -> str:
     return "\n".join(rows)
 
 
+def default_command(name: str, run: Path, train_cfg: dict) -> str:
+    command = (f"refscale train --preset {name} --out {run} --steps {train_cfg['steps']} "
+               f"--checkpoint-every {train_cfg['checkpoint_every']} --threads {train_cfg['threads'] or 0}")
+    if train_cfg.get("max_seconds"):
+        command += f" --max-seconds {train_cfg['max_seconds']:g} --workers {train_cfg['workers']}"
+    return command
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--run", type=Path, required=True)
@@ -49,6 +57,7 @@ def main() -> None:
     p.add_argument("--reports", type=Path, default=Path("reports"))
     p.add_argument("--hardware", default="2 CPU cores, shared with other jobs (no GPU was available)")
     p.add_argument("--notes", default="")
+    p.add_argument("--command", default="", help="the command that trained the run (default: rebuilt from its config)")
     args = p.parse_args()
     source = args.weights or args.run / "final.safetensors"
     model = load_weights(source)
@@ -70,15 +79,14 @@ def main() -> None:
         "",
         "## Training",
         f"- Steps {steps}, batch {train_cfg['batch']}, crops {train_cfg['crop']}×{train_cfg['crop']}, Adam lr "
-        f"{train_cfg['lr']} halved at {', '.join(f'{m:.0%}' for m in train_cfg['lr_milestones'])} of the steps, seed "
-        f"{train_cfg['seed']}.",
+        f"{train_cfg['lr']} halved at {', '.join(f'{m:.0%}' for m in train_cfg['lr_milestones'])} of the "
+        f"{'time budget' if train_cfg.get('max_seconds') else 'steps'}, seed {train_cfg['seed']}.",
         "- Samples: real pairs (both directions; any two dates of a time series), identical crops/flips/rotations;"
         f" synthetic revisits {train_cfg['synthetic_share']:.0%},"
         f" unrelated references {train_cfg['shuffled_share']:.0%},"
         f" S_map zeroed {train_cfg['noref_share']:.0%}.",
         f"- Wall time {wall / 60:.0f} min on {args.hardware}." if wall else f"- Hardware: {args.hardware}.",
-        f"- Command: `refscale train --preset {args.name} --out {args.run} --steps {train_cfg['steps']} "
-        f"--checkpoint-every {train_cfg['checkpoint_every']} --threads {train_cfg['threads'] or 0}`",
+        f"- Command: `{args.command or default_command(args.name, args.run, train_cfg)}`",
         "",
         "## Data split",
         SPLIT_DOC.strip().split("\n\n", 1)[1] if SPLIT_DOC else "",

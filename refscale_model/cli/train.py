@@ -24,6 +24,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--checkpoint-every", type=int, default=1000)
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch default)")
+    p.add_argument("--max-seconds", type=float, default=0.0, help="wall-time budget (0 = run all --steps)")
+    p.add_argument("--workers", type=int, default=0, help="crop-cutting loader processes (0 = deterministic)")
+    p.add_argument("--smap-tv", type=float, default=None, help="override the S_map total-variation weight")
+    p.add_argument("--init", type=Path, default=None,
+                   help="start from these trained weights (their architecture; fresh optimizer and schedule)")
     p.add_argument("--resume", type=Path, default=None, help="checkpoint .safetensors to resume from")
     p.add_argument("--blocks", type=int, nargs="*", default=None, help="override flow blocks per stage")
     p.add_argument("--hidden", type=int, default=None, help="override coupling hidden channels")
@@ -37,14 +42,20 @@ def run(args: argparse.Namespace) -> int:
 
     from refscale_model.config import RefScaleConfig
     from refscale_model.train import TrainConfig, train
+    from refscale_model.weights import read_sidecar
 
-    model_cfg = RefScaleConfig.preset(args.preset)
+    if args.init:
+        model_cfg = RefScaleConfig.from_dict(read_sidecar(args.init)["config"])
+    else:
+        model_cfg = RefScaleConfig.preset(args.preset)
     if args.blocks:
         model_cfg = dataclasses.replace(model_cfg, blocks=tuple(args.blocks))
     if args.hidden:
         model_cfg = dataclasses.replace(model_cfg, hidden=args.hidden)
     if args.blur_sigma:
         model_cfg = dataclasses.replace(model_cfg, blur_sigma=args.blur_sigma)
+    if args.smap_tv is not None:
+        model_cfg = dataclasses.replace(model_cfg, lambda_smap_tv=args.smap_tv)
     if args.smap_factor:
         model_cfg = dataclasses.replace(model_cfg, smap_factor=args.smap_factor)
     cfg = TrainConfig(
@@ -63,7 +74,9 @@ def run(args: argparse.Namespace) -> int:
         checkpoint_every=args.checkpoint_every,
         device=args.device,
         threads=args.threads,
+        max_seconds=args.max_seconds,
+        workers=args.workers,
     )
-    final = train(cfg, args.out, resume=args.resume)
+    final = train(cfg, args.out, resume=args.resume, init=args.init)
     print(f"final weights: {final}")
     return 0

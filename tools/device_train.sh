@@ -1,0 +1,91 @@
+#!/usr/bin/env bash
+# Train the shipped models (and a few measured variants) side by side on one lent GPU.
+#
+# A lent GPU comes for a fixed few minutes, so every run gets the same wall-time budget rather
+# than a step count (the step counts reached are in each run's final.json). Runs share the GPU
+# through CUDA MPS when it starts, so their small kernels overlap instead of taking turns.
+# Everything lands in $OUT: runs.tar.gz (weights, configs, logs; no optimizer state) and a summary.
+#
+#   python tools/pack_training_data.py --out .train-data         # here, once
+#   device run: bash tools/device_train.sh    (carry .train-data .bench-data)
+#   CPU smoke test: DEVICE=cpu BUDGET=20 RUNS="x2 x2-noref" bash tools/device_train.sh
+#   continue finished runs for a further budget: INIT_FROM=runs/gpu1/runs LR=1e-4 BUDGET=150 ...
+set -u
+BUDGET=${BUDGET:-420}
+DEVICE=${DEVICE:-cuda}
+DATA=${DATA:-.train-data}
+WORKERS=${WORKERS:-2}
+BATCH=${BATCH:-16}
+OUT=${OUT:-runs/device}
+PY=${PY:-python3}
+RUNS=${RUNS:-"x2 x2-noref x4 x4-noref x2-h64 x2-noref-h64 x2-tv x4-tv"}
+LR=${LR:-2e-4}
+INIT_FROM=${INIT_FROM:-}
+export PYTHONPATH=$PWD PYTHONUNBUFFERED=1 TQDM_MININTERVAL=30
+mkdir -p "$OUT/runs"
+
+args_of() {  # run name -> refscale train arguments
+    case $1 in
+        x2 | x2-noref | x4 | x4-noref) echo "--preset $1" ;;
+        x2-h64) echo "--preset x2 --hidden 64" ;;
+        x2-noref-h64) echo "--preset x2-noref --hidden 64" ;;
+        x2-tv) echo "--preset x2 --smap-tv 0.01" ;;
+        x4-tv) echo "--preset x4 --smap-tv 0.01" ;;
+        x2-tv-s10) echo "--preset x2 --smap-tv 0.01 --blur-sigma 1.0" ;;
+        *) echo "unknown run $1" >&2; return 1 ;;
+    esac
+}
+
+if [ "$DEVICE" = cuda ]; then
+    nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$OUT/gpu.txt"
+    "$PY" -c "import torch; print('torch', torch.__version__, torch.cuda.get_device_name())" | tee -a "$OUT/gpu.txt"
+    if [ "${MPS:-1}" = 1 ] && timeout 20 nvidia-cuda-mps-control -d; then
+        if timeout 60 "$PY" -c "import torch; torch.ones(1, device='cuda').sum().item()"; then
+            echo "MPS on" | tee -a "$OUT/gpu.txt"
+        else
+            echo quit | timeout 20 nvidia-cuda-mps-control
+            echo "MPS failed its check; runs take turns on the GPU" | tee -a "$OUT/gpu.txt"
+        fi
+    fi
+fi
+
+for run in $RUNS; do
+    run_args=$(args_of "$run") || continue
+    if [ -n "$INIT_FROM" ]; then  # x2-tv-s10 continues x2-tv with another loss setting
+        run_args="$run_args --init $INIT_FROM/${run%-s10}/final.safetensors"
+    fi
+    # shellcheck disable=SC2086  # the arguments are words on purpose
+    timeout $((BUDGET + 120)) "$PY" -m refscale_model.cli train $run_args --out "$OUT/runs/$run" \
+        --device "$DEVICE" --data "$DATA" --steps 10000000 --max-seconds "$BUDGET" --workers "$WORKERS" \
+        --batch "$BATCH" --lr "$LR" --threads 1 --checkpoint-every 100000000 >"$OUT/runs/$run.log" 2>&1 &
+done
+wait
+
+"$PY" - "$OUT/runs" $RUNS <<'PYEOF' | tee "$OUT/summary.txt"
+import csv, json, sys
+from pathlib import Path
+root = Path(sys.argv[1])
+print(f"{'run':14} {'steps':>8} {'seconds':>8} {'loss':>9} {'hr':>9} {'lr':>9}")
+for run in sys.argv[2:]:
+    final = root / run / "final.json"
+    if not final.exists():
+        log = root / f"{run}.log"
+        tail = log.read_text(errors="replace").strip().splitlines()[-3:] if log.exists() else ["not started"]
+        print(f"{run:14} FAILED: {' | '.join(tail)}")
+        continue
+    meta = json.loads(final.read_text())
+    rows = list(csv.DictReader(open(root / run / "log.csv", newline="")))
+    mean = {k: sum(float(r[k]) for r in rows[-20:]) / len(rows[-20:]) for k in ("total", "hr", "lr")}
+    print(f"{run:14} {meta['steps']:8d} {meta['wall_seconds']:8.0f} {mean['total']:9.5f} {mean['hr']:9.5f} {mean['lr']:9.5f}")
+PYEOF
+rm -rf "$OUT"/runs/*/checkpoints
+tar czf "$OUT/runs.tar.gz" -C "$OUT" runs && rm -rf "$OUT/runs"
+
+if [ "$DEVICE" = cuda ] && [ -d .bench-data/nordland_1080p ]; then
+    # GPU speed of the shipped architecture and the wider variant (weights do not change speed)
+    REFSCALE_BENCH_PAIRS=.bench-data/nordland_1080p timeout ${BENCH_SECONDS:-100} "$PY" benchmarks/bench_downscale.py \
+        --weights x2 --device cuda --sizes 1920x1080 --backends eager fp16 --min-time 2 \
+        --config '{"hidden": 64}' --variant-sizes 1920x1080 \
+        --variant-backends eager fp16 2>&1 | tee "$OUT/bench_gpu.txt"
+fi
+ls -la "$OUT"
