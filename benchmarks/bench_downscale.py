@@ -9,10 +9,10 @@ the worker's peak RSS over the timed frames (VmHWM reset after two warm-up frame
 peak minus the RSS after loading the model / opening the session, before any frame (activations,
 arenas, workspaces, compiled code); with CUDA, "peak MB" is `torch.cuda.max_memory_allocated`
 (not available for onnxruntime). Frames are a real 1080p revisit pair from ../shared/data
-(rail_nordland_1080p) resized to each size; each call is the full numpy-in/numpy-out
-`downscale(hr, ref)` with a reference (the costlier mode). fps is 1 / median latency; "best" is
-1 / fastest call (closer to an unloaded core on a shared machine). Ratios are against PyTorch
-eager (fp32) of the same model and size, measured in the same run.
+(rail_nordland_1080p, or the folder $REFSCALE_BENCH_PAIRS) resized to each size; each call is
+the full numpy-in/numpy-out `downscale(hr, ref)` with a reference (the costlier mode). fps is
+1 / median latency; "best" is 1 / fastest call (closer to an unloaded core on a shared machine).
+Ratios are against PyTorch eager (fp32) of the same model and size, measured in the same run.
 
 `--config JSON` (repeatable) adds architecture variants (fields of RefScaleConfig over the
 `--weights` config, randomly initialised: speed only) measured at `--variant-sizes`, to weigh
@@ -43,7 +43,8 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-PAIR_SET = REPO.parent / "shared" / "data" / "rail_nordland_1080p"
+PAIR_SET = Path(os.environ.get("REFSCALE_BENCH_PAIRS", REPO.parent / "shared" / "data" / "rail_nordland_1080p"))
+"""A folder with pairs.csv; the env variable points a lent GPU machine (no ../shared there) at a copy."""
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -104,7 +105,7 @@ def make_backend(spec: dict[str, Any]) -> Any:
     import torch
 
     from refscale_model.onnx_export import _Downscale
-    from refscale_model.pipeline import TorchDownscaler
+    from refscale_model.torch_downscaler import TorchDownscaler
     from refscale_model.weights import load_weights
 
     model = load_weights(spec["weights"])

@@ -25,8 +25,9 @@ from refscale_model import RefScale, RefScaleConfig, load_model, save_weights
 from refscale_model.cli import main as cli_main
 from refscale_model.metrics import psnr
 from refscale_model.onnx_export import check_pairing, export_onnx, read_metadata
-from refscale_model.pipeline import Downscaler, ModelInfo, TorchDownscaler
+from refscale_model.pipeline import Downscaler, ModelInfo
 from refscale_model.runtime import CPU, OnnxDownscaler, default_providers, noref_path
+from refscale_model.torch_downscaler import TorchDownscaler
 
 SMALL = {"hidden": 8, "encoder_channels": 8}
 

@@ -28,10 +28,10 @@ from refscale_model.pipeline import (
     PoseTracker,
     ReconstructedFrame,
     Reconstructor,
-    TorchDownscaler,
 )
 from refscale_model.reference_cache import ReferenceCache
 from refscale_model.rosimg import compressed_msg_fields
+from refscale_model.torch_downscaler import TorchDownscaler
 
 CAM = "/cam/front/image_raw"
 T0 = 1_700_000_000_000_000_000

@@ -104,7 +104,8 @@ _KILL = textwrap.dedent(
     import sys
     from refscale_model import load_weights
     from refscale_model.bags import BagWriter, msgs
-    from refscale_model.pipeline import FrameEncoder, ModelInfo, Pose, TorchDownscaler, iter_camera_frames
+    from refscale_model.pipeline import FrameEncoder, ModelInfo, Pose, iter_camera_frames
+    from refscale_model.torch_downscaler import TorchDownscaler
     from refscale_model.reference_cache import ReferenceCache
     weights, cache_dir, raw, out, cam, limit = sys.argv[1:7]
     model = load_weights(weights)

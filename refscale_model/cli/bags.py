@@ -96,7 +96,8 @@ def _load_model(weights: str, allow_untrained: bool) -> Any:
 
 def run_encode_bag(args: argparse.Namespace) -> int:
     from refscale_model.bags import BagReader, BagWriteError, BagWriter, msgs
-    from refscale_model.pipeline import FrameEncoder, FrameError, ModelInfo, TorchDownscaler
+    from refscale_model.pipeline import FrameEncoder, FrameError, ModelInfo
+    from refscale_model.torch_downscaler import TorchDownscaler
 
     model = _load_model(args.weights, args.allow_untrained)
     model_id = Path(args.weights).name if args.weights.endswith(".safetensors") else args.weights

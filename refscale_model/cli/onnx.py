@@ -53,8 +53,8 @@ def _check(model: object, path: Path) -> int:
     import numpy as np
     import torch
 
-    from refscale_model.pipeline import TorchDownscaler
     from refscale_model.runtime import CPU, OnnxDownscaler
+    from refscale_model.torch_downscaler import TorchDownscaler
 
     rng = np.random.default_rng(0)
     base = rng.integers(0, 256, (24, 32, 3), dtype=np.uint8)

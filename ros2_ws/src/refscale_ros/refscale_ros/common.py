@@ -167,7 +167,8 @@ def load_backend(weights: str, allow_untrained: bool, onnx_model: str,
     the PyTorch weights, or from the ONNX export's own metadata (`model_info()`).
     """
     from refscale_model import load_model
-    from refscale_model.pipeline import ModelInfo, TorchDownscaler
+    from refscale_model.pipeline import ModelInfo
+    from refscale_model.torch_downscaler import TorchDownscaler
 
     def torch_info() -> tuple[Any, Any]:
         model = load_model(weights, allow_untrained=allow_untrained)

@@ -1,0 +1,33 @@
+"""`TorchDownscaler`: the PyTorch model behind the numpy downscaler contract of `pipeline`.
+
+Its own module so speed benchmarks and the ROS nodes can load it without the bag stack (mcap).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from refscale_model.model import RefScale
+
+
+class TorchDownscaler:
+    """Adapter: `RefScale.downscale` behind the numpy `Downscaler` contract."""
+
+    def __init__(self, model: RefScale, device: str = "cpu") -> None:
+        import torch
+
+        self._torch = torch
+        self.model = model.to(device).eval()
+        self.device = device
+
+    def downscale(self, hr: np.ndarray, ref: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None]:
+        torch = self._torch
+        x = torch.from_numpy(np.ascontiguousarray(hr)).permute(2, 0, 1)[None].to(self.device)
+        r = None if ref is None else torch.from_numpy(np.ascontiguousarray(ref)).permute(2, 0, 1)[None].to(self.device)
+        enc = self.model.downscale(x, r)
+        lr = enc.lr[0].permute(1, 2, 0).contiguous().cpu().numpy()
+        smap = None if enc.smap is None else enc.smap[0, 0].contiguous().cpu().numpy()
+        return lr, smap
