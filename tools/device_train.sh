@@ -6,7 +6,7 @@
 # through CUDA MPS when it starts, so their small kernels overlap instead of taking turns.
 # Everything lands in $OUT: runs.tar.gz (weights, configs, logs; no optimizer state) and a summary.
 #
-#   python tools/pack_training_data.py --out .train-data         # here, once
+#   python tools/pack_training_data.py     # here, once: .train-data/ and .bench-data/ (git-ignored)
 #   device run: bash tools/device_train.sh    (carry .train-data .bench-data)
 #   CPU smoke test: DEVICE=cpu BUDGET=20 RUNS="x2 x2-noref" bash tools/device_train.sh
 #   continue finished runs for a further budget: INIT_FROM=runs/gpu1/runs LR=1e-4 BUDGET=150 ...

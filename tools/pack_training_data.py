@@ -6,15 +6,18 @@ side the training loader uses anyway and re-encoded as JPEG q95 with full-resolu
 `pairs.csv` that names every row (validation rows point at files that are not there and are never
 read, because `data.split_pairs` computes the same split from the same rows).
 
-The folder is never committed (licences forbid redistribution); it is deleted by `make clean`.
+It also copies one 1080p revisit pair (as published) into `.bench-data/nordland_1080p` for the GPU
+speed benchmark that `tools/device_train.sh` runs after training. Neither folder is ever committed
+(licences forbid redistribution); `make clean` deletes both.
 
-    python tools/pack_training_data.py --out .train-data
+    python tools/pack_training_data.py --out .train-data --bench-out .bench-data
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import shutil
 import sys
 from pathlib import Path
 
@@ -58,14 +61,32 @@ def pack(source: Path, out: Path, quality: int) -> int:
     return total
 
 
+def pack_bench_pair(source: Path, out: Path) -> Path:
+    """The first row of rail_nordland_1080p, unchanged, with a one-row pairs.csv."""
+    set_dir = source / "rail_nordland_1080p"
+    with open(set_dir / "pairs.csv", newline="") as fh:
+        row = next(iter(csv.DictReader(fh)))
+    dest = out / "nordland_1080p"
+    for key in ("target", "reference"):
+        (dest / row[key]).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(set_dir / row[key], dest / row[key])
+    with open(dest / "pairs.csv", "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=["target", "reference", "note"])
+        writer.writeheader()
+        writer.writerow({"target": row["target"], "reference": row["reference"], "note": row.get("note", "")})
+    return dest
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--source", type=Path, default=default_data_root())
     parser.add_argument("--out", type=Path, default=Path(".train-data"))
     parser.add_argument("--quality", type=int, default=95)
+    parser.add_argument("--bench-out", type=Path, default=Path(".bench-data"))
     args = parser.parse_args()
     total = pack(args.source, args.out, args.quality)
     print(f"{total / 2**20:.1f} MiB of training images in {args.out}")
+    print(f"benchmark pair in {pack_bench_pair(args.source, args.bench_out)}")
     return 0
 
 
