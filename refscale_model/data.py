@@ -88,6 +88,19 @@ def read_rgb(path: Path) -> np.ndarray:
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 
+TRAIN_MAX_SIDE = 1280
+"""Training never sees more than this many pixels on an image's long side (crops stay varied, memory small)."""
+
+
+def read_training_image(path: Path, max_side: int = TRAIN_MAX_SIDE) -> np.ndarray:
+    """RGB image area-downsized so its long side is at most `max_side` (never upsized)."""
+    image = read_rgb(path)
+    scale = max_side / max(image.shape[:2])
+    if scale < 1:
+        image = cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+    return image
+
+
 class RevisitDataset:
     """In-memory training pairs: real revisits (both directions, any two dates of a time series).
 
@@ -101,7 +114,7 @@ class RevisitDataset:
         sets: list[str] | None = None,
         synthetic_share: float = 0.3,
         shuffled_share: float = 0.1,
-        max_side: int = 1280,
+        max_side: int = TRAIN_MAX_SIDE,
     ) -> None:
         self.images: list[np.ndarray] = []
         self.pairs: list[tuple[int, int]] = []
@@ -130,12 +143,8 @@ class RevisitDataset:
 
     def _load(self, path: Path, index: dict[Path, int], max_side: int) -> int:
         if path not in index:
-            image = read_rgb(path)
-            scale = max_side / max(image.shape[:2])
-            if scale < 1:
-                image = cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
             index[path] = len(self.images)
-            self.images.append(image)
+            self.images.append(read_training_image(path, max_side))
         return index[path]
 
     def sample(self, rng: np.random.Generator, crop: int) -> tuple[np.ndarray, np.ndarray, str]:

@@ -25,10 +25,7 @@ import cv2
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from refscale_model.data import default_data_root, read_rgb, split_pairs  # noqa: E402
-
-MAX_SIDE = 1280
-"""The training loader's own cap (`RevisitDataset(max_side=1280)`): nothing larger is ever used."""
+from refscale_model.data import default_data_root, read_training_image, split_pairs  # noqa: E402
 
 
 def pack(source: Path, out: Path, quality: int) -> int:
@@ -38,10 +35,7 @@ def pack(source: Path, out: Path, quality: int) -> int:
         needed = {row.target for row in train_rows} | {row.reference for row in train_rows}
         dest = out / set_dir.name
         for path in sorted(needed):
-            image = read_rgb(path)
-            scale = MAX_SIDE / max(image.shape[:2])
-            if scale < 1:
-                image = cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+            image = read_training_image(path)  # the loader's own cap: nothing larger is ever used
             target = (dest / path.relative_to(set_dir)).with_suffix(".jpg")
             target.parent.mkdir(parents=True, exist_ok=True)
             params = [cv2.IMWRITE_JPEG_QUALITY, quality, cv2.IMWRITE_JPEG_SAMPLING_FACTOR,
