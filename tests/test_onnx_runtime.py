@@ -67,6 +67,18 @@ def rebuild(
     return torch.round(hr[0].permute(1, 2, 0) * 255).to(torch.uint8).numpy()
 
 
+def assert_rebuilds_alike(
+    model: RefScale, got: tuple[np.ndarray, np.ndarray | None], want: tuple[np.ndarray, np.ndarray | None],
+    hr: np.ndarray, ref: np.ndarray,
+) -> None:
+    """ONNX and PyTorch outputs agree, and each rebuilds the frame to within 0.1 dB of the other."""
+    assert_parity(got, want)
+    size = hr.shape[:2]
+    psnr_onnx = psnr(rebuild(model, got[0], got[1], ref, size), hr)
+    psnr_torch = psnr(rebuild(model, want[0], want[1], ref, size), hr)
+    assert abs(psnr_onnx - psnr_torch) <= 0.1, (psnr_onnx, psnr_torch)
+
+
 @pytest.fixture(scope="module")
 def x2(tmp_path_factory: pytest.TempPathFactory, shared_data: Path) -> tuple[RefScale, OnnxDownscaler, Path]:
     """Default x2 architecture, saved as real safetensors, exported through the CLI."""
@@ -143,11 +155,7 @@ def test_x2_parity_and_rebuild_on_a_real_pair(
     hr, ref = webcam_crop
     got, want = runtime.downscale(hr, ref), TorchDownscaler(model).downscale(hr, ref)
     assert got[0].shape == (96, 128, 3) and got[1] is not None and got[1].shape == (48, 64)
-    assert_parity(got, want)
-    size = hr.shape[:2]
-    psnr_onnx = psnr(rebuild(model, got[0], got[1], ref, size), hr)
-    psnr_torch = psnr(rebuild(model, want[0], want[1], ref, size), hr)
-    assert abs(psnr_onnx - psnr_torch) <= 0.1, (psnr_onnx, psnr_torch)
+    assert_rebuilds_alike(model, got, want, hr, ref)
 
 
 def test_smap_parity_with_an_unrelated_reference(
@@ -189,11 +197,7 @@ def test_odd_frame_size_through_dynamic_axes(
     s, ph, pw = model.config.scale, *model.padded_size((375, 1242))
     grid = 2 * model.config.smap_factor
     assert got[0].shape == (ph // s, pw // s, 3) and got[1] is not None and got[1].shape == (ph // grid, pw // grid)
-    assert_parity(got, want)
-    size = hr.shape[:2]
-    psnr_onnx = psnr(rebuild(model, got[0], got[1], ref, size), hr)
-    psnr_torch = psnr(rebuild(model, want[0], want[1], ref, size), hr)
-    assert abs(psnr_onnx - psnr_torch) <= 0.1, (psnr_onnx, psnr_torch)
+    assert_rebuilds_alike(model, got, want, hr, ref)
 
 
 def test_batches_sizes_and_buffer_reuse(
