@@ -79,6 +79,10 @@ class ReferenceMissingError(CacheError):
     """The named reference (id, or its image file) is not in this cache."""
 
 
+class CacheNotFoundError(ReferenceMissingError, FileNotFoundError):
+    """No cache index at the given directory: a missing file to every caller that reports those."""
+
+
 class ReferenceMismatchError(CacheError):
     """The reference exists but its content hash differs from what was asked for / recorded."""
 
@@ -307,7 +311,7 @@ class ReferenceCache:
         index = root / INDEX_NAME
         if not index.is_file():
             if not create or readonly:
-                raise ReferenceMissingError(f"no reference cache at {root} (missing {INDEX_NAME})")
+                raise CacheNotFoundError(f"no reference cache at {root} (missing {INDEX_NAME})")
             (root / IMAGES_DIR).mkdir(parents=True, exist_ok=True)
         if readonly:
             conn = sqlite3.connect(
