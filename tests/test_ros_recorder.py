@@ -120,7 +120,7 @@ class Probe:
         from rclpy.executors import SingleThreadedExecutor
         from rclpy.node import Node
 
-        self.ctx = common.init_context([], signals=False)
+        self.ctx = common.init_context([])
         self.node = Node(f"refscale_test_probe_{next(_names)}", context=self.ctx)
         self.executor = SingleThreadedExecutor(context=self.ctx)
         self.executor.add_node(self.node)

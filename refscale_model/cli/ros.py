@@ -126,7 +126,7 @@ def _write_report(path: Path | None, report: object) -> None:
 
 
 def _run_node(args: argparse.Namespace, module: str, runner: str, params_name: str, what: str) -> Any:
-    """Start one node through its `run_*` API as the CLI does (rclpy signal handling on); None if it cannot start."""
+    """Start one node through its `run_*` API (SIGINT/SIGTERM stop it cleanly); None if it cannot start."""
     mod = _load(module)
     if mod is None:
         return None

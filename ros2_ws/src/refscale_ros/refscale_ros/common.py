@@ -236,19 +236,17 @@ def spin(node: Node, context: Context, *, duration_s: float | None = None,
         executor.shutdown(timeout_sec=0.5)
 
 
-def init_context(args: Sequence[str], *, signals: bool,
-                 domain_id: int | None = None) -> Context:
+def init_context(args: Sequence[str], *, domain_id: int | None = None) -> Context:
     """
     Create a fresh rclpy context (in-process runs never touch the global one).
 
-    `domain_id=None` takes ROS_DOMAIN_ID from the environment, as rcl always does.
-    `signals=True` lets rclpy turn SIGINT/SIGTERM into a context shutdown (the CLI and
-    `ros2 run`); in-process callers keep Python's own handlers (KeyboardInterrupt).
+    `domain_id=None` takes ROS_DOMAIN_ID from the environment, as rcl always does. rclpy's own
+    signal handlers are never installed: a node that should stop on SIGINT/SIGTERM takes
+    `stop_on_signals()` and passes it to `spin`, so the context is shut down last.
     """
     from rclpy.signals import SignalHandlerOptions
 
     ctx = Context()
     rclpy.init(args=list(args), context=ctx, domain_id=domain_id,
-               signal_handler_options=SignalHandlerOptions.ALL if signals
-               else SignalHandlerOptions.NO)
+               signal_handler_options=SignalHandlerOptions.NO)
     return ctx

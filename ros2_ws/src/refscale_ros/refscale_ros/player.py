@@ -21,7 +21,15 @@ from typing import Any
 import rclpy
 from rclpy.node import Node
 from rclpy.qos import qos_profile_sensor_data, QoSProfile, ReliabilityPolicy
-from refscale_ros.common import declare, init_context, message_class, ros_args, spin, string_list
+from refscale_ros.common import (
+    declare,
+    init_context,
+    message_class,
+    ros_args,
+    spin,
+    stop_on_signals,
+    string_list,
+)
 
 NODE_NAME = 'refscale_player'
 PARAMETERS: list[tuple[str, Any, str]] = [
@@ -133,7 +141,7 @@ def play_bag(bag: str | Path, *, rate: float = 1.0, topics: Sequence[str] = (),
         overrides['topics'] = list(topics)
     if wait_topics:
         overrides['wait_topics'] = list(wait_topics)
-    ctx = init_context(ros_args(None, overrides), signals=False, domain_id=domain_id)
+    ctx = init_context(ros_args(None, overrides), domain_id=domain_id)
     node = None
     try:
         node = BagPlayerNode(context=ctx)
@@ -148,11 +156,12 @@ def play_bag(bag: str | Path, *, rate: float = 1.0, topics: Sequence[str] = (),
 
 def main(args: Sequence[str] | None = None) -> None:
     """Run `ros2 run refscale_ros player --ros-args -p bag:=PATH`; exits when the bag is done."""
-    ctx = init_context(list(sys.argv[1:] if args is None else args), signals=True)
+    signalled = stop_on_signals()  # stop, then shut the context down
+    ctx = init_context(list(sys.argv[1:] if args is None else args))
     node = None
     try:
         node = BagPlayerNode(context=ctx)
-        spin(node, ctx, done=node.done.is_set)
+        spin(node, ctx, done=node.done.is_set, signalled=signalled)
         time.sleep(0.2)  # let the last reliable messages leave
         print(f'published {node.published} messages from {node.bag}', flush=True)
     except (ValueError, FileNotFoundError) as exc:

@@ -32,6 +32,7 @@ from refscale_ros.common import (
     set_log_level,
     spin,
     stamp_to_ns,
+    stop_on_signals,
     string_list,
 )
 from sensor_msgs.msg import CompressedImage, Image
@@ -328,12 +329,13 @@ def run_reconstructor(params_file: str | Path | None = None,
 def _run(args: Sequence[str], *, duration_s: float | None = None,
          stop: threading.Event | None = None, domain_id: int | None = None,
          signals: bool = True) -> ReconstructReport:
-    ctx = init_context(args, signals=signals, domain_id=domain_id)
+    signalled = stop_on_signals() if signals else None  # stop, then shut the context down
+    ctx = init_context(args, domain_id=domain_id)
     node: ReconstructorNode | None = None
     try:
         node = ReconstructorNode(context=ctx)
         done = node.done.is_set if node.batch and node.params['exit_when_done'] else None
-        why = spin(node, ctx, duration_s=duration_s, stop=stop, done=done)
+        why = spin(node, ctx, duration_s=duration_s, stop=stop, done=done, signalled=signalled)
         if why == 'done':
             time.sleep(0.2)  # let the last reliable messages leave
         node.close()

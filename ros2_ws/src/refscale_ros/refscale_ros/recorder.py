@@ -675,7 +675,7 @@ def run_recorder(params_file: str | Path | None = None,
     Run the recorder in this process and return its report once the bag is finalised.
 
     It runs until `duration_s`, `stop`, SIGINT (KeyboardInterrupt) or, with `signals=True`,
-    SIGINT/SIGTERM handled by rclpy.
+    SIGINT/SIGTERM (the queue is drained before the rclpy context shuts down).
 
     `overrides` are parameter values (a mapping, or 'name:=value' strings) applied on top of
     `params_file`, exactly like `--ros-args -p`. `ready` is set once the node subscribes (or
@@ -689,7 +689,7 @@ def _run(args: Sequence[str], *, duration_s: float | None = None,
          stop: threading.Event | None = None, domain_id: int | None = None,
          signals: bool = True, ready: threading.Event | None = None) -> RecorderReport:
     signalled = stop_on_signals() if signals else None  # stop, drain, then shut the context down
-    ctx = init_context(args, signals=False, domain_id=domain_id)
+    ctx = init_context(args, domain_id=domain_id)
     node: RecorderNode | None = None
     try:
         try:
