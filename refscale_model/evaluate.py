@@ -108,6 +108,7 @@ def evaluate_model(model: RefScale, hr: np.ndarray, ref: np.ndarray | None) -> M
     extra = {}
     if model.config.use_reference:
         extra["smap_mean"] = 0.0 if smap is None else float(smap.mean() / (model.config.smap_levels - 1))
+        extra["smap_bytes"] = fb.smap_bytes  # part of bytes_per_frame: the map's own cost, for the rate budget
     return MethodResult(psnr(hr, hr_u8), ssim(hr, hr_u8), spatial_information(lr_u8), fb.bpp_lr,
                         fb.bytes_per_frame, extra=extra, lr=lr_u8, hr=hr_u8, smap=smap)
 

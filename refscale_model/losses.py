@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from refscale_model.layers import expand_similarity
 from refscale_model.model import RefScale
 from refscale_model.quantise import quantise_lr
 
@@ -78,7 +79,7 @@ def compute_losses(
     if cond.smap is None:
         loss_lr = ((bic - lr) ** 2).sum() / n_hr
     else:
-        s = nn.functional.interpolate(cond.smap, size=lr.shape[-2:], mode="bilinear", align_corners=False)
+        s = expand_similarity(cond.smap, lr.shape[-2:], cfg.smap_cell // cfg.scale)
         loss_lr = (((bic - lr) ** 2) * (1 - s) + ((blur - lr) ** 2) * s).sum() / n_hr
     loss_distr = (z**2).sum() / n_hr
     z_in = torch.randn_like(z) if sample_z else torch.zeros_like(z)

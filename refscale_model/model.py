@@ -9,7 +9,7 @@ import torch
 from torch import Tensor, nn
 
 from refscale_model.config import RefScaleConfig
-from refscale_model.layers import FlowBlock, HaarSqueeze, RefEncoder, cosine_similarity_map
+from refscale_model.layers import FlowBlock, HaarSqueeze, RefEncoder, expand_similarity, similarity_map
 from refscale_model.quantise import (
     lr_from_uint8,
     lr_to_uint8,
@@ -108,7 +108,7 @@ class RefScale(nn.Module):
         assert self.encoder is not None
         g_hr = self.encoder.bottleneck(self.encoder.features(hr))
         g_ref = self.encoder.bottleneck(self.encoder.features(ref))
-        smap = cosine_similarity_map(g_hr, g_ref)
+        smap = similarity_map(g_hr, g_ref, self.config.smap_pool)
         return quantise_smap(smap, self.config.smap_levels, training=self.training)
 
     def condition_from_smap(self, ref: Tensor | None, smap: Tensor | None, like: Tensor) -> Condition:
@@ -124,7 +124,8 @@ class RefScale(nn.Module):
             smap_out = None
         else:
             feat = self.encoder.features(ref)
-            weight = nn.functional.interpolate(smap, size=feat.shape[-2:], mode="bilinear", align_corners=False)
+            cfg = self.config
+            weight = expand_similarity(smap, feat.shape[-2:], cfg.smap_factor * cfg.smap_pool)
             feat = feat * weight
             smap_out = smap
         per_stage: list[Tensor | None] = [feat]
@@ -215,7 +216,7 @@ class RefScale(nn.Module):
             if tuple(ref_f.shape[-2:]) != tuple(size) or ref_f.shape[0] != lr_f.shape[0]:
                 raise ValueError(f"reference shape {tuple(ref_f.shape)} does not match frame size {size}")
             ref_p = self.pad(ref_f)
-            expected = (padded[0] // (2 * self.config.smap_factor), padded[1] // (2 * self.config.smap_factor))
+            expected = self.config.smap_grid(padded)
             if tuple(smap.shape[-2:]) != expected:
                 raise ValueError(f"S_map grid {tuple(smap.shape[-2:])} does not match expected {expected}")
             like = ref_p

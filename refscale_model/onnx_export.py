@@ -33,7 +33,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from refscale_model.layers import cosine_similarity_map
+from refscale_model.layers import similarity_map
 from refscale_model.model import Condition, RefScale
 from refscale_model.quantise import lr_to_uint8, quantise_smap, smap_from_levels, smap_to_uint8
 from refscale_model.runtime import noref_path
@@ -77,7 +77,8 @@ class _Downscale(nn.Module):
         assert enc is not None
         g_hr = enc.bottleneck(enc.features(hr)).float()
         g_ref = enc.bottleneck(enc.features(ref)).float()
-        return quantise_smap(cosine_similarity_map(g_hr, g_ref), self.model.config.smap_levels, training=False)
+        cfg = self.model.config
+        return quantise_smap(similarity_map(g_hr, g_ref, cfg.smap_pool), cfg.smap_levels, training=False)
 
     def _lr(self, hr: Tensor, cond: Condition) -> Tensor:
         lr, _ = self.model.forward_flow(hr, cond)

@@ -262,8 +262,7 @@ class OnnxDownscaler:
             if ref is None or not self.uses_reference:
                 (lr,) = self._noref.run({"hr": hr}, [lr_shape])
                 return lr, None
-            g = 2 * cfg.smap_factor
-            lr, smap = self._main.run({"hr": hr, "ref": ref}, [lr_shape, (n, 1, ph // g, pw // g)])
+            lr, smap = self._main.run({"hr": hr, "ref": ref}, [lr_shape, (n, 1, *cfg.smap_grid((ph, pw)))])
             return lr, smap
 
     # ------------------------------------------------------------------ helpers

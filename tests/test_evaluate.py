@@ -62,12 +62,13 @@ def test_time_budget_with_loader_workers_then_init_continues(shared_data: Path, 
     assert final["config"]["lambda_smap_tv"] == 0.01
     log = (tmp_path / "run" / "log.csv").read_text().splitlines()
     assert float(log[-1].split(",")[-1]) < 8 + 5  # stopped at the budget (one step may overrun it)
-    cont = ["train", "--init", str(tmp_path / "run" / "final.safetensors"), "--blur-sigma", "1.0", "--steps", "0",
-            "--batch", "2", "--crop", "48", "--sets", "satellite_spacenet7_monthly", "--threads", "1",
+    cont = ["train", "--init", str(tmp_path / "run" / "final.safetensors"), "--blur-sigma", "1.0", "--smap-pool", "4",
+            "--steps", "0", "--batch", "2", "--crop", "48", "--sets", "satellite_spacenet7_monthly", "--threads", "1",
             "--out", str(tmp_path / "cont")]
     assert main(cont) == 0
     cont_cfg = json.loads((tmp_path / "cont" / "final.json").read_text())["config"]
     assert cont_cfg["blocks"] == [2] and cont_cfg["hidden"] == 8 and cont_cfg["blur_sigma"] == 1.0
+    assert cont_cfg["smap_pool"] == 4  # a storage setting: the trained weights carry over unchanged
     trained = load_weights(tmp_path / "run" / "final.safetensors").state_dict()
     started = load_weights(tmp_path / "cont" / "final.safetensors").state_dict()
     assert all(torch.equal(trained[k], started[k]) for k in trained)  # from the trained weights, not from scratch
@@ -87,6 +88,7 @@ def test_eval_writes_well_formed_report(shared_data: Path, tmp_path: Path, mode:
             assert np.isfinite(result["methods"][method][key])
     assert result["methods"]["refscale"]["bytes_per_frame"] > 0
     assert 0.0 <= result["methods"]["refscale"]["smap_mean"] <= 1.0
+    assert 0 < result["methods"]["refscale"]["smap_bytes"] < result["methods"]["refscale"]["bytes_per_frame"]
     assert (report / "report.md").read_text().count("| refscale |") == 1
     assert (report / "pair_000.png").stat().st_size > 1000
     assert json.loads((report / "results.json").read_text())["methods"].keys() == set(METHODS)

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from refscale_model import RefScale, RefScaleConfig
-from refscale_model.layers import HaarSqueeze, cosine_similarity_map
+from refscale_model.layers import HaarSqueeze, cosine_similarity_map, expand_similarity, similarity_map
 from refscale_model.quantise import lr_from_uint8, lr_to_uint8, quantise_lr, quantise_smap
 
 TINY = {"hidden": 8, "encoder_channels": 8}
@@ -45,10 +45,12 @@ def test_haar_squeeze_is_orthogonal_up_to_scale_and_ll_is_the_mean() -> None:
     assert torch.allclose(squeeze.inverse(y), x, atol=1e-12)
 
 
-@pytest.mark.parametrize("scale,blocks", [(2, (2,)), (4, (1, 1))])
+@pytest.mark.parametrize("scale,blocks,pool", [(2, (2,), 1), (2, (2,), 4), (4, (1, 1), 1), (4, (1, 1), 3)])
 @pytest.mark.parametrize("size", [(1080, 1920), (375, 1242), (61, 97)])
-def test_downscale_upscale_shapes_on_any_frame_size(scale: int, blocks: tuple[int, ...], size: tuple[int, int]) -> None:
-    model = perturbed(RefScaleConfig(scale=scale, blocks=blocks, **TINY))
+def test_downscale_upscale_shapes_on_any_frame_size(
+    scale: int, blocks: tuple[int, ...], pool: int, size: tuple[int, int]
+) -> None:
+    model = perturbed(RefScaleConfig(scale=scale, blocks=blocks, smap_pool=pool, **TINY))
     if size[0] > 500:  # keep the 1080p case cheap: one image, no reference pass twice
         hr = torch.rand(1, 3, *size)
     else:
@@ -57,7 +59,9 @@ def test_downscale_upscale_shapes_on_any_frame_size(scale: int, blocks: tuple[in
     ph, pw = model.padded_size(size)
     assert enc.lr.dtype == torch.uint8 and enc.lr.shape == (hr.shape[0], 3, ph // scale, pw // scale)
     assert enc.smap is not None and enc.smap.dtype == torch.uint8
-    assert enc.smap.shape[-2:] == (ph // 4, pw // 4)
+    assert (ph, pw) == (-(-size[0] // 4) * 4, -(-size[1] // 4) * 4)  # pooling adds no frame padding
+    cells = 4 * pool  # S_map before pooling: HR/4 for both tiny configs (smap_factor 2)
+    assert enc.smap.shape[-2:] == (-(-ph // cells), -(-pw // cells)) == model.config.smap_grid((ph, pw))
     assert enc.size == size
     out = model.upscale(enc.lr, enc.smap, hr, enc.size)
     assert out.shape == hr.shape and out.min() >= 0 and out.max() <= 1
@@ -114,6 +118,22 @@ def test_similarity_map_is_one_for_identical_and_low_for_unrelated() -> None:
     a = torch.randn(1, 32, 16, 16)
     b = torch.randn(1, 32, 16, 16)
     assert cosine_similarity_map(a, b).mean().item() < 0.15
+
+
+def test_pooled_similarity_averages_cells_and_partial_edge_cells() -> None:
+    """S_map stored on a coarser grid is the mean of the per-pixel cosines each cell covers."""
+    torch.manual_seed(1)
+    a, b = torch.randn(1, 8, 10, 13), torch.randn(1, 8, 10, 13)
+    fine = cosine_similarity_map(a, b)
+    pooled = similarity_map(a, b, pool=4)
+    assert pooled.shape == (1, 1, 3, 4)
+    assert torch.allclose(pooled[0, 0, 0, 0], fine[0, 0, :4, :4].mean())
+    assert torch.allclose(pooled[0, 0, 2, 3], fine[0, 0, 8:, 12:].mean())  # a 2×1 edge cell
+    assert torch.equal(similarity_map(a, b, pool=1), fine)
+    wide = expand_similarity(pooled, (10, 13), 4)
+    assert wide.shape == (1, 1, 10, 13)
+    flat = torch.full((1, 1, 3, 4), 0.25)
+    assert torch.allclose(expand_similarity(flat, (10, 13), 4), torch.full((1, 1, 10, 13), 0.25))
 
 
 def test_real_pair_frame_round_trip_is_close(webcam_pair: tuple[np.ndarray, np.ndarray]) -> None:

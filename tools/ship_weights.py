@@ -9,6 +9,7 @@ validation table produced by `benchmarks/eval_all.py` (JSON files in --reports).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 from pathlib import Path
 
@@ -58,9 +59,14 @@ def main() -> None:
     p.add_argument("--hardware", default="2 CPU cores, shared with other jobs (no GPU was available)")
     p.add_argument("--notes", default="")
     p.add_argument("--command", default="", help="the command that trained the run (default: rebuilt from its config)")
+    p.add_argument("--smap-pool", type=int, default=None,
+                   help="ship with this S_map storage pooling (a storage setting: the weights are unchanged)")
     args = p.parse_args()
     source = args.weights or args.run / "final.safetensors"
     model = load_weights(source)
+    trained_pool = model.config.smap_pool
+    if args.smap_pool:
+        model.config = dataclasses.replace(model.config, smap_pool=args.smap_pool)
     train_cfg = json.loads((args.run / "train_config.json").read_text())
     source_side = json.loads(source.with_suffix(".json").read_text())
     dest = packaged_weights(args.name)
@@ -87,6 +93,9 @@ def main() -> None:
         f" S_map zeroed {train_cfg['noref_share']:.0%}.",
         f"- Wall time {wall / 60:.0f} min on {args.hardware}." if wall else f"- Hardware: {args.hardware}.",
         f"- Command: `{args.command or default_command(args.name, args.run, train_cfg)}`",
+        *([f"- Trained with `smap_pool = {trained_pool}`, shipped with `smap_pool = {model.config.smap_pool}`"
+           " (S_map stored as cell means; the weights are the trained ones, the Notes give the measured effect)."]
+          if model.config.smap_pool != trained_pool else []),
         "",
         "## Data split",
         SPLIT_DOC.strip().split("\n\n", 1)[1] if SPLIT_DOC else "",

@@ -34,6 +34,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--hidden", type=int, default=None, help="override coupling hidden channels")
     p.add_argument("--blur-sigma", type=float, default=None, help="override the blurred LR guide's Gaussian σ")
     p.add_argument("--smap-factor", type=int, default=None, help="override the S_map grid (1/factor of the features)")
+    p.add_argument("--smap-pool", type=int, default=None, help="override the S_map storage pooling (cells per side)")
+    p.add_argument("--smap-levels", type=int, default=None, help="override the S_map quantisation levels")
     p.set_defaults(func=run)
 
 
@@ -58,6 +60,10 @@ def run(args: argparse.Namespace) -> int:
         model_cfg = dataclasses.replace(model_cfg, lambda_smap_tv=args.smap_tv)
     if args.smap_factor:
         model_cfg = dataclasses.replace(model_cfg, smap_factor=args.smap_factor)
+    if args.smap_pool:
+        model_cfg = dataclasses.replace(model_cfg, smap_pool=args.smap_pool)
+    if args.smap_levels:
+        model_cfg = dataclasses.replace(model_cfg, smap_levels=args.smap_levels)
     cfg = TrainConfig(
         model=model_cfg.to_dict(),
         steps=args.steps,

@@ -1,6 +1,6 @@
 """Network building blocks (CompressAI-style split: layers here, the assembled model in `model.py`)."""
 
-from refscale_model.layers.encoder import RefEncoder, cosine_similarity_map
+from refscale_model.layers.encoder import RefEncoder, cosine_similarity_map, expand_similarity, similarity_map
 from refscale_model.layers.flow import ActNorm, ConditionalCoupling, FlowBlock, InvertibleConv1x1
 from refscale_model.layers.squeeze import HaarSqueeze
 
@@ -12,4 +12,6 @@ __all__ = [
     "InvertibleConv1x1",
     "RefEncoder",
     "cosine_similarity_map",
+    "expand_similarity",
+    "similarity_map",
 ]

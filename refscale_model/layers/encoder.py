@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from torch import Tensor, nn
+from torch.nn import functional
 
 
 def conv(in_ch: int, out_ch: int, stride: int = 1) -> nn.Conv2d:
@@ -36,3 +37,22 @@ def cosine_similarity_map(a: Tensor, b: Tensor, eps: float = 1e-6) -> Tensor:
     a_n = a / (a.norm(dim=1, keepdim=True) + eps)
     b_n = b / (b.norm(dim=1, keepdim=True) + eps)
     return (a_n * b_n).sum(dim=1, keepdim=True).clamp(0.0, 1.0)
+
+
+def similarity_map(a: Tensor, b: Tensor, pool: int = 1) -> Tensor:
+    """The stored S_map before quantisation: eq. 3's cosine map, averaged over `pool`×`pool` cells.
+
+    Averaging keeps what the map is for (which regions the reference can supply) while the
+    cell-to-cell noise of a per-pixel cosine, which PNG cannot compress, averages out.
+    Cells past the bottom/right edge are partial (ceil mode) and average only what they cover,
+    so pooling never forces extra frame padding.
+    """
+    s = cosine_similarity_map(a, b)
+    return functional.avg_pool2d(s, pool, ceil_mode=True) if pool > 1 else s
+
+
+def expand_similarity(smap: Tensor, size: tuple[int, int], factor: int) -> Tensor:
+    """S_map cells -> a grid `factor` times finer (bilinear), cropped to `size` (partial edge cells)."""
+    if factor > 1:
+        smap = functional.interpolate(smap, scale_factor=factor, mode="bilinear", align_corners=False)
+    return smap[..., : size[0], : size[1]]
