@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from refscale_model.config import RefScaleConfig
 from refscale_model.evaluate import EvalPair, evaluate
 from refscale_model.weights import PRESET_FILES, load_model, packaged_weights, read_sidecar
 
@@ -18,6 +19,8 @@ def test_shipped_weights_load_and_match_their_hash(name: str) -> None:
     assert model.weights_sha256 == read_sidecar(path)["sha256"]
     assert model.config.use_reference == (not name.endswith("noref"))
     assert (path.parent / f"{path.stem}.md").is_file(), "every shipped file has a model card"
+    if model.config.use_reference:  # the preset is what ships (a retrain starts from it)
+        assert model.config == RefScaleConfig.preset(name)
 
 
 @pytest.mark.parametrize("name", ["x2", "x4"])
