@@ -53,6 +53,8 @@ class RefScaleConfig:
             raise ValueError("smap_pool must be >= 1")
         if 2 * self.smap_factor < self.scale:
             raise ValueError("smap_factor must put S_map on a grid no finer than the LR image's")
+        if self.blur_sigma <= 0 or self.hidden < 1:
+            raise ValueError("blur_sigma must be > 0 and hidden >= 1")
         if not 2 <= self.smap_levels <= 256:
             raise ValueError("smap_levels must be in [2, 256]")
 

@@ -50,20 +50,16 @@ def run(args: argparse.Namespace) -> int:
         model_cfg = RefScaleConfig.from_dict(read_sidecar(args.init)["config"])
     else:
         model_cfg = RefScaleConfig.preset(args.preset)
-    if args.blocks:
-        model_cfg = dataclasses.replace(model_cfg, blocks=tuple(args.blocks))
-    if args.hidden:
-        model_cfg = dataclasses.replace(model_cfg, hidden=args.hidden)
-    if args.blur_sigma:
-        model_cfg = dataclasses.replace(model_cfg, blur_sigma=args.blur_sigma)
-    if args.smap_tv is not None:
-        model_cfg = dataclasses.replace(model_cfg, lambda_smap_tv=args.smap_tv)
-    if args.smap_factor:
-        model_cfg = dataclasses.replace(model_cfg, smap_factor=args.smap_factor)
-    if args.smap_pool:
-        model_cfg = dataclasses.replace(model_cfg, smap_pool=args.smap_pool)
-    if args.smap_levels:
-        model_cfg = dataclasses.replace(model_cfg, smap_levels=args.smap_levels)
+    overrides = {  # RefScaleConfig field -> command-line value (None: keep the preset's / init's)
+        "blocks": tuple(args.blocks) if args.blocks else None,
+        "hidden": args.hidden,
+        "blur_sigma": args.blur_sigma,
+        "lambda_smap_tv": args.smap_tv,
+        "smap_factor": args.smap_factor,
+        "smap_pool": args.smap_pool,
+        "smap_levels": args.smap_levels,
+    }
+    model_cfg = dataclasses.replace(model_cfg, **{k: v for k, v in overrides.items() if v is not None})
     cfg = TrainConfig(
         model=model_cfg.to_dict(),
         steps=args.steps,
