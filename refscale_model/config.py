@@ -73,6 +73,10 @@ class RefScaleConfig:
         the pooled grid's last cells may be partial, so pooling adds no padding, whose LR bytes are real)."""
         return max(self.scale, 2 * self.smap_factor)
 
+    def smap_upsampling(self, hr_stride: int) -> int:
+        """Integer factor from the stored S_map grid to a grid of one value per `hr_stride` HR pixels."""
+        return self.smap_cell // hr_stride
+
     def smap_grid(self, padded_size: tuple[int, int]) -> tuple[int, int]:
         """(rows, columns) of the stored S_map for a padded frame size."""
         cell = self.smap_cell

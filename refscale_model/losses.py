@@ -79,7 +79,7 @@ def compute_losses(
     if cond.smap is None:
         loss_lr = ((bic - lr) ** 2).sum() / n_hr
     else:
-        s = expand_similarity(cond.smap, lr.shape[-2:], cfg.smap_cell // cfg.scale)
+        s = expand_similarity(cond.smap, lr.shape[-2:], cfg.smap_upsampling(cfg.scale))
         loss_lr = (((bic - lr) ** 2) * (1 - s) + ((blur - lr) ** 2) * s).sum() / n_hr
     loss_distr = (z**2).sum() / n_hr
     z_in = torch.randn_like(z) if sample_z else torch.zeros_like(z)

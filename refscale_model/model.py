@@ -124,8 +124,7 @@ class RefScale(nn.Module):
             smap_out = None
         else:
             feat = self.encoder.features(ref)
-            cfg = self.config
-            weight = expand_similarity(smap, feat.shape[-2:], cfg.smap_factor * cfg.smap_pool)
+            weight = expand_similarity(smap, feat.shape[-2:], self.config.smap_upsampling(2))  # F is at HR/2
             feat = feat * weight
             smap_out = smap
         per_stage: list[Tensor | None] = [feat]
