@@ -26,6 +26,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch default)")
     p.add_argument("--max-seconds", type=float, default=0.0, help="wall-time budget (0 = run all --steps)")
     p.add_argument("--workers", type=int, default=0, help="crop-cutting loader processes (0 = deterministic)")
+    p.add_argument("--tf32", action="store_true", help="allow TF32 convolutions on CUDA (faster, less precise)")
     p.add_argument("--smap-tv", type=float, default=None, help="override the S_map total-variation weight")
     p.add_argument("--init", type=Path, default=None,
                    help="start from these trained weights (their architecture; fresh optimizer and schedule)")
@@ -78,6 +79,7 @@ def run(args: argparse.Namespace) -> int:
         threads=args.threads,
         max_seconds=args.max_seconds,
         workers=args.workers,
+        tf32=args.tf32,
     )
     final = train(cfg, args.out, resume=args.resume, init=args.init)
     print(f"final weights: {final}")
