@@ -26,6 +26,16 @@ def encode_png(image: np.ndarray) -> bytes:
     return buf.tobytes()
 
 
+def stored_smap(smap: np.ndarray | None) -> np.ndarray | None:
+    """The S_map as it is stored: None when there is none or it is all zero.
+
+    S_map = 0 everywhere is exactly the no-reference condition (F_c = F_ref ⊙ 0), so an empty map
+    (a gated frame, see `RefScaleConfig.smap_gate`) costs no bytes and the frame is rebuilt
+    reference-free.
+    """
+    return smap if smap is not None and smap.any() else None
+
+
 def decode_png(data: bytes) -> np.ndarray:
     """PNG bytes -> RGB uint8 H×W×3 or grey H×W (as stored)."""
     image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)

@@ -32,6 +32,12 @@ class RefScaleConfig:
     costs fewer bytes per frame (a per-pixel map of cosine similarities is close to noise to PNG)."""
     smap_levels: int = 16
     """Number of integer levels S_map is quantised to for storage."""
+    smap_gate: float = 0.0
+    """A frame whose mean similarity is below this gets an all-zero S_map, which is not stored:
+    a reference no more similar than unrelated images commonly are carries no evidence of a match,
+    and its map would cost bytes for a condition the coupling cannot use. S_map = 0 is exactly the
+    no-reference condition, so such frames are rebuilt reference-free. Set per trained encoder
+    (`refscale_model.smap_gate`: a high percentile of unrelated training pairs' means); 0 = off."""
     use_reference: bool = True
     """False: the no-reference baseline (condition always zero, "our IRN")."""
     lambda_hr: float = 1.0
@@ -57,6 +63,8 @@ class RefScaleConfig:
             raise ValueError("blur_sigma must be > 0 and hidden >= 1")
         if not 2 <= self.smap_levels <= 256:
             raise ValueError("smap_levels must be in [2, 256]")
+        if not 0.0 <= self.smap_gate < 1.0:
+            raise ValueError("smap_gate must be in [0, 1)")
 
     @property
     def stages(self) -> int:

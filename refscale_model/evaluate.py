@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from refscale_model.codec import stored_smap
 from refscale_model.data import place_of, read_rgb, validation_places
 from refscale_model.losses import bicubic_down
 from refscale_model.metrics import frame_bytes, psnr, spatial_information, ssim
@@ -100,9 +101,12 @@ def evaluate_model(model: RefScale, hr: np.ndarray, ref: np.ndarray | None) -> M
     x = to_tensor(hr)
     r = to_tensor(ref) if ref is not None and model.config.use_reference else None
     enc = model.downscale(x, r)
-    out = model.upscale(enc.lr, enc.smap, r, enc.size)
+    smap = stored_smap(None if enc.smap is None else enc.smap[0, 0].numpy())
+    if smap is None:  # not stored: the far end rebuilds reference-free
+        out = model.upscale(enc.lr, None, None, enc.size)
+    else:
+        out = model.upscale(enc.lr, enc.smap, r, enc.size)
     lr_u8 = enc.lr[0].permute(1, 2, 0).numpy()
-    smap = None if enc.smap is None else enc.smap[0, 0].numpy()
     hr_u8 = to_uint8(out)
     fb = frame_bytes(lr_u8, smap, enc.size)
     extra = {}

@@ -108,7 +108,7 @@ class RefScale(nn.Module):
         assert self.encoder is not None
         g_hr = self.encoder.bottleneck(self.encoder.features(hr))
         g_ref = self.encoder.bottleneck(self.encoder.features(ref))
-        smap = similarity_map(g_hr, g_ref, self.config.smap_pool)
+        smap = similarity_map(g_hr, g_ref, self.config.smap_pool, self.config.smap_gate)
         return quantise_smap(smap, self.config.smap_levels, training=self.training)
 
     def condition_from_smap(self, ref: Tensor | None, smap: Tensor | None, like: Tensor) -> Condition:

@@ -78,7 +78,7 @@ class _Downscale(nn.Module):
         g_hr = enc.bottleneck(enc.features(hr)).float()
         g_ref = enc.bottleneck(enc.features(ref)).float()
         cfg = self.model.config
-        return quantise_smap(similarity_map(g_hr, g_ref, cfg.smap_pool), cfg.smap_levels, training=False)
+        return quantise_smap(similarity_map(g_hr, g_ref, cfg.smap_pool, cfg.smap_gate), cfg.smap_levels, training=False)
 
     def _lr(self, hr: Tensor, cond: Condition) -> Tensor:
         lr, _ = self.model.forward_flow(hr, cond)

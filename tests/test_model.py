@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
 
-from refscale_model import RefScale, RefScaleConfig
+from refscale_model import RefScale, RefScaleConfig, load_model
 from refscale_model.layers import HaarSqueeze, cosine_similarity_map, expand_similarity, similarity_map
 from refscale_model.quantise import lr_from_uint8, lr_to_uint8, quantise_lr, quantise_smap
 
@@ -134,6 +136,35 @@ def test_pooled_similarity_averages_cells_and_partial_edge_cells() -> None:
     assert wide.shape == (1, 1, 10, 13)
     flat = torch.full((1, 1, 3, 4), 0.25)
     assert torch.allclose(expand_similarity(flat, (10, 13), 4), torch.full((1, 1, 10, 13), 0.25))
+
+
+def test_gate_zeroes_only_the_maps_of_dissimilar_samples() -> None:
+    torch.manual_seed(2)
+    a = torch.randn(2, 8, 8, 8)
+    b = torch.cat([a[:1], torch.randn(1, 8, 8, 8)])  # sample 0: identical (mean 1), sample 1: unrelated
+    ungated = similarity_map(a, b, pool=2)
+    gated = similarity_map(a, b, pool=2, gate=0.5)
+    assert torch.equal(gated[0], ungated[0]) and not gated[1].any() and ungated[1].any()
+    assert torch.equal(similarity_map(a, b, pool=2, gate=0.0), ungated)
+
+
+def test_a_gated_frame_encodes_exactly_as_without_reference(webcam_pair: tuple[np.ndarray, np.ndarray]) -> None:
+    """S_map = 0 is the no-reference condition, so a gated map need not be stored at all.
+
+    Uses the shipped encoder: an untrained one finds any two natural images similar."""
+    model = load_model("x2")
+    model.config = dataclasses.replace(model.config, smap_gate=0.95)
+    hr, ref = (torch.from_numpy(x[:128, :192]).permute(2, 0, 1)[None].contiguous() for x in webcam_pair)
+    gated = model.downscale(hr, ref)
+    assert gated.smap is not None and not gated.smap.any()
+    assert torch.equal(gated.lr, model.downscale(hr, None).lr)
+    assert model.downscale(hr, hr).smap.min() > 0  # the reference itself passes any gate below 1
+
+
+@pytest.mark.parametrize("gate", [-0.1, 1.0])
+def test_config_rejects_a_gate_outside_0_1(gate: float) -> None:
+    with pytest.raises(ValueError, match="smap_gate"):
+        RefScaleConfig(smap_gate=gate)
 
 
 def test_real_pair_frame_round_trip_is_close(webcam_pair: tuple[np.ndarray, np.ndarray]) -> None:

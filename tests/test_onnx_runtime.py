@@ -8,6 +8,7 @@ couplings would otherwise make the flow a plain Haar transform).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import subprocess
@@ -169,6 +170,23 @@ def test_smap_parity_with_an_unrelated_reference(
     got, want = runtime.downscale(hr, ref), TorchDownscaler(model).downscale(hr, ref)
     assert got[1] is not None and np.unique(got[1]).size >= 3
     assert_parity(got, want)
+
+
+def test_gate_in_the_graph(tmp_path: Path, webcam_crop: tuple[np.ndarray, np.ndarray]) -> None:
+    """The exported graph gates like PyTorch: an unrelated reference gives an all-zero map and the
+    no-reference LR; the reference itself stays ungated."""
+    model = load_model("x2")  # a trained encoder: an untrained one finds any two natural images similar
+    model.config = dataclasses.replace(model.config, smap_gate=0.5)
+    runtime = OnnxDownscaler(export_onnx(model, tmp_path / "gated.onnx", model_id="gated").path, providers=[CPU])
+    hr = webcam_crop[0]
+    other, _ = load_pair("walk_gardenspoint_sfu", 0)
+    unrelated = np.ascontiguousarray(other[:192, :256])
+    got, want = runtime.downscale(hr, unrelated), TorchDownscaler(model).downscale(hr, unrelated)
+    assert got[1] is not None and not got[1].any() and not want[1].any()
+    assert_parity(got, want)
+    assert_parity((got[0], None), runtime.downscale(hr, None))
+    itself = runtime.downscale(hr, hr)[1]
+    assert itself is not None and itself.min() > 0
 
 
 def test_no_reference_graph(

@@ -5,6 +5,7 @@ Shared builders (`tiny_weights`, `build_world`) are reused by test_pipeline_cli.
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import threading
 from dataclasses import dataclass
@@ -15,9 +16,10 @@ import pytest
 import torch
 from conftest import load_pair
 
-from refscale_model import RefScale, RefScaleConfig, load_weights, save_weights
+from refscale_model import RefScale, RefScaleConfig, load_model, load_weights, save_weights
 from refscale_model.bags import BagWriter, bag_files, is_complete, metadata_of, msgs, read_messages
 from refscale_model.bags import refscale_format as fmt
+from refscale_model.codec import encode_png
 from refscale_model.metrics import psnr
 from refscale_model.pipeline import (
     FrameEncoder,
@@ -271,3 +273,25 @@ def test_pose_tracker_course_and_odometry_heading() -> None:
     no_fix = {**msgs.navsatfix_msg(1.0, 1.0, 0.0, 0), "status": {"status": -1, "service": 1}}
     tr.update(msgs.NAV_SAT_FIX, no_fix, 3 * 10**8)
     assert tr.pose(3 * 10**8).lat == 45.0001
+
+
+def test_gated_reference_stores_no_map_and_rebuilds_reference_free(tmp_path: Path, world: World) -> None:
+    """A reference below the model's `smap_gate` yields an all-zero map: not stored, said why, rebuilt."""
+    model = load_model("x2")  # a trained encoder: an untrained one finds any two natural images similar
+    model.config = dataclasses.replace(model.config, smap_gate=0.95)  # only a near-identical reference passes
+    gated = tmp_path / "w" / "gated.safetensors"
+    save_weights(model, gated)
+    enc, cache = _encoder(tmp_path / "enc", gated, world.cache)
+    results = [enc.encode(CAM, msgs.image_msg(rgb, T0 + i, "cam"), T0 + i, Pose(*POSITIONS[i], 0.0))
+               for i, rgb in enumerate(world.frames[:2])]
+    enc.close()
+    cache.close()
+    assert [r.has_reference for r in results] == [False, False] and all(r.smap_bytes == 0 for r in results)
+    assert results[0].no_reference_reason.startswith("reference gated")
+    topics = {t for t, _, _ in read_messages(tmp_path / "enc")}
+    assert fmt.smap_topic(CAM) not in topics
+    lr_stored = [m for t, _, m in read_messages(tmp_path / "enc") if t == fmt.lr_topic(CAM)][0]
+    lr_noref, _ = TorchDownscaler(load_weights(gated)).downscale(world.frames[0], None)
+    assert bytes(lr_stored.data) == encode_png(lr_noref)  # S_map = 0 is exactly the no-reference condition
+    out = _run(tmp_path / "enc", gated, world.cache)
+    assert all(isinstance(o, ReconstructedFrame) for o in out) and psnr(out[0].rgb, world.frames[0]) > 30.0

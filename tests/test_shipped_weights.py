@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
 
 from refscale_model.config import RefScaleConfig
 from refscale_model.evaluate import EvalPair, evaluate
+from refscale_model.smap_gate import calibrate_smap_gate
 from refscale_model.weights import PRESET_FILES, load_model, packaged_weights, read_sidecar
 
 
@@ -19,8 +21,18 @@ def test_shipped_weights_load_and_match_their_hash(name: str) -> None:
     assert model.weights_sha256 == read_sidecar(path)["sha256"]
     assert model.config.use_reference == (not name.endswith("noref"))
     assert (path.parent / f"{path.stem}.md").is_file(), "every shipped file has a model card"
-    if model.config.use_reference:  # the preset is what ships (a retrain starts from it)
-        assert model.config == RefScaleConfig.preset(name)
+    if model.config.use_reference:  # the preset is what ships (a retrain starts from it), plus its gate
+        assert dataclasses.replace(model.config, smap_gate=0.0) == RefScaleConfig.preset(name)
+        assert 0 < model.config.smap_gate < 1 and "unrelated" in read_sidecar(path)["smap_gate_calibration"]
+
+
+@pytest.mark.parametrize("name", ["x2", "x4"])
+def test_shipped_gate_is_reproduced_from_training_pairs(shared_data: Path, name: str) -> None:
+    """The gate is a measurement on training data (never validation), so anyone can recompute it."""
+    model = load_model(name)
+    calibration = calibrate_smap_gate(model, shared_data)
+    assert calibration.gate == model.config.smap_gate
+    assert sorted(calibration.unrelated_means)[len(calibration.unrelated_means) // 2] < calibration.gate
 
 
 @pytest.mark.parametrize("name", ["x2", "x4"])

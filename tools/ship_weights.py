@@ -59,6 +59,8 @@ def main() -> None:
     p.add_argument("--hardware", default="2 CPU cores, shared with other jobs (no GPU was available)")
     p.add_argument("--notes", default="")
     p.add_argument("--command", default="", help="the command that trained the run (default: rebuilt from its config)")
+    p.add_argument("--continued-from", type=Path, default=None,
+                   help="the run RUN was started from with --init: its steps and time are added and named")
     p.add_argument("--smap-pool", type=int, default=None,
                    help="ship with this S_map storage pooling (a storage setting: the weights are unchanged)")
     args = p.parse_args()
@@ -73,8 +75,20 @@ def main() -> None:
     steps = source_side.get("steps", source_side.get("step"))
     log_lines = (args.run / "log.csv").read_text().splitlines()
     wall = float(log_lines[-1].split(",")[-1]) if len(log_lines) > 1 else None
-    sha = save_weights(model, dest, extra={"steps": steps, "batch": train_cfg["batch"], "crop": train_cfg["crop"],
-                                            "wall_seconds": wall, "source": source.name})
+    stages = []
+    if args.continued_from:
+        first = json.loads((args.continued_from / "final.json").read_text())
+        first_cfg = json.loads((args.continued_from / "train_config.json").read_text())
+        stages = [f"{first['steps']} steps at lr {first_cfg['lr']} ({args.continued_from}), then {steps} at lr "
+                  f"{train_cfg['lr']} from those weights (`--init`), each halving at "
+                  f"{', '.join(f'{m:.0%}' for m in train_cfg['lr_milestones'])}"]
+        steps += first["steps"]
+        wall = (wall or 0.0) + first["wall_seconds"]
+    extra = {"steps": steps, "batch": train_cfg["batch"], "crop": train_cfg["crop"], "wall_seconds": wall,
+             "source": source.name}
+    if "smap_gate_calibration" in source_side:  # written by tools/calibrate_smap_gate.py
+        extra["smap_gate_calibration"] = source_side["smap_gate_calibration"]
+    sha = save_weights(model, dest, extra=extra)
     card = [
         f"# Model card: `{dest.name}` ({args.name})",
         "",
@@ -84,9 +98,11 @@ def main() -> None:
         " several forbid redistribution of the images, which are not shipped).",
         "",
         "## Training",
-        f"- Steps {steps}, batch {train_cfg['batch']}, crops {train_cfg['crop']}×{train_cfg['crop']}, Adam lr "
-        f"{train_cfg['lr']} halved at {', '.join(f'{m:.0%}' for m in train_cfg['lr_milestones'])} of the "
-        f"{'time budget' if train_cfg.get('max_seconds') else 'steps'}, seed {train_cfg['seed']}.",
+        f"- Steps {steps}, batch {train_cfg['batch']}, crops {train_cfg['crop']}×{train_cfg['crop']}, Adam "
+        + (f"{stages[0]}" if stages else
+           f"lr {train_cfg['lr']} halved at {', '.join(f'{m:.0%}' for m in train_cfg['lr_milestones'])} of the "
+           f"{'time budget' if train_cfg.get('max_seconds') else 'steps'}")
+        + f", seed {train_cfg['seed']}.",
         "- Samples: real pairs (both directions; any two dates of a time series), identical crops/flips/rotations;"
         f" synthetic revisits {train_cfg['synthetic_share']:.0%},"
         f" unrelated references {train_cfg['shuffled_share']:.0%},"
@@ -96,6 +112,9 @@ def main() -> None:
         *([f"- Trained with `smap_pool = {trained_pool}`, shipped with `smap_pool = {model.config.smap_pool}`"
            " (S_map stored as cell means; the weights are the trained ones, the Notes give the measured effect)."]
           if model.config.smap_pool != trained_pool else []),
+        *([f"- S_map gate: {source_side['smap_gate_calibration']}; set after training by"
+           " `tools/calibrate_smap_gate.py` (validation pairs are never read)."]
+          if "smap_gate_calibration" in source_side else []),
         "",
         "## Data split",
         SPLIT_DOC.strip().split("\n\n", 1)[1] if SPLIT_DOC else "",

@@ -39,16 +39,23 @@ def cosine_similarity_map(a: Tensor, b: Tensor, eps: float = 1e-6) -> Tensor:
     return (a_n * b_n).sum(dim=1, keepdim=True).clamp(0.0, 1.0)
 
 
-def similarity_map(a: Tensor, b: Tensor, pool: int = 1) -> Tensor:
-    """The stored S_map before quantisation: eq. 3's cosine map, averaged over `pool`×`pool` cells.
+def similarity_map(a: Tensor, b: Tensor, pool: int = 1, gate: float = 0.0) -> Tensor:
+    """The stored S_map before quantisation: eq. 3's cosine map, averaged over `pool`×`pool` cells,
+    all zero for a sample whose mean similarity is below `gate`.
 
     Averaging keeps what the map is for (which regions the reference can supply) while the
     cell-to-cell noise of a per-pixel cosine, which PNG cannot compress, averages out.
     Cells past the bottom/right edge are partial (ceil mode) and average only what they cover,
-    so pooling never forces extra frame padding.
+    so pooling never forces extra frame padding. The gate is one decision per sample (a frame
+    whose reference is no more similar than an unrelated image's gets no map), not per cell: a
+    per-cell dead zone leaves scattered cells that still cost PNG most of a map's bytes.
     """
     s = cosine_similarity_map(a, b)
-    return functional.avg_pool2d(s, pool, ceil_mode=True) if pool > 1 else s
+    if pool > 1:
+        s = functional.avg_pool2d(s, pool, ceil_mode=True)
+    if gate > 0:
+        s = s * (s.mean(dim=(1, 2, 3), keepdim=True) >= gate).to(s.dtype)
+    return s
 
 
 def expand_similarity(smap: Tensor, size: tuple[int, int], factor: int) -> Tensor:
