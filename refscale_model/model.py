@@ -103,13 +103,17 @@ class RefScale(nn.Module):
             )
 
     # ---------------------------------------------------------------- condition (Ref-Net)
-    def smap_levels_from_images(self, hr: Tensor, ref: Tensor) -> Tensor:
-        """Quantised S_map levels (float) from padded HR and reference: what the car computes."""
+    def similarity(self, hr: Tensor, ref: Tensor, gate: float | None = None) -> Tensor:
+        """S_map before quantisation (pooled cells, gated by `gate`, default the config's) of two
+        float images whose sizes are whole S_map cells (padded frames)."""
         assert self.encoder is not None
         g_hr = self.encoder.bottleneck(self.encoder.features(hr))
         g_ref = self.encoder.bottleneck(self.encoder.features(ref))
-        smap = similarity_map(g_hr, g_ref, self.config.smap_pool, self.config.smap_gate)
-        return quantise_smap(smap, self.config.smap_levels, training=self.training)
+        return similarity_map(g_hr, g_ref, self.config.smap_pool, self.config.smap_gate if gate is None else gate)
+
+    def smap_levels_from_images(self, hr: Tensor, ref: Tensor) -> Tensor:
+        """Quantised S_map levels (float) from padded HR and reference: what the car computes."""
+        return quantise_smap(self.similarity(hr, ref), self.config.smap_levels, training=self.training)
 
     def condition_from_smap(self, ref: Tensor | None, smap: Tensor | None, like: Tensor) -> Condition:
         """F_c = F_ref ⊙ up(S_map) (eq. 4) per stage; zeros when there is no reference.

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from refscale_model.data import read_training_image, split_pairs
-from refscale_model.layers import similarity_map
+from refscale_model.evaluate import to_tensor
 from refscale_model.model import RefScale
 
 
@@ -48,12 +48,8 @@ def mean_similarity(model: RefScale, target: np.ndarray, reference: np.ndarray) 
     w = min(target.shape[1], reference.shape[1]) // cell * cell
     if h == 0 or w == 0:
         raise ValueError(f"images smaller than one S_map cell ({cell} px)")
-
-    def features(rgb: np.ndarray) -> torch.Tensor:
-        x = torch.from_numpy(np.ascontiguousarray(rgb[:h, :w])).permute(2, 0, 1)[None].float() / 255.0
-        return model.encoder.bottleneck(model.encoder.features(x))
-
-    return float(similarity_map(features(target), features(reference), model.config.smap_pool).mean())
+    crop = (slice(0, h), slice(0, w))
+    return float(model.similarity(to_tensor(target[crop]), to_tensor(reference[crop]), gate=0.0).mean())
 
 
 def calibrate_smap_gate(
