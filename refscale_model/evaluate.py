@@ -36,6 +36,12 @@ class EvalPair:
     target: Path
     reference: Path
     note: str = ""
+    place: str = ""
+    """`set/place` of the target (see `data.place_of`); empty: each reference file is its own place."""
+
+    @property
+    def place_key(self) -> str:
+        return self.place or str(self.reference)
 
 
 @dataclass
@@ -72,7 +78,43 @@ def read_eval_pairs(csv_path: Path, split: Literal["all", "val", "train"] = "all
         val = validation_places(read_pairs(set_dir))
         keep = (lambda p: p in val) if split == "val" else (lambda p: p not in val)
         rows = [r for r in rows if keep(place_of(set_dir.name, r["target"]))]
-    return [EvalPair(set_dir / r["target"], set_dir / r["reference"], r.get("note", "")) for r in rows]
+    return [
+        EvalPair(set_dir / r["target"], set_dir / r["reference"], r.get("note", ""),
+                 f"{set_dir.name}/{place_of(set_dir.name, r['target'])}")
+        for r in rows
+    ]
+
+
+def set_dir_of(pair: EvalPair) -> Path:
+    """The set folder (the one holding pairs.csv) of a pair read by `read_eval_pairs`."""
+    set_name = pair.place.split("/")[0]
+    return next((d for d in pair.target.parents if set_name and d.name == set_name), pair.target.parent)
+
+
+def other_sets_pairs(set_dir: Path) -> list[EvalPair]:
+    """Validation pairs of the other sets beside `set_dir`: references of certainly another place
+    for `--reference-mode shuffled` when a set's own validation split holds a single place."""
+    return [
+        pair
+        for other in sorted(set_dir.parent.iterdir())
+        if other != set_dir and (other / "pairs.csv").is_file()
+        for pair in read_eval_pairs(other / "pairs.csv", "val")
+    ]
+
+
+def shuffled_reference(pairs: list[EvalPair], i: int, pool: list[EvalPair]) -> Path:
+    """A reference of another place for pair `i`: the pair half the list away (or the next one of
+    another place after it); when every pair shows the same place, one from `pool`."""
+    here = pairs[i].place_key
+    n = len(pairs)
+    for k in range(n):
+        candidate = pairs[(i + n // 2 + k) % n]
+        if candidate.place_key != here:
+            return candidate.reference
+    others = [p for p in pool if p.place_key != here]
+    if not others:
+        raise ValueError("--reference-mode shuffled needs a pair of another place (in the pairs or beside their set)")
+    return others[i % len(others)].reference
 
 
 def to_tensor(rgb: np.ndarray) -> torch.Tensor:
@@ -139,11 +181,18 @@ def evaluate(
     report_dir: Path | None = None,
     figures: int = 3,
     progress: bool = True,
+    unrelated: list[EvalPair] | None = None,
 ) -> dict[str, Any]:
-    """Evaluate all pairs; returns the JSON-ready result (means + per-pair rows)."""
+    """Evaluate all pairs; returns the JSON-ready result (means + per-pair rows).
+
+    `unrelated`: references of other places for `shuffled` when all pairs show one place (default:
+    the validation pairs of the other sets beside the first pair's set, `other_sets_pairs`).
+    """
     from tqdm import tqdm
 
     reg_config = reg_config or RegistrationConfig(fallback="none")
+    if reference_mode == "shuffled" and unrelated is None:
+        unrelated = other_sets_pairs(set_dir_of(pairs[0]))
     rows: list[dict[str, Any]] = []
     scale = model.config.scale
     t0 = time.time()
@@ -152,11 +201,12 @@ def evaluate(
         if reference_mode == "none":
             ref, info = None, {}
         else:
-            ref_path = pairs[(i + len(pairs) // 2) % len(pairs)].reference if reference_mode == "shuffled" else (
-                pair.reference)
-            if reference_mode == "shuffled" and len(pairs) == 1:
-                raise ValueError("--reference-mode shuffled needs at least 2 pairs")
+            ref_path = pair.reference
+            if reference_mode == "shuffled":
+                ref_path = shuffled_reference(pairs, i, unrelated)
             ref, info = prepare_reference(target, read_rgb(ref_path), register, reg_config)
+            if reference_mode == "shuffled":
+                info["shuffled_reference"] = str(ref_path)
         results = {"bicubic": evaluate_bicubic(target, scale)}
         if noref_model is not None:
             results["noref"] = evaluate_model(noref_model, target, None)

@@ -11,7 +11,15 @@ import torch
 
 from refscale_model.cli import main
 from refscale_model.data import RevisitDataset, split_pairs
-from refscale_model.evaluate import METHODS, METRIC_KEYS
+from refscale_model.evaluate import (
+    METHODS,
+    METRIC_KEYS,
+    EvalPair,
+    other_sets_pairs,
+    read_eval_pairs,
+    set_dir_of,
+    shuffled_reference,
+)
 from refscale_model.weights import load_weights
 
 
@@ -88,7 +96,11 @@ def test_eval_writes_well_formed_report(shared_data: Path, tmp_path: Path, mode:
             assert np.isfinite(result["methods"][method][key])
     assert result["methods"]["refscale"]["bytes_per_frame"] > 0
     assert 0.0 <= result["methods"]["refscale"]["smap_mean"] <= 1.0
-    assert 0 < result["methods"]["refscale"]["smap_bytes"] < result["methods"]["refscale"]["bytes_per_frame"]
+    if mode == "aligned":
+        assert 0 < result["methods"]["refscale"]["smap_bytes"] < result["methods"]["refscale"]["bytes_per_frame"]
+    else:  # both pairs show one place, so the references come from other sets (and are gated: no map stored)
+        assert all("satellite_spacenet7_monthly" not in r["shuffled_reference"] for r in result["rows"])
+        assert 0 <= result["methods"]["refscale"]["smap_bytes"] < result["methods"]["refscale"]["bytes_per_frame"]
     assert (report / "report.md").read_text().count("| refscale |") == 1
     assert (report / "pair_000.png").stat().st_size > 1000
     assert json.loads((report / "results.json").read_text())["methods"].keys() == set(METHODS)
@@ -105,3 +117,18 @@ def test_eval_with_registration_records_the_method(shared_data: Path, tmp_path: 
     assert row["registration"] in ("orb", "phase", "identity", "none")
     assert 0.0 <= row["registration_confidence"] <= 1.0
     assert set(result["methods"]) == {"bicubic", "refscale"}
+
+
+def test_shuffled_references_are_of_another_place(shared_data: Path) -> None:
+    """`shuffled` means a reference of another place (issue 3), also for a set whose validation split is one place."""
+    for set_name in ("webcam_tilde", "satellite_spacenet7_monthly", "rail_nordland_640"):
+        pairs = read_eval_pairs(shared_data / set_name / "pairs.csv", "val")
+        pool = other_sets_pairs(set_dir_of(pairs[0]))
+        assert pool and all(p.place.split("/")[0] != set_name for p in pool)
+        by_reference = {str(p.reference): p.place for p in [*pairs, *pool]}
+        for i, pair in enumerate(pairs):
+            chosen = shuffled_reference(pairs, i, pool)
+            assert by_reference[str(chosen)] != pair.place, (set_name, i)
+    single = [EvalPair(Path("a.png"), Path("ref.png"), place="s/one")] * 2
+    with pytest.raises(ValueError, match="another place"):
+        shuffled_reference(single, 0, [])
