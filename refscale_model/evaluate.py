@@ -201,11 +201,10 @@ def evaluate(
         if reference_mode == "none":
             ref, info = None, {}
         else:
-            ref_path = pair.reference
-            if reference_mode == "shuffled":
-                ref_path = shuffled_reference(pairs, i, unrelated)
+            shuffled = reference_mode == "shuffled"
+            ref_path = shuffled_reference(pairs, i, unrelated or []) if shuffled else pair.reference
             ref, info = prepare_reference(target, read_rgb(ref_path), register, reg_config)
-            if reference_mode == "shuffled":
+            if shuffled:
                 info["shuffled_reference"] = str(ref_path)
         results = {"bicubic": evaluate_bicubic(target, scale)}
         if noref_model is not None:
