@@ -40,6 +40,12 @@ class RefScaleConfig:
     (`refscale_model.smap_gate`: a high percentile of unrelated training pairs' means); 0 = off."""
     use_reference: bool = True
     """False: the no-reference baseline (condition always zero, "our IRN")."""
+    noref_fallback: bool = False
+    """The model carries a separately trained no-reference INN (`fallback_config()`, weights under
+    `fallback.*`) for frames without a usable reference: no reference, or an S_map that quantises to
+    all zero (gated). One network's S_map = 0 mode was measured below a network trained only for
+    that case, so a frame with nothing to gain from a reference is never coded worse than by the
+    no-reference INN. Set when shipping (`tools/attach_noref_fallback.py`), never in training."""
     lambda_hr: float = 1.0
     lambda_lr: float = 4.0
     lambda_distr: float = 1.0
@@ -65,6 +71,12 @@ class RefScaleConfig:
             raise ValueError("smap_levels must be in [2, 256]")
         if not 0.0 <= self.smap_gate < 1.0:
             raise ValueError("smap_gate must be in [0, 1)")
+        if self.noref_fallback and not self.use_reference:
+            raise ValueError("noref_fallback needs a referenced model (use_reference=True)")
+
+    def fallback_config(self) -> RefScaleConfig:
+        """The architecture of the no-reference INN a `noref_fallback` model carries."""
+        return dataclasses.replace(self, use_reference=False, smap_gate=0.0, noref_fallback=False)
 
     @property
     def stages(self) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -75,6 +76,8 @@ class RefScale(nn.Module):
             if stage > 0 and cfg.use_reference:
                 self.cond_down.append(nn.Conv2d(cond_ch, cond_ch, 3, stride=2, padding=1))
         self.z_channels = channels - LR_CHANNELS
+        self.fallback: RefScale | None = RefScale(cfg.fallback_config()) if cfg.noref_fallback else None
+        """The no-reference INN for frames without a usable reference (`RefScaleConfig.noref_fallback`)."""
         self.weights_sha256: str | None = None
         """sha256 of the safetensors file the weights came from (None: not loaded from a file)."""
 
@@ -180,21 +183,36 @@ class RefScale(nn.Module):
     # ---------------------------------------------------------------- public halves
     @torch.no_grad()
     def downscale(self, hr: Tensor, ref: Tensor | None = None) -> Encoded:
-        """HR (B×3×H×W, float [0,1] or uint8) and an optional same-size reference -> `Encoded`."""
+        """HR (B×3×H×W, float [0,1] or uint8) and an optional same-size reference -> `Encoded`.
+
+        A frame whose S_map quantises to all zero is not stored with one (`codec.stored_smap`), so
+        its LR comes from the no-reference path, as for a frame without reference.
+        """
         hr = _as_float_image(hr)
         self._check_reference(hr, ref)
         size = (hr.shape[-2], hr.shape[-1])
         hr_p = self.pad(hr)
-        smap_u8 = None
-        if self.encoder is not None and ref is not None:
-            ref_p = self.pad(_as_float_image(ref).to(hr.dtype))
-            levels = self.smap_levels_from_images(hr_p, ref_p)
-            smap_u8 = smap_to_uint8(levels)
-            cond = self.condition_from_smap(ref_p, smap_from_levels(smap_u8, self.config.smap_levels, hr.dtype), hr_p)
-        else:
-            cond = self.condition_from_smap(None, None, hr_p)
+        if self.encoder is None or ref is None:
+            return Encoded(lr=lr_to_uint8(self._noref_lr(hr_p)), smap=None, size=size)
+        ref_p = self.pad(_as_float_image(ref).to(hr.dtype))
+        smap_u8 = smap_to_uint8(self.smap_levels_from_images(hr_p, ref_p))
+        cond = self.condition_from_smap(ref_p, smap_from_levels(smap_u8, self.config.smap_levels, hr.dtype), hr_p)
         lr, _ = self.forward_flow(hr_p, cond)
+        empty = self.empty_smaps(smap_u8)
+        if self.fallback is not None and bool(empty.any()):
+            lr[empty] = self._noref_lr(hr_p[empty])
         return Encoded(lr=lr_to_uint8(lr), smap=smap_u8, size=size)
+
+    @staticmethod
+    def empty_smaps(smap: Tensor) -> Tensor:
+        """Per sample (bool B): the map is all zero, i.e. stored as no map and rebuilt without reference."""
+        return smap.flatten(1).amax(dim=1) == 0
+
+    def _noref_lr(self, hr_p: Tensor) -> Tensor:
+        """Float LR of padded frames coded without reference (by the fallback INN when there is one)."""
+        net = self.fallback or self
+        lr, _ = net.forward_flow(hr_p, net.condition_from_smap(None, None, hr_p))
+        return lr
 
     @torch.no_grad()
     def upscale(
@@ -214,6 +232,8 @@ class RefScale(nn.Module):
         use_ref = self.encoder is not None and ref is not None and smap is not None
         if self.encoder is not None and (ref is None) != (smap is None):
             raise ValueError("upscale needs both the reference and the S_map, or neither")
+        if self.fallback is not None and not use_ref:
+            return self.fallback.upscale(lr, None, None, size, z)
         if use_ref:
             ref_f = _as_float_image(ref).to(lr_f.dtype)
             if tuple(ref_f.shape[-2:]) != tuple(size) or ref_f.shape[0] != lr_f.shape[0]:
@@ -229,11 +249,34 @@ class RefScale(nn.Module):
         else:
             like = lr_f.new_zeros(lr_f.shape[0], 3, *padded)
             cond = self.condition_from_smap(None, None, like)
-        hr = self.inverse_flow(lr_f, self.sample_z(lr_f, z), cond)
-        return hr[..., : size[0], : size[1]].clamp(0.0, 1.0)
+        hr = self.inverse_flow(lr_f, self.sample_z(lr_f, z), cond)[..., : size[0], : size[1]].clamp(0.0, 1.0)
+        if self.fallback is not None and use_ref:
+            empty = self.empty_smaps(smap)  # coded by the fallback (see `downscale`)
+            if bool(empty.any()):
+                hr[empty] = self.fallback.upscale(lr[empty], None, None, size, z)
+        return hr
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
 
 
-__all__ = ["Condition", "Encoded", "RefScale"]
+def attach_noref_fallback(model: RefScale, noref: RefScale) -> RefScale:
+    """A `noref_fallback` copy of the trained `model` whose fallback holds the trained `noref` INN.
+
+    The two are trained as separate runs (same steps and data); this joins them for shipping.
+    """
+    if model.encoder is None or model.config.noref_fallback:
+        raise ValueError("the model must be a referenced model without a fallback attached")
+    config = dataclasses.replace(model.config, noref_fallback=True)
+    if noref.config != config.fallback_config():
+        raise ValueError(f"the fallback's config {noref.config.to_dict()} is not the no-reference "
+                         f"form of the model's {config.fallback_config().to_dict()}")
+    combined = RefScale(config)
+    missing, unexpected = combined.load_state_dict(model.state_dict(), strict=False)
+    assert not unexpected and all(k.startswith("fallback.") for k in missing)
+    assert combined.fallback is not None
+    combined.fallback.load_state_dict(noref.state_dict())
+    return combined.eval()
+
+
+__all__ = ["Condition", "Encoded", "RefScale", "attach_noref_fallback"]

@@ -4,10 +4,12 @@ Two self-contained graphs per export (docs/onnx-runtime.md):
 
 * `FILE`: inputs `hr`, `ref` (N×3×H×W, dynamic N/H/W) -> outputs `lr` (uint8 N×3×h×w) and
   `smap` (uint8 N×1×hs×ws). Ref-Net, similarity, S_map quantisation, padding and the forward INN.
-* `FILE.noref.onnx` (`noref_path(FILE)`): input `hr` -> output `lr`, the no-reference mode. A
-  separate graph rather than an optional input, so no-reference frames do not pay for a dummy
-  Ref-Net pass and TensorRT never sees control flow. A model trained without reference
-  (`use_reference=False`) exports only this variant, as `FILE` itself.
+* `FILE.noref.onnx` (`noref_path(FILE)`): input `hr` -> output `lr`, the no-reference mode (the
+  attached no-reference INN of a `noref_fallback` model). A separate graph rather than an
+  optional input, so no-reference frames do not pay for a dummy Ref-Net pass and TensorRT never
+  sees control flow. A model trained without reference (`use_reference=False`) exports only this
+  variant, as `FILE` itself. For a `noref_fallback` model the runtime also recodes a frame whose
+  `smap` comes out all zero (gated) with this graph, as `RefScale.downscale` does.
 
 Both graphs carry `refscale.*` metadata_props (weights sha256, config JSON, model id, version) so
 the offboard side can check that a bag was written by the weights its inverse loads.
@@ -88,7 +90,9 @@ class _Downscale(nn.Module):
         m = self.model
         hr_p = self._prepare(hr)
         if not self.with_reference:
-            return self._lr(hr_p, m.condition_from_smap(None, None, hr_p))
+            net = m.fallback or m
+            lr, _ = net.forward_flow(hr_p, net.condition_from_smap(None, None, hr_p))
+            return lr_to_uint8(lr.float())
         assert ref is not None
         ref_p = self._prepare(ref)
         smap_u8 = smap_to_uint8(self._smap_levels(hr_p, ref_p))

@@ -189,9 +189,13 @@ def train(
         torch.backends.cuda.matmul.allow_tf32 = cfg.tf32
         torch.backends.cudnn.allow_tf32 = cfg.tf32
     model_cfg = RefScaleConfig.from_dict(cfg.model)
+    if model_cfg.noref_fallback:
+        raise ValueError("noref_fallback is set when shipping (tools/attach_noref_fallback.py); "
+                         "train the reference model and its no-reference INN as two runs")
     model = load_weights(resume) if resume else RefScale(model_cfg)
-    if init and not resume:
-        model.load_state_dict(load_weights(init).state_dict())
+    if init and not resume:  # a shipped model's attached fallback INN is not part of what trains
+        init_state = load_weights(init).state_dict()
+        model.load_state_dict({k: v for k, v in init_state.items() if not k.startswith("fallback.")})
     model = model.to(device).train()
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=(0.9, 0.999))
     start = _load_optimizer(opt, Path(str(resume).replace(".safetensors", ".optim")), rng) if resume else 0

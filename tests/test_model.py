@@ -10,6 +10,7 @@ import torch
 
 from refscale_model import RefScale, RefScaleConfig, load_model
 from refscale_model.layers import HaarSqueeze, cosine_similarity_map, expand_similarity, similarity_map
+from refscale_model.model import attach_noref_fallback
 from refscale_model.quantise import lr_from_uint8, lr_to_uint8, quantise_lr, quantise_smap
 
 TINY = {"hidden": 8, "encoder_channels": 8}
@@ -158,7 +159,42 @@ def test_a_gated_frame_encodes_exactly_as_without_reference(webcam_pair: tuple[n
     gated = model.downscale(hr, ref)
     assert gated.smap is not None and not gated.smap.any()
     assert torch.equal(gated.lr, model.downscale(hr, None).lr)
+    assert torch.equal(gated.lr, load_model("x2-noref").downscale(hr).lr)  # coded by the attached no-ref INN
     assert model.downscale(hr, hr).smap.min() > 0  # the reference itself passes any gate below 1
+
+
+def test_fallback_codes_and_rebuilds_only_the_gated_samples(webcam_pair: tuple[np.ndarray, np.ndarray]) -> None:
+    """In one batch a gated frame goes through the no-ref INN both ways; a matched one is untouched."""
+    model, noref = load_model("x2"), load_model("x2-noref")
+    model.config = dataclasses.replace(model.config, smap_gate=0.95)
+    hr, ref = (torch.from_numpy(x[:128, :192]).permute(2, 0, 1)[None].contiguous() for x in webcam_pair)
+    frames, refs = torch.cat([hr, hr]), torch.cat([hr, ref])  # sample 0: its own reference, 1: gated
+    enc = model.downscale(frames, refs)
+    assert enc.smap is not None and enc.smap[0].min() > 0 and not enc.smap[1].any()
+    alone = dataclasses.replace(model.config, noref_fallback=False)
+    without = RefScale(alone).eval()
+    without.load_state_dict({k: v for k, v in model.state_dict().items() if not k.startswith("fallback.")})
+    assert torch.equal(enc.lr[0], without.downscale(hr, hr).lr[0])
+    assert torch.equal(enc.lr[1], noref.downscale(hr).lr[0])
+    out = model.upscale(enc.lr, enc.smap, refs, enc.size)
+    assert torch.equal(out[0], without.upscale(enc.lr[:1], enc.smap[:1], hr, enc.size)[0])
+    assert torch.equal(out[1], noref.upscale(enc.lr[1:], None, None, enc.size)[0])
+
+
+def test_attach_noref_fallback_checks_the_pair() -> None:
+    model = perturbed(RefScaleConfig(**TINY))
+    noref = perturbed(RefScaleConfig(**TINY).fallback_config(), seed=1)
+    combined = attach_noref_fallback(model, noref)
+    assert combined.config.noref_fallback and combined.fallback is not None
+    x = torch.rand(1, 3, 32, 48)
+    assert torch.equal(combined.downscale(x).lr, noref.downscale(x).lr)
+    assert not torch.equal(combined.downscale(x).lr, model.downscale(x).lr)
+    with pytest.raises(ValueError, match="no-reference form"):
+        attach_noref_fallback(model, RefScale(dataclasses.replace(noref.config, hidden=noref.config.hidden + 1)))
+    with pytest.raises(ValueError, match="without a fallback"):
+        attach_noref_fallback(combined, noref)
+    with pytest.raises(ValueError, match="noref_fallback"):
+        RefScaleConfig(use_reference=False, noref_fallback=True)
 
 
 @pytest.mark.parametrize("gate", [-0.1, 1.0])

@@ -6,6 +6,7 @@ import dataclasses
 from pathlib import Path
 
 import pytest
+import torch
 
 from refscale_model.config import RefScaleConfig
 from refscale_model.evaluate import EvalPair, evaluate
@@ -21,9 +22,20 @@ def test_shipped_weights_load_and_match_their_hash(name: str) -> None:
     assert model.weights_sha256 == read_sidecar(path)["sha256"]
     assert model.config.use_reference == (not name.endswith("noref"))
     assert (path.parent / f"{path.stem}.md").is_file(), "every shipped file has a model card"
-    if model.config.use_reference:  # the preset is what ships (a retrain starts from it), plus its gate
-        assert dataclasses.replace(model.config, smap_gate=0.0) == RefScaleConfig.preset(name)
+    if model.config.use_reference:  # the preset is what ships (a retrain starts from it), plus gate and fallback
+        assert dataclasses.replace(model.config, smap_gate=0.0, noref_fallback=False) == RefScaleConfig.preset(name)
         assert 0 < model.config.smap_gate < 1 and "unrelated" in read_sidecar(path)["smap_gate_calibration"]
+
+
+@pytest.mark.parametrize("name", ["x2", "x4"])
+def test_shipped_fallback_is_the_shipped_noref_inn(name: str) -> None:
+    """Frames without a usable reference are coded by the very no-ref INN the evaluation compares with."""
+    model, noref = load_model(name), load_model(f"{name}-noref")
+    assert model.config.noref_fallback and model.fallback is not None
+    assert read_sidecar(packaged_weights(name))["noref_fallback"]["sha256"] == noref.weights_sha256
+    fallback_state, noref_state = model.fallback.state_dict(), noref.state_dict()
+    assert fallback_state.keys() == noref_state.keys()
+    assert all(torch.equal(fallback_state[k], noref_state[k]) for k in noref_state)
 
 
 @pytest.mark.parametrize("name", ["x2", "x4"])

@@ -86,8 +86,9 @@ def main() -> None:
         wall = (wall or 0.0) + first["wall_seconds"]
     extra = {"steps": steps, "batch": train_cfg["batch"], "crop": train_cfg["crop"], "wall_seconds": wall,
              "source": source.name}
-    if "smap_gate_calibration" in source_side:  # written by tools/calibrate_smap_gate.py
-        extra["smap_gate_calibration"] = source_side["smap_gate_calibration"]
+    for key in ("smap_gate_calibration", "noref_fallback"):  # tools/calibrate_smap_gate.py, attach_noref_fallback.py
+        if key in source_side:
+            extra[key] = source_side[key]
     sha = save_weights(model, dest, extra=extra)
     card = [
         f"# Model card: `{dest.name}` ({args.name})",
@@ -115,6 +116,11 @@ def main() -> None:
         *([f"- S_map gate: {source_side['smap_gate_calibration']}; set after training by"
            " `tools/calibrate_smap_gate.py` (validation pairs are never read)."]
           if "smap_gate_calibration" in source_side else []),
+        *([f"- No-reference fallback: frames without a usable reference (none, or an S_map gated to all zero) are"
+           f" coded by the attached no-reference INN (`{source_side['noref_fallback']['file']}`, sha256"
+           f" `{source_side['noref_fallback']['sha256'][:12]}…`, {model.fallback.num_parameters():,} of the"
+           " parameters), attached after training by `tools/attach_noref_fallback.py`."]
+          if model.fallback is not None and "noref_fallback" in source_side else []),
         "",
         "## Data split",
         SPLIT_DOC.strip().split("\n\n", 1)[1] if SPLIT_DOC else "",

@@ -49,6 +49,7 @@ def run(args: argparse.Namespace) -> int:
 
     if args.init:
         model_cfg = RefScaleConfig.from_dict(read_sidecar(args.init)["config"])
+        model_cfg = dataclasses.replace(model_cfg, noref_fallback=False)  # a shipped model's attached INN stays out
     else:
         model_cfg = RefScaleConfig.preset(args.preset)
     overrides = {  # RefScaleConfig field -> command-line value (None: keep the preset's / init's)
