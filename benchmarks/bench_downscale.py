@@ -3,6 +3,7 @@
     python benchmarks/bench_downscale.py [--weights x2] [--sizes 640x480 1280x720 1920x1080]
         [--backends eager compile ort] [--device cpu|cuda] [--threads 2] [--min-time 4]
         [--config '{"blocks": [2], "hidden": 16}' ...] [--variant-sizes 1920x1080]
+        [--references pair unrelated none]
 
 Every cell runs in its own worker process so peak memory is that backend's alone: "peak MB" is
 the worker's peak RSS over the timed frames (VmHWM reset after two warm-up frames), "+MB" that
@@ -10,7 +11,10 @@ peak minus the RSS after loading the model / opening the session, before any fra
 arenas, workspaces, compiled code); with CUDA, "peak MB" is `torch.cuda.max_memory_allocated`
 (not available for onnxruntime). Frames are a real 1080p revisit pair from ../shared/data
 (rail_nordland_1080p, or the folder $REFSCALE_BENCH_PAIRS) resized to each size; each call is
-the full numpy-in/numpy-out `downscale(hr, ref)` with a reference (the costlier mode). fps is
+the full numpy-in/numpy-out `downscale(hr, ref)`, by default with the pair's reference.
+`--references` adds the other cases a car meets: `unrelated` (the frame upside down with inverted
+colours, which the shipped encoders gate: the frame is coded again by the no-reference fallback)
+and `none` (no reference found; eager and ort only); the "gated" column says what the map did. fps is
 1 / median latency; "best" is 1 / fastest call (closer to an unloaded core on a shared machine).
 Ratios are against PyTorch eager (fp32) of the same model and size, measured in the same run.
 
@@ -111,6 +115,8 @@ def make_backend(spec: dict[str, Any]) -> Any:
     model = load_weights(spec["weights"])
     if backend == "eager":
         return TorchDownscaler(model, device).downscale
+    if spec["reference"] != "pair":  # the bare graph: no recoding of gated frames, no reference-free path
+        raise RuntimeError(f"{backend} measures the pair reference only")
     dtype = torch.float16 if backend == "fp16" else torch.float32
     module = _Downscale(model.to(device, dtype), model.encoder is not None, dtype).eval()
     if backend == "compile":
@@ -127,17 +133,29 @@ def make_backend(spec: dict[str, Any]) -> Any:
     return run
 
 
+def reference_for(kind: str, hr: np.ndarray, pair_ref: np.ndarray) -> np.ndarray | None:
+    """The reference a cell passes: the pair's, an unrelated image (gated), or none."""
+    if kind == "pair":
+        return pair_ref
+    if kind == "unrelated":
+        return np.ascontiguousarray(255 - hr[::-1])
+    if kind == "none":
+        return None
+    raise ValueError(f"unknown reference kind {kind!r}")
+
+
 def worker(spec: dict[str, Any]) -> dict[str, Any]:
     import torch
 
     torch.set_num_threads(spec["threads"])
     cuda = spec["device"] == "cuda"
-    hr, ref = load_frames(tuple(spec["size"]))
+    hr, pair_ref = load_frames(tuple(spec["size"]))
+    ref = reference_for(spec["reference"], hr, pair_ref)
     t0 = time.perf_counter()
     fn = make_backend(spec)
     setup_mb = _status_mb("VmRSS")
     first_t = time.perf_counter()
-    fn(hr, ref)  # first call: compile / engine build / allocator warm-up, reported apart
+    _, smap = fn(hr, ref)  # first call: compile / engine build / allocator warm-up, reported apart
     if cuda:
         torch.cuda.synchronize()
     first_s = time.perf_counter() - first_t
@@ -167,6 +185,7 @@ def worker(spec: dict[str, Any]) -> dict[str, Any]:
         "gpu_mb": gpu_mb,
         "setup_s": setup_s,
         "first_s": first_s,
+        "gated": smap is not None and not smap.any(),
     }
 
 
@@ -234,6 +253,8 @@ def main() -> int:
     ap.add_argument("--config", action="append", default=[], help="JSON RefScaleConfig override (repeatable)")
     ap.add_argument("--variant-sizes", nargs="+", default=["1920x1080"])
     ap.add_argument("--variant-backends", nargs="+", default=["eager", "ort"])
+    ap.add_argument("--references", nargs="+", default=["pair"], choices=["pair", "unrelated", "none"],
+                    help="reference cases for the default model (variants use the pair's)")
     ap.add_argument("--timeout", type=float, default=600.0, help="seconds per cell")
     ap.add_argument("--json", type=Path, default=None, help="also write the results here")
     ap.add_argument("--worker", default=None, help=argparse.SUPPRESS)
@@ -260,9 +281,10 @@ def main() -> int:
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="bench_downscale_") as tmp:
         variants = prepare_variants(args.weights, args.config, Path(tmp), fp16_onnx=cuda)
-        plan = [(variants[0], parse_size(s), b) for s in args.sizes for b in backends]
-        plan += [(v, parse_size(s), b) for v in variants[1:] for s in args.variant_sizes for b in args.variant_backends]
-        for variant, size, backend in plan:
+        plan = [(variants[0], parse_size(s), b, k) for k in args.references for s in args.sizes for b in backends]
+        plan += [(v, parse_size(s), b, "pair") for v in variants[1:] for s in args.variant_sizes
+                 for b in args.variant_backends]
+        for variant, size, backend, reference in plan:
             spec = {
                 "backend": backend,
                 "device": args.device,
@@ -274,27 +296,30 @@ def main() -> int:
                 "min_time": args.min_time,
                 "min_iters": args.min_iters,
                 "max_iters": args.max_iters,
+                "reference": reference,
             }
             res = run_cell(spec, args.timeout)
             row = {"variant": variant["label"], "params": variant["params"], "size": f"{size[1]}x{size[0]}",
-                   "backend": backend, **res}
+                   "backend": backend, "reference": reference, **res}
             rows.append(row)
             print("#", json.dumps(row), flush=True)
     load1 = os.getloadavg()
 
-    base = {(r["variant"], r["size"]): r for r in rows if r["backend"] == "eager" and "error" not in r}
+    base = {(r["variant"], r["size"], r["reference"]): r for r in rows if r["backend"] == "eager" and "error" not in r}
     print()
-    print("| model | params | size | backend | fps | fps (best) | ms/frame | × eager | peak MB | +MB | first call s |")
-    print("|---|---:|---|---|---:|---:|---:|---:|---:|---:|---:|")
+    print("| model | params | size | reference | gated | backend | fps | fps (best) | ms/frame | × eager | peak MB "
+          "| +MB | first call s |")
+    print("|---|---:|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
+        gated = "yes" if r.get("gated") else "no"
+        head = f"| {r['variant']} | {r['params']} | {r['size']} | {r['reference']} | {gated}"
         if "error" in r:
-            print(f"| {r['variant']} | {r['params']} | {r['size']} | {r['backend']} | – | – | – | – | – | – | "
-                  f"{r['error']} |")
+            print(f"{head} | {r['backend']} | – | – | – | – | – | – | {r['error']} |")
             continue
-        b = base.get((r["variant"], r["size"]))
+        b = base.get((r["variant"], r["size"], r["reference"]))
         ratio = f"{b['median_ms'] / r['median_ms']:.2f}" if b else "–"
         mem = f"{r['gpu_mb']:.0f} (GPU)" if r.get("gpu_mb") is not None else f"{r['peak_mb']:.0f}"
-        print(f"| {r['variant']} | {r['params']} | {r['size']} | {r['backend']} | {1e3 / r['median_ms']:.2f} | "
+        print(f"{head} | {r['backend']} | {1e3 / r['median_ms']:.2f} | "
               f"{1e3 / r['best_ms']:.2f} | {r['median_ms']:.0f} | {ratio} | {mem} | {r['delta_mb']:.0f} | "
               f"{r['first_s']:.1f} |")
     print(f"\nload average at end: {load1[0]:.2f} {load1[1]:.2f} {load1[2]:.2f}")
