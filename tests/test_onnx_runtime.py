@@ -189,6 +189,27 @@ def test_gate_in_the_graph(tmp_path: Path, webcam_crop: tuple[np.ndarray, np.nda
     assert itself is not None and itself.min() > 0
 
 
+def test_runtime_recodes_only_the_gated_frames_of_a_batch(
+    tmp_path: Path, webcam_crop: tuple[np.ndarray, np.ndarray]
+) -> None:
+    """With the shipped fallback, a gated frame's LR is the no-ref INN's; its neighbour keeps its reference."""
+    model = load_model("x2")
+    model.config = dataclasses.replace(model.config, smap_gate=0.5)
+    assert model.fallback is not None
+    runtime = OnnxDownscaler(export_onnx(model, tmp_path / "gated.onnx", model_id="gated").path, providers=[CPU])
+    hr = webcam_crop[0]
+    other, _ = load_pair("walk_gardenspoint_sfu", 0)
+    refs = (np.ascontiguousarray(other[:192, :256]), hr)  # frame 0: unrelated (gated), frame 1: itself
+    frames_nchw = np.ascontiguousarray(np.stack([hr, hr]).transpose(0, 3, 1, 2))
+    refs_nchw = np.ascontiguousarray(np.stack(refs).transpose(0, 3, 1, 2))
+    lr, smap = runtime.run_nchw(frames_nchw, refs_nchw)
+    assert smap is not None and not smap[0].any() and smap[1].min() > 0
+    for i, ref in enumerate(refs):
+        assert_parity((lr[i].transpose(1, 2, 0), smap[i, 0]), TorchDownscaler(model).downscale(hr, ref))
+    noref_lr, _ = TorchDownscaler(load_model("x2-noref")).downscale(hr, None)
+    assert_parity((lr[0].transpose(1, 2, 0), None), (noref_lr, None))
+
+
 def test_no_reference_graph(
     x2: tuple[RefScale, OnnxDownscaler, Path], webcam_crop: tuple[np.ndarray, np.ndarray]
 ) -> None:
