@@ -242,6 +242,8 @@ class RefScale(nn.Module):
             expected = self.config.smap_grid(padded)
             if tuple(smap.shape[-2:]) != expected:
                 raise ValueError(f"S_map grid {tuple(smap.shape[-2:])} does not match expected {expected}")
+            if self.fallback is not None and bool(self.empty_smaps(smap).all()):  # see `downscale`
+                return self.fallback.upscale(lr, None, None, size, z)
             like = ref_p
             cond = self.condition_from_smap(
                 ref_p, smap_from_levels(smap, self.config.smap_levels, lr_f.dtype), like

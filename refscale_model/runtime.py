@@ -263,8 +263,8 @@ class OnnxDownscaler:
                 (lr,) = self._noref.run({"hr": hr}, [lr_shape])
                 return lr, None
             lr, smap = self._main.run({"hr": hr, "ref": ref}, [lr_shape, (n, 1, *cfg.smap_grid((ph, pw)))])
-            empty = smap.reshape(n, -1).max(axis=1) == 0
-            if cfg.noref_fallback and empty.any():  # stored without S_map: coded by the no-reference INN
+            empty = smap.reshape(n, -1).max(axis=1) == 0 if cfg.noref_fallback else np.zeros(n, bool)
+            if empty.any():  # stored without S_map: coded by the no-reference INN
                 recoded = self._noref.run({"hr": np.ascontiguousarray(hr[empty])}, [(int(empty.sum()), *lr_shape[1:])])
                 lr[empty] = recoded[0]
             return lr, smap
