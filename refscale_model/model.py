@@ -193,14 +193,16 @@ class RefScale(nn.Module):
         size = (hr.shape[-2], hr.shape[-1])
         hr_p = self.pad(hr)
         if self.encoder is None or ref is None:
-            return Encoded(lr=lr_to_uint8(self._noref_lr(hr_p)), smap=None, size=size)
+            return Encoded(lr=lr_to_uint8(self.noref_lr(hr_p)), smap=None, size=size)
         ref_p = self.pad(_as_float_image(ref).to(hr.dtype))
         smap_u8 = smap_to_uint8(self.smap_levels_from_images(hr_p, ref_p))
+        empty = self.empty_smaps(smap_u8) if self.fallback is not None else None
+        if empty is not None and bool(empty.all()):  # no referenced flow to run (a gated frame)
+            return Encoded(lr=lr_to_uint8(self.noref_lr(hr_p)), smap=smap_u8, size=size)
         cond = self.condition_from_smap(ref_p, smap_from_levels(smap_u8, self.config.smap_levels, hr.dtype), hr_p)
         lr, _ = self.forward_flow(hr_p, cond)
-        empty = self.empty_smaps(smap_u8)
-        if self.fallback is not None and bool(empty.any()):
-            lr[empty] = self._noref_lr(hr_p[empty])
+        if empty is not None and bool(empty.any()):
+            lr[empty] = self.noref_lr(hr_p[empty])
         return Encoded(lr=lr_to_uint8(lr), smap=smap_u8, size=size)
 
     @staticmethod
@@ -208,7 +210,7 @@ class RefScale(nn.Module):
         """Per sample (bool B): the map is all zero, i.e. stored as no map and rebuilt without reference."""
         return smap.flatten(1).amax(dim=1) == 0
 
-    def _noref_lr(self, hr_p: Tensor) -> Tensor:
+    def noref_lr(self, hr_p: Tensor) -> Tensor:
         """Float LR of padded frames coded without reference (by the fallback INN when there is one)."""
         net = self.fallback or self
         lr, _ = net.forward_flow(hr_p, net.condition_from_smap(None, None, hr_p))

@@ -90,9 +90,7 @@ class _Downscale(nn.Module):
         m = self.model
         hr_p = self._prepare(hr)
         if not self.with_reference:
-            net = m.fallback or m
-            lr, _ = net.forward_flow(hr_p, net.condition_from_smap(None, None, hr_p))
-            return lr_to_uint8(lr.float())
+            return lr_to_uint8(m.noref_lr(hr_p).float())
         assert ref is not None
         ref_p = self._prepare(ref)
         smap_u8 = smap_to_uint8(self._smap_levels(hr_p, ref_p))

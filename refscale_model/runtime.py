@@ -1,6 +1,6 @@
 """`OnnxDownscaler`: the onboard downscaling half on onnxruntime, behind the pipeline's numpy contract.
 
-Needs numpy and onnxruntime only (no PyTorch): the graphs come from `onnx_export.export_onnx`.
+Needs numpy, OpenCV (`codec`) and onnxruntime only (no PyTorch): the graphs come from `onnx_export.export_onnx`.
 Sessions are opened once; providers are tried in order (default TensorRT fp16 with an engine cache
 -> CUDA -> CPU) and a provider that cannot start is skipped with a warning, never a crash. Per
 frame, inputs and preallocated outputs are bound with IO binding (one set of buffers per frame
@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from refscale_model.codec import stored_smap
 from refscale_model.config import RefScaleConfig
 
 if TYPE_CHECKING:
@@ -263,7 +264,7 @@ class OnnxDownscaler:
                 (lr,) = self._noref.run({"hr": hr}, [lr_shape])
                 return lr, None
             lr, smap = self._main.run({"hr": hr, "ref": ref}, [lr_shape, (n, 1, *cfg.smap_grid((ph, pw)))])
-            empty = smap.reshape(n, -1).max(axis=1) == 0 if cfg.noref_fallback else np.zeros(n, bool)
+            empty = np.array([cfg.noref_fallback and stored_smap(s) is None for s in smap])
             if empty.any():  # stored without S_map: coded by the no-reference INN
                 recoded = self._noref.run({"hr": np.ascontiguousarray(hr[empty])}, [(int(empty.sum()), *lr_shape[1:])])
                 lr[empty] = recoded[0]
