@@ -13,7 +13,7 @@ arenas, workspaces, compiled code); with CUDA, "peak MB" is `torch.cuda.max_memo
 (rail_nordland_1080p, or the folder $REFSCALE_BENCH_PAIRS) resized to each size; each call is
 the full numpy-in/numpy-out `downscale(hr, ref)`, by default with the pair's reference.
 `--references` adds the other cases a car meets: `unrelated` (the frame upside down with inverted
-colours, which the shipped encoders gate: the frame is coded again by the no-reference fallback)
+colours, which the shipped encoders gate: after the S_map the frame goes to the no-reference fallback)
 and `none` (no reference found; eager and ort only); the "gated" column says what the map did. fps is
 1 / median latency; "best" is 1 / fastest call (closer to an unloaded core on a shared machine).
 Ratios are against PyTorch eager (fp32) of the same model and size, measured in the same run.

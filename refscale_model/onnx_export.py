@@ -1,18 +1,24 @@
 """ONNX export of RefScale's downscaling half, so the onboard node runs without PyTorch.
 
-Two self-contained graphs per export (docs/onnx-runtime.md):
+Three self-contained graphs per export of a referenced model (docs/onnx-runtime.md), split where
+the offboard side splits too (it rebuilds from the stored map, never recomputes it):
 
-* `FILE`: inputs `hr`, `ref` (N×3×H×W, dynamic N/H/W) -> outputs `lr` (uint8 N×3×h×w) and
-  `smap` (uint8 N×1×hs×ws). Ref-Net, similarity, S_map quantisation, padding and the forward INN.
-* `FILE.noref.onnx` (`noref_path(FILE)`): input `hr` -> output `lr`, the no-reference mode (the
-  attached no-reference INN of a `noref_fallback` model). A separate graph rather than an
-  optional input, so no-reference frames do not pay for a dummy Ref-Net pass and TensorRT never
-  sees control flow. A model trained without reference (`use_reference=False`) exports only this
-  variant, as `FILE` itself. For a `noref_fallback` model the runtime also recodes a frame whose
-  `smap` comes out all zero (gated) with this graph, as `RefScale.downscale` does.
+* `FILE.smap.onnx` (`smap_path(FILE)`): inputs `hr`, `ref` (N×3×H×W, dynamic N/H/W) -> `smap`
+  (uint8 N×1×hs×ws). Padding, Ref-Net on both images, cosine similarity, cell means, the
+  per-frame gate and quantisation: the stored S_map.
+* `FILE`: inputs `hr`, `ref`, `smap` -> `lr` (uint8 N×3×h×w). The condition F_ref ⊙ S_map
+  (`RefScale.condition_from_smap`, as `upscale` builds it) and the forward INN.
+* `FILE.noref.onnx` (`noref_path(FILE)`): input `hr` -> `lr`, the no-reference mode (the
+  attached no-reference INN of a `noref_fallback` model).
 
-Both graphs carry `refscale.*` metadata_props (weights sha256, config JSON, model id, version) so
-the offboard side can check that a bag was written by the weights its inverse loads.
+The runtime runs the S_map graph first; a frame whose map is all zero (gated) under a
+`noref_fallback` model goes to the no-reference graph only, so it costs less than a matched frame
+instead of paying for both flows; the price is a second `Ref-Net.features(ref)` pass for matched
+frames. Separate graphs rather than optional inputs, so TensorRT never sees control flow. A model
+trained without reference (`use_reference=False`) exports only the `hr -> lr` graph, as `FILE`.
+
+Every graph carries `refscale.*` metadata_props (weights sha256, config JSON, model id, version)
+so the offboard side can check that a bag was written by the weights its inverse loads.
 
 Why a wrapper instead of tracing `RefScale.downscale`: `RefScale.pad` computes the padding in
 Python ints (frozen into a trace); the wrapper pads with shape arithmetic the exporter keeps
@@ -31,31 +37,40 @@ import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import torch
 from torch import Tensor, nn
 
 from refscale_model.layers import similarity_map
-from refscale_model.model import Condition, RefScale
+from refscale_model.model import RefScale
 from refscale_model.quantise import lr_to_uint8, quantise_smap, smap_from_levels, smap_to_uint8
-from refscale_model.runtime import noref_path
+from refscale_model.runtime import ONNX_FORMAT, noref_path, smap_path
 
 log = logging.getLogger(__name__)
 
-ONNX_FORMAT = "refscale-onnx/1"
 DEFAULT_OPSET = 17
 """17: LayerNorm-era opset every TensorRT >= 8.6 and onnxruntime >= 1.14 parse."""
 META_PREFIX = "refscale."
 INPUT_DTYPES = {"uint8": torch.uint8, "float32": torch.float32}
 
 
-class _Downscale(nn.Module):
-    """Traceable `RefScale.downscale`: uint8/float NCHW in, uint8 `lr` (and `smap`) out."""
+Graph = Literal["smap", "ref", "noref"]
+GRAPH_IO: dict[str, tuple[list[str], list[str]]] = {
+    "smap": (["hr", "ref"], ["smap"]),
+    "ref": (["hr", "ref", "smap"], ["lr"]),
+    "noref": (["hr"], ["lr"]),
+}
+"""(inputs, outputs) of each graph."""
 
-    def __init__(self, model: RefScale, with_reference: bool, compute_dtype: torch.dtype) -> None:
+
+class _Downscale(nn.Module):
+    """One traceable part of `RefScale.downscale`: uint8/float NCHW in, uint8 `smap` or `lr` out."""
+
+    def __init__(self, model: RefScale, graph: Graph, compute_dtype: torch.dtype) -> None:
         super().__init__()
         self.model = model
-        self.with_reference = with_reference
+        self.graph = graph
         self.compute_dtype = compute_dtype
 
     def _prepare(self, x: Tensor) -> Tensor:
@@ -82,20 +97,19 @@ class _Downscale(nn.Module):
         cfg = self.model.config
         return quantise_smap(similarity_map(g_hr, g_ref, cfg.smap_pool, cfg.smap_gate), cfg.smap_levels, training=False)
 
-    def _lr(self, hr: Tensor, cond: Condition) -> Tensor:
-        lr, _ = self.model.forward_flow(hr, cond)
-        return lr_to_uint8(lr.float())
-
-    def forward(self, hr: Tensor, ref: Tensor | None = None) -> tuple[Tensor, Tensor] | Tensor:
+    def forward(self, hr: Tensor, ref: Tensor | None = None, smap: Tensor | None = None) -> Tensor:
         m = self.model
         hr_p = self._prepare(hr)
-        if not self.with_reference:
+        if self.graph == "noref":
             return lr_to_uint8(m.noref_lr(hr_p).float())
         assert ref is not None
         ref_p = self._prepare(ref)
-        smap_u8 = smap_to_uint8(self._smap_levels(hr_p, ref_p))
-        cond = m.condition_from_smap(ref_p, smap_from_levels(smap_u8, m.config.smap_levels, hr_p.dtype), hr_p)
-        return self._lr(hr_p, cond), smap_u8
+        if self.graph == "smap":
+            return smap_to_uint8(self._smap_levels(hr_p, ref_p))
+        assert smap is not None
+        cond = m.condition_from_smap(ref_p, smap_from_levels(smap, m.config.smap_levels, hr_p.dtype), hr_p)
+        lr, _ = m.forward_flow(hr_p, cond)
+        return lr_to_uint8(lr.float())
 
 
 @dataclass(frozen=True)
@@ -103,9 +117,11 @@ class ExportResult:
     """Paths written by `export_onnx` and the metadata embedded in them."""
 
     path: Path
-    """The main graph (`hr`, `ref` -> `lr`, `smap`); for a no-reference model the `hr` -> `lr` graph."""
+    """The main graph (`hr`, `ref`, `smap` -> `lr`); for a no-reference model the `hr` -> `lr` graph."""
     noref_path: Path | None
     """The no-reference graph of a referenced model (None for a model trained without reference)."""
+    smap_path: Path | None
+    """The S_map graph (`hr`, `ref` -> `smap`) of a referenced model (None without reference)."""
     metadata: dict[str, str]
 
 
@@ -171,15 +187,15 @@ def _export_one(
         sample = torch.randint(0, 256, (1, 3, h, w), dtype=torch.uint8, generator=gen)
     else:
         sample = torch.rand(1, 3, h, w, generator=torch.Generator().manual_seed(0))
+    sample_ref = sample.flip(-1).contiguous()
+    inputs, outputs = GRAPH_IO[wrapper.graph]
+    args: tuple[Tensor, ...] = (sample, sample_ref)[: len(inputs)]
+    if wrapper.graph == "ref":
+        with torch.no_grad():
+            args += (_Downscale(wrapper.model, "smap", wrapper.compute_dtype)(sample, sample_ref),)
     image_axes = {0: "N", 2: "H", 3: "W"}
-    if wrapper.with_reference:
-        args: tuple[Tensor, ...] = (sample, sample.flip(-1).contiguous())
-        inputs, outputs = ["hr", "ref"], ["lr", "smap"]
-        axes = {"hr": image_axes, "ref": image_axes, "lr": {0: "N", 2: "h", 3: "w"}, "smap": {0: "N", 2: "hs", 3: "ws"}}
-    else:
-        args = (sample,)
-        inputs, outputs = ["hr"], ["lr"]
-        axes = {"hr": image_axes, "lr": {0: "N", 2: "h", 3: "w"}}
+    axes = {"hr": image_axes, "ref": image_axes, "smap": {0: "N", 2: "hs", 3: "ws"}, "lr": {0: "N", 2: "h", 3: "w"}}
+    axes = {name: axes[name] for name in inputs + outputs}
     path.parent.mkdir(parents=True, exist_ok=True)
     with warnings.catch_warnings():
         # the legacy exporter announces its own deprecation and traces shape arithmetic (intended)
@@ -221,7 +237,7 @@ def export_onnx(
     input_dtype: str = "uint8",
     sample_hw: tuple[int, int] = (64, 96),
 ) -> ExportResult:
-    """Export `model`'s downscaling half to `out` (+ `noref_path(out)`), validated by onnx.checker.
+    """Export `model`'s downscaling half to `out` (+ `smap_path(out)`, `noref_path(out)`), checked by onnx.checker.
 
     `fp16` computes in half precision (for the CUDA provider; TensorRT gets fp16 from its own
     flag on the fp32 graph) with the similarity map kept in float32. `input_dtype` is the graph's
@@ -240,19 +256,19 @@ def export_onnx(
     precision = "fp16" if fp16 else "fp32"
     common = {"precision": precision, "input_dtype": input_dtype, "opset": opset}
     use_ref = model.encoder is not None
-    noref_out = noref_path(out) if use_ref else None
     dtype = INPUT_DTYPES[input_dtype]
-    if use_ref:
-        meta = export_metadata(model, model_id, graph="ref", **common)
-        assert noref_out is not None
-        meta[f"{META_PREFIX}noref_graph"] = noref_out.name
-        _export_one(_Downscale(model, True, compute), out, opset, dtype, meta, sample_hw)
-        noref_meta = export_metadata(model, model_id, graph="noref", **common)
-        _export_one(_Downscale(model, False, compute), noref_out, opset, dtype, noref_meta, sample_hw)
-    else:
+    if not use_ref:
         meta = export_metadata(model, model_id, graph="noref", **common)
-        _export_one(_Downscale(model, False, compute), out, opset, dtype, meta, sample_hw)
-    return ExportResult(path=out, noref_path=noref_out, metadata=meta)
+        _export_one(_Downscale(model, "noref", compute), out, opset, dtype, meta, sample_hw)
+        return ExportResult(path=out, noref_path=None, smap_path=None, metadata=meta)
+    sides = {"noref": noref_path(out), "smap": smap_path(out)}
+    meta = export_metadata(model, model_id, graph="ref", **common)
+    meta.update({f"{META_PREFIX}{graph}_graph": side.name for graph, side in sides.items()})
+    _export_one(_Downscale(model, "ref", compute), out, opset, dtype, meta, sample_hw)
+    for graph, side in sides.items():
+        side_meta = export_metadata(model, model_id, graph=graph, **common)
+        _export_one(_Downscale(model, graph, compute), side, opset, dtype, side_meta, sample_hw)
+    return ExportResult(path=out, noref_path=sides["noref"], smap_path=sides["smap"], metadata=meta)
 
 
 def model_id_for(weights: str) -> str:
@@ -269,4 +285,5 @@ __all__ = [
     "model_id_for",
     "noref_path",
     "read_metadata",
+    "smap_path",
 ]

@@ -31,6 +31,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 META_PREFIX = "refscale."
+ONNX_FORMAT = "refscale-onnx/2"
+"""Version of the graph layout: 2 = S_map graph + ref graph taking `smap` + no-ref graph
+(1 computed the map inside the ref graph and is refused: re-export it)."""
 TENSORRT = "TensorrtExecutionProvider"
 CUDA = "CUDAExecutionProvider"
 CPU = "CPUExecutionProvider"
@@ -60,9 +63,15 @@ def default_providers(
 
 
 def noref_path(path: str | Path) -> Path:
-    """`x2.onnx` -> `x2.noref.onnx` (same rule as `onnx_export.noref_path`, without importing torch)."""
+    """`x2.onnx` -> `x2.noref.onnx`: where an export puts its no-reference graph."""
     path = Path(path)
     return path.with_name(f"{path.stem}.noref{path.suffix or '.onnx'}")
+
+
+def smap_path(path: str | Path) -> Path:
+    """`x2.onnx` -> `x2.smap.onnx`: where an export puts its S_map graph."""
+    path = Path(path)
+    return path.with_name(f"{path.stem}.smap{path.suffix or '.onnx'}")
 
 
 def _name(spec: ProviderSpec) -> str:
@@ -87,7 +96,7 @@ class _Graph:
         self.inputs = [i.name for i in self.session.get_inputs()]
         self.outputs = [o.name for o in self.session.get_outputs()]
         self.input_dtype = np.uint8 if self.session.get_inputs()[0].type == "tensor(uint8)" else np.float32
-        self._buffers: OrderedDict[tuple[int, ...], dict[str, Any]] = OrderedDict()
+        self._buffers: OrderedDict[tuple[tuple[str, tuple[int, ...]], ...], dict[str, Any]] = OrderedDict()
         self._binding_ok = True
         meta = self.session.get_modelmeta().custom_metadata_map
         self.metadata = {k[len(META_PREFIX) :]: v for k, v in meta.items() if k.startswith(META_PREFIX)}
@@ -116,10 +125,11 @@ class _Graph:
                 wanted = wanted[1:]
         raise RuntimeError("unreachable")
 
-    def _buffers_for(self, key: tuple[int, ...], out_shapes: Sequence[tuple[int, ...]]) -> dict[str, Any]:
-        """Preallocated outputs (and, on a GPU, inputs) for one input size; a few sizes are kept."""
+    def _buffers_for(self, feeds: Mapping[str, np.ndarray], out_shapes: Sequence[tuple[int, ...]]) -> dict[str, Any]:
+        """Preallocated outputs (and, on a GPU, inputs) for one set of input shapes; a few are kept."""
         import onnxruntime as ort
 
+        key = tuple((name, arr.shape) for name, arr in feeds.items())
         bufs = self._buffers.get(key)
         if bufs is not None:
             self._buffers.move_to_end(key)
@@ -136,8 +146,8 @@ class _Graph:
                 bufs["out"][name] = val
                 binding.bind_ortvalue_output(name, val)
         if self.device != "cpu":
-            for name in self.inputs:
-                val = ort.OrtValue.ortvalue_from_shape_and_type(list(key), self.input_dtype, "cuda", self.device_id)
+            for name, arr in feeds.items():
+                val = ort.OrtValue.ortvalue_from_shape_and_type(list(arr.shape), arr.dtype, "cuda", self.device_id)
                 bufs[f"in:{name}"] = val
                 binding.bind_ortvalue_input(name, val)
         self._buffers[key] = bufs
@@ -149,8 +159,7 @@ class _Graph:
         """Outputs as fresh numpy arrays (callers may keep them; the buffers are reused next frame)."""
         if self._binding_ok:
             try:
-                key = tuple(next(iter(feeds.values())).shape)
-                bufs = self._buffers_for(key, out_shapes)
+                bufs = self._buffers_for(feeds, out_shapes)
                 binding = bufs["binding"]
                 for name, arr in feeds.items():
                     if self.device == "cpu":
@@ -171,9 +180,10 @@ class _Graph:
 class OnnxDownscaler:
     """The `pipeline.Downscaler` contract on onnxruntime: `downscale(hr, ref) -> (lr, smap | None)`.
 
-    `path` is the main graph of an export; a referenced model's no-reference graph is opened from
-    `noref_path(path)` at the same time (no session is ever created per frame). `mem_pattern`
-    is onnxruntime's per-shape memory planning (faster allocation, more resident memory).
+    `path` is the main graph of an export; a referenced model's S_map and no-reference graphs
+    (`smap_path(path)`, `noref_path(path)`) are opened at the same time (no session is ever created
+    per frame). `mem_pattern` is onnxruntime's per-shape memory planning (faster allocation, more
+    resident memory).
     """
 
     def __init__(
@@ -202,6 +212,10 @@ class OnnxDownscaler:
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         if intra_op_threads:
             options.intra_op_num_threads = intra_op_threads
+        # Up to three sessions run one after another per frame; an idle session's intra-op threads
+        # would spin and steal the cores from the next one (measured on 2 CPU cores at 720p: a
+        # matched frame 374-408 ms with spinning, 288-325 ms without).
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         options.enable_mem_pattern = mem_pattern  # False: ~300 MB less peak RSS at 1080p on CPU, same speed here
         self._main = _Graph(self.path, self.requested_providers, options)
         self.metadata: dict[str, str] = dict(self._main.metadata)
@@ -215,15 +229,16 @@ class OnnxDownscaler:
             raise ValueError(
                 f"{self.path.name} was exported from weights {self.weights_sha256!r}, not {expected_sha256!r}"
             )
+        if self.metadata.get("format") != ONNX_FORMAT:
+            raise ValueError(
+                f"{self.path.name} has graph format {self.metadata.get('format')!r}, this runtime reads "
+                f"{ONNX_FORMAT!r}: re-export it with `refscale export-onnx`"
+            )
         self.uses_reference = self.metadata.get("graph") == "ref"
-        self._noref = self._main
+        self._noref = self._smap = self._main
         if self.uses_reference:
-            side = self.path.parent / self.metadata.get("noref_graph", noref_path(self.path).name)
-            if not side.is_file():
-                raise FileNotFoundError(f"no-reference graph {side} of {self.path.name} is missing")
-            self._noref = _Graph(side, self.requested_providers, options)
-            if self._noref.metadata.get("weights_sha256", "") != self.weights_sha256:
-                raise ValueError(f"{side.name} does not come from the same weights as {self.path.name}")
+            self._noref = self._side_graph("noref", options)
+            self._smap = self._side_graph("smap", options)
         self.provider: str = self._main.provider
         """The execution provider the graphs actually run on."""
         self.providers: list[str] = self._main.providers
@@ -233,6 +248,17 @@ class OnnxDownscaler:
             log.warning("%s runs on %s, not the preferred %s", self.path.name, self.provider, first)
         log.info("%s (model %s, weights %s) on %s", self.path.name, self.model_id, self.weights_sha256[:12] or
                  "untrained", self.provider)
+
+    def _side_graph(self, graph: str, options: ort.SessionOptions) -> _Graph:
+        """Open the S_map or no-reference graph named in the main graph's metadata, checking its pairing."""
+        default = {"noref": noref_path, "smap": smap_path}[graph](self.path).name
+        side = self.path.parent / self.metadata.get(f"{graph}_graph", default)
+        if not side.is_file():
+            raise FileNotFoundError(f"{graph} graph {side} of {self.path.name} is missing")
+        opened = _Graph(side, self.requested_providers, options)
+        if opened.metadata.get("weights_sha256", "") != self.weights_sha256 or opened.metadata.get("graph") != graph:
+            raise ValueError(f"{side.name} is not the {graph} graph of the weights {self.path.name} came from")
+        return opened
 
     # ------------------------------------------------------------------ contract
     def downscale(self, hr: np.ndarray, ref: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None]:
@@ -263,11 +289,18 @@ class OnnxDownscaler:
             if ref is None or not self.uses_reference:
                 (lr,) = self._noref.run({"hr": hr}, [lr_shape])
                 return lr, None
-            lr, smap = self._main.run({"hr": hr, "ref": ref}, [lr_shape, (n, 1, *cfg.smap_grid((ph, pw)))])
-            empty = np.array([cfg.noref_fallback and stored_smap(s) is None for s in smap])
-            if empty.any():  # stored without S_map: coded by the no-reference INN
-                recoded = self._noref.run({"hr": np.ascontiguousarray(hr[empty])}, [(int(empty.sum()), *lr_shape[1:])])
-                lr[empty] = recoded[0]
+            (smap,) = self._smap.run({"hr": hr, "ref": ref}, [(n, 1, *cfg.smap_grid((ph, pw)))])
+            # a gated map is stored as no map; a fallback model codes such frames without reference
+            gated = np.array([cfg.noref_fallback and stored_smap(s) is None for s in smap])
+            if not gated.any():
+                (lr,) = self._main.run({"hr": hr, "ref": ref, "smap": smap}, [lr_shape])
+                return lr, smap
+            lr = np.empty(lr_shape, np.uint8)
+            for rows, graph in ((gated, self._noref), (~gated, self._main)):
+                if rows.any():
+                    feeds = {"hr": hr, "ref": ref, "smap": smap}
+                    feeds = {name: np.ascontiguousarray(feeds[name][rows]) for name in graph.inputs}
+                    (lr[rows],) = graph.run(feeds, [(int(rows.sum()), *lr_shape[1:])])
             return lr, smap
 
     # ------------------------------------------------------------------ helpers
@@ -301,4 +334,14 @@ class OnnxDownscaler:
         return f"OnnxDownscaler({str(self.path)!r}, provider={self.provider!r}, model_id={self.model_id!r})"
 
 
-__all__ = ["CPU", "CUDA", "TENSORRT", "OnnxDownscaler", "default_providers", "default_trt_cache_dir", "noref_path"]
+__all__ = [
+    "CPU",
+    "CUDA",
+    "ONNX_FORMAT",
+    "TENSORRT",
+    "OnnxDownscaler",
+    "default_providers",
+    "default_trt_cache_dir",
+    "noref_path",
+    "smap_path",
+]

@@ -27,7 +27,7 @@ from refscale_model.cli import main as cli_main
 from refscale_model.metrics import psnr
 from refscale_model.onnx_export import check_pairing, export_onnx, read_metadata
 from refscale_model.pipeline import Downscaler, ModelInfo
-from refscale_model.runtime import CPU, OnnxDownscaler, default_providers, noref_path
+from refscale_model.runtime import CPU, OnnxDownscaler, default_providers, noref_path, smap_path
 from refscale_model.torch_downscaler import TorchDownscaler
 
 SMALL = {"hidden": 8, "encoder_channels": 8}
@@ -115,20 +115,20 @@ def odd_frame(shared_data: Path) -> tuple[np.ndarray, np.ndarray]:
 # ----------------------------------------------------------------------------- export
 def test_export_writes_checked_graphs_with_pairing_metadata(x2: tuple[RefScale, OnnxDownscaler, Path]) -> None:
     model, runtime, path = x2
-    side = noref_path(path)
-    assert side.is_file()
-    for p, graph in ((path, "ref"), (side, "noref")):
+    graphs = {"ref": path, "smap": smap_path(path), "noref": noref_path(path)}
+    for graph, p in graphs.items():
         onnx.checker.check_model(str(p), full_check=True)
         meta = read_metadata(p)
         assert meta["graph"] == graph
         assert meta["weights_sha256"] == model.weights_sha256 and len(meta["weights_sha256"]) == 64
         assert json.loads(meta["config"]) == model.config.to_dict()
         assert meta["model_id"] == "x2_test.safetensors" and meta["version"]
-    proto = onnx.load(str(path), load_external_data=False)
-    assert [i.name for i in proto.graph.input] == ["hr", "ref"]
-    assert [o.name for o in proto.graph.output] == ["lr", "smap"]
-    dims = [d.dim_param or d.dim_value for d in proto.graph.input[0].type.tensor_type.shape.dim]
-    assert dims == ["N", 3, "H", "W"]
+    io = {"ref": (["hr", "ref", "smap"], ["lr"]), "smap": (["hr", "ref"], ["smap"]), "noref": (["hr"], ["lr"])}
+    for graph, p in graphs.items():
+        proto = onnx.load(str(p), load_external_data=False)
+        assert ([i.name for i in proto.graph.input], [o.name for o in proto.graph.output]) == io[graph]
+        dims = [d.dim_param or d.dim_value for d in proto.graph.input[0].type.tensor_type.shape.dim]
+        assert dims == ["N", 3, "H", "W"]
     assert runtime.weights_sha256 == model.weights_sha256
     assert runtime.model_info() == ModelInfo.of(model, "x2_test.safetensors")
     check_pairing(runtime.metadata, model)
@@ -142,6 +142,30 @@ def test_onnx_info_cli_checks_pairing(x2: tuple[RefScale, OnnxDownscaler, Path],
     save_weights(perturbed(RefScaleConfig.preset("x2"), seed=7), other)
     assert cli_main(["onnx-info", str(path)]) == 0
     assert cli_main(["onnx-info", str(path), "--weights", str(other)]) == 2
+
+
+def test_runtime_refuses_old_layouts_and_foreign_side_graphs(
+    x2: tuple[RefScale, OnnxDownscaler, Path], tmp_path: Path
+) -> None:
+    """A graph of the old layout (map computed inside the ref graph) or a side graph of other
+    weights is refused at start with a clear error, never run against the wrong contract."""
+    _, _, path = x2
+    for p in (path, smap_path(path), noref_path(path)):
+        (tmp_path / p.name).write_bytes(p.read_bytes())
+    copy = tmp_path / path.name
+    old = onnx.load(str(copy))
+    next(e for e in old.metadata_props if e.key == "refscale.format").value = "refscale-onnx/1"
+    onnx.save(old, str(tmp_path / "old.onnx"))
+    with pytest.raises(ValueError, match="re-export"):
+        OnnxDownscaler(tmp_path / "old.onnx", providers=[CPU])
+    other = export_onnx(perturbed(RefScaleConfig.preset("x2"), seed=3), tmp_path / "other" / "x2.onnx")
+    assert other.smap_path is not None
+    smap_path(copy).write_bytes(other.smap_path.read_bytes())
+    with pytest.raises(ValueError, match="not the smap graph"):
+        OnnxDownscaler(copy, providers=[CPU])
+    smap_path(copy).unlink()
+    with pytest.raises(FileNotFoundError, match="smap graph"):
+        OnnxDownscaler(copy, providers=[CPU])
 
 
 # ----------------------------------------------------------------------------- parity on real pairs
@@ -276,7 +300,7 @@ def test_noref_model_exports_one_graph_and_ignores_a_reference(
 ) -> None:
     model = perturbed(RefScaleConfig(use_reference=False, blocks=(2,), **SMALL))
     res = export_onnx(model, tmp_path / "noref_model.onnx", model_id="x2-noref")
-    assert res.noref_path is None and not noref_path(res.path).exists()
+    assert res.noref_path is None and not noref_path(res.path).exists() and not smap_path(res.path).exists()
     runtime = OnnxDownscaler(res.path, providers=[CPU])
     hr, ref = webcam_crop
     got, want = runtime.downscale(hr, ref), TorchDownscaler(model).downscale(hr, ref)

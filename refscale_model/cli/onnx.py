@@ -9,9 +9,13 @@ from pathlib import Path
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    e = sub.add_parser("export-onnx", help="export the downscaling half to ONNX (FILE and FILE.noref.onnx)")
+    e = sub.add_parser(
+        "export-onnx", help="export the downscaling half to ONNX (FILE, FILE.smap.onnx, FILE.noref.onnx)"
+    )
     e.add_argument("--weights", default="x2", help="x2, x4, x2-noref, x4-noref or a .safetensors path")
-    e.add_argument("--out", type=Path, required=True, help="output .onnx (the no-reference graph goes beside it)")
+    e.add_argument(
+        "--out", type=Path, required=True, help="output .onnx (the S_map and no-reference graphs go beside it)"
+    )
     e.add_argument("--fp16", action="store_true", help="compute in half precision (CUDA provider graphs)")
     e.add_argument("--opset", type=int, default=None, help="ONNX opset (default 17)")
     e.add_argument("--input-dtype", choices=["uint8", "float32"], default="uint8", help="type of the hr/ref inputs")
@@ -41,7 +45,8 @@ def run_export(args: argparse.Namespace) -> int:
         opset=args.opset or DEFAULT_OPSET,
         input_dtype=args.input_dtype,
     )
-    print(f"wrote {result.path}" + (f" and {result.noref_path}" if result.noref_path else ""))
+    sides = [p for p in (result.smap_path, result.noref_path) if p is not None]
+    print(f"wrote {result.path}" + "".join(f" and {p}" for p in sides))
     print(f"weights sha256: {result.metadata['refscale.weights_sha256'] or '(untrained)'}")
     if args.check:
         return _check(model, result.path)
