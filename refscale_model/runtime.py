@@ -147,7 +147,7 @@ class _Graph:
                 binding.bind_ortvalue_output(name, val)
         if self.device != "cpu":
             for name, arr in feeds.items():
-                val = ort.OrtValue.ortvalue_from_shape_and_type(list(arr.shape), arr.dtype, "cuda", self.device_id)
+                val = ort.OrtValue.ortvalue_from_shape_and_type(list(arr.shape), arr.dtype.type, "cuda", self.device_id)
                 bufs[f"in:{name}"] = val
                 binding.bind_ortvalue_input(name, val)
         self._buffers[key] = bufs
