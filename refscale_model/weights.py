@@ -67,6 +67,15 @@ def save_weights(model: RefScale, path: str | Path, extra: dict[str, Any] | None
     return sha
 
 
+SIDECAR_DERIVED = ("format", "file", "sha256", "config", "parameters")
+"""Sidecar keys `save_weights` writes from the model and file themselves; the rest is provenance."""
+
+
+def sidecar_extra(path: str | Path) -> dict[str, Any]:
+    """The provenance in a weights file's sidecar (steps, calibration, ...), to carry into a re-saved copy."""
+    return {k: v for k, v in read_sidecar(path).items() if k not in SIDECAR_DERIVED}
+
+
 def read_sidecar(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     side = sidecar_path(path)

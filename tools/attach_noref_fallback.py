@@ -15,7 +15,7 @@ import json
 from pathlib import Path
 
 from refscale_model.model import attach_noref_fallback
-from refscale_model.weights import load_weights, read_sidecar, save_weights
+from refscale_model.weights import load_weights, save_weights, sidecar_extra
 
 
 def main() -> None:
@@ -26,10 +26,8 @@ def main() -> None:
     args = p.parse_args()
     noref = load_weights(args.fallback)
     combined = attach_noref_fallback(load_weights(args.weights), noref)
-    kept = {k: v for k, v in read_sidecar(args.weights).items() if k not in ("format", "file", "sha256", "config",
-                                                                            "parameters")}
     sha = save_weights(combined, args.out, extra={
-        **kept, "noref_fallback": {"file": args.fallback.name, "sha256": noref.weights_sha256}})
+        **sidecar_extra(args.weights), "noref_fallback": {"file": args.fallback.name, "sha256": noref.weights_sha256}})
     print(json.dumps({"out": str(args.out), "sha256": sha, "fallback_sha256": noref.weights_sha256}))
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from refscale_model.data import default_data_root
 from refscale_model.smap_gate import calibrate_smap_gate
-from refscale_model.weights import load_weights, read_sidecar, save_weights
+from refscale_model.weights import load_weights, save_weights, sidecar_extra
 
 
 def main() -> None:
@@ -29,9 +29,8 @@ def main() -> None:
     model = load_weights(args.weights)
     calibration = calibrate_smap_gate(model, args.data or default_data_root(), args.pairs_per_set, args.quantile)
     model.config = dataclasses.replace(model.config, smap_gate=calibration.gate)
-    source = read_sidecar(args.weights)
-    kept = {k: v for k, v in source.items() if k not in ("format", "file", "sha256", "config", "parameters")}
-    save_weights(model, args.out, extra={**kept, "smap_gate_calibration": calibration.describe()})
+    provenance = {**sidecar_extra(args.weights), "smap_gate_calibration": calibration.describe()}
+    save_weights(model, args.out, extra=provenance)
     print(calibration.describe())
     print(json.dumps({"gate": calibration.gate, "out": str(args.out)}))
 
