@@ -16,11 +16,11 @@ import argparse
 import random
 from pathlib import Path
 
-import cv2
 import numpy as np
 import torch
 
 from refscale_model.data import default_data_root, read_training_image, split_pairs
+from refscale_model.evaluate import prepare_reference as prepare_eval_reference
 from refscale_model.registration import RegistrationConfig, prepare_reference, register
 from refscale_model.smap_gate import mean_similarity
 from refscale_model.weights import load_model
@@ -29,11 +29,10 @@ MAX_SIDE = 640
 """Images are compared at this long side, as the gate was calibrated (`calibrate_smap_gate`)."""
 
 
-def read_as(path: Path, shape: tuple[int, ...]) -> np.ndarray:
-    """An image resized to `shape` (as `refscale eval` brings a reference to its frame)."""
-    image = read_training_image(path, MAX_SIDE)
-    if image.shape != shape:
-        image = cv2.resize(image, (shape[1], shape[0]), interpolation=cv2.INTER_AREA)
+def read_for(target: np.ndarray, path: Path, reg_config: RegistrationConfig) -> np.ndarray:
+    """An image brought to the target's size as `refscale eval` brings a reference (no registration)."""
+    image, _ = prepare_eval_reference(target, read_training_image(path, MAX_SIDE), False, reg_config)
+    assert image is not None
     return image
 
 
@@ -72,10 +71,10 @@ def main() -> None:
             conf, aligned, unrelated = [], [], []
             for row in rows:
                 target = read_training_image(row.target, MAX_SIDE)
-                reference = read_as(row.reference, target.shape)
+                reference = read_for(target, row.reference, reg_config)
                 conf.append(register(target, prepare_reference(reference), reg_config).confidence)
                 aligned.append(mean_similarity(model, target, reference))
-                unrelated.append(mean_similarity(model, target, read_as(rng.choice(others), target.shape)))
+                unrelated.append(mean_similarity(model, target, read_for(target, rng.choice(others), reg_config)))
             c, a = np.array(conf), np.array(aligned)
             above = np.mean(a >= gate) if gate > 0 else float("nan")
             print(
