@@ -94,7 +94,7 @@ def make_backend(spec: dict[str, Any]) -> Any:
     """A numpy `downscale(hr, ref)` callable for one backend."""
     backend, device = spec["backend"], spec["device"]
     if backend.startswith("ort"):
-        from refscale_model.runtime import CPU, CUDA, TENSORRT, OnnxDownscaler, default_providers
+        from refscale_model.backends.onnx_runtime import CPU, CUDA, TENSORRT, OnnxDownscaler, default_providers
 
         providers: list[Any] = {
             "ort": [CPU],
@@ -108,8 +108,8 @@ def make_backend(spec: dict[str, Any]) -> Any:
 
     import torch
 
-    from refscale_model.onnx_export import _Downscale
-    from refscale_model.torch_downscaler import TorchDownscaler
+    from refscale_model.backends.onnx_export import _Downscale
+    from refscale_model.backends.torch_backend import TorchDownscaler
     from refscale_model.weights import load_weights
 
     model = load_weights(spec["weights"])
@@ -195,7 +195,7 @@ def prepare_variants(weights: str, configs: list[str], out_dir: Path, fp16_onnx:
     import torch
 
     from refscale_model import RefScale, load_model, save_weights
-    from refscale_model.onnx_export import export_onnx
+    from refscale_model.backends.onnx_export import export_onnx
 
     base = load_model(weights, allow_untrained=True)
     variants = [("default", {}, base)]

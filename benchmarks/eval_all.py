@@ -13,8 +13,8 @@ import argparse
 import json
 from pathlib import Path
 
-from refscale_model.data import default_data_root
-from refscale_model.evaluate import evaluate, read_eval_pairs
+from refscale_model.evaluation.pairs import evaluate, read_eval_pairs
+from refscale_model.training.data import default_data_root
 from refscale_model.weights import load_model
 
 

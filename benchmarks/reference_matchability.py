@@ -19,10 +19,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from refscale_model.data import default_data_root, read_training_image, split_pairs
-from refscale_model.evaluate import prepare_reference as prepare_eval_reference
+from refscale_model.evaluation.pairs import prepare_reference as prepare_eval_reference
 from refscale_model.registration import RegistrationConfig, prepare_reference, register
-from refscale_model.smap_gate import mean_similarity
+from refscale_model.training.data import default_data_root, read_training_image, split_pairs
+from refscale_model.training.smap_gate import mean_similarity
 from refscale_model.weights import load_model
 
 MAX_SIDE = 640

@@ -13,8 +13,8 @@ __version__ = "0.1.0"
 
 _LAZY = {
     "RefScaleConfig": "refscale_model.config",
-    "Encoded": "refscale_model.model",
-    "RefScale": "refscale_model.model",
+    "Encoded": "refscale_model.models.refscale",
+    "RefScale": "refscale_model.models.refscale",
     "WeightsError": "refscale_model.weights",
     "load_model": "refscale_model.weights",
     "load_weights": "refscale_model.weights",
@@ -34,7 +34,7 @@ __all__ = [
 
 if TYPE_CHECKING:
     from refscale_model.config import RefScaleConfig
-    from refscale_model.model import Encoded, RefScale
+    from refscale_model.models.refscale import Encoded, RefScale
     from refscale_model.weights import WeightsError, load_model, load_weights, save_weights
 
 

@@ -37,7 +37,7 @@ class RefScaleConfig:
     a reference no more similar than unrelated images commonly are carries no evidence of a match,
     and its map would cost bytes for a condition the coupling cannot use. S_map = 0 is exactly the
     no-reference condition, so such frames are rebuilt reference-free. Set per trained encoder
-    (`refscale_model.smap_gate`: a high percentile of unrelated training pairs' means); 0 = off."""
+    (`refscale_model.training.smap_gate`: a high percentile of unrelated training pairs' means); 0 = off."""
     use_reference: bool = True
     """False: the no-reference baseline (condition always zero, "our IRN")."""
     noref_fallback: bool = False

@@ -17,7 +17,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from refscale_model.codec import encode_png
+from refscale_model.io.images import encode_png
 from refscale_model.metrics import psnr, ssim
 
 CAMERA_TOPIC = "/camera/front/image_raw"
@@ -96,7 +96,7 @@ def _log(msg: str) -> None:
 
 
 def build_cache(drive_a: Path, cache_dir: Path, every_m: float) -> int:
-    from refscale_model.reference_cache import ReferenceCache, build_from_bag
+    from refscale_model.refcache.store import ReferenceCache, build_from_bag
 
     if cache_dir.exists():
         shutil.rmtree(cache_dir)
@@ -107,7 +107,7 @@ def build_cache(drive_a: Path, cache_dir: Path, every_m: float) -> int:
 
 
 def export_onnx(weights: str, out: Path, allow_untrained: bool) -> Path:
-    from refscale_model.onnx_export import export_onnx as export
+    from refscale_model.backends.onnx_export import export_onnx as export
     from refscale_model.weights import load_model
 
     export(load_model(weights, allow_untrained=allow_untrained), out, model_id=weights)
@@ -187,7 +187,7 @@ def _figure(path: Path, raw: np.ndarray, lr: np.ndarray, smap: np.ndarray | None
 def reconstruct_and_score(settings: DemoSettings, bag: Path, cache_dir: Path, drive_b: Path,
                           summary: DemoSummary) -> None:
     from refscale_model.pipeline import FrameFailure, Reconstructor
-    from refscale_model.reference_cache import ReferenceCache
+    from refscale_model.refcache.store import ReferenceCache
     from refscale_model.weights import load_model
 
     raw = _raw_frames(drive_b)

@@ -7,7 +7,7 @@ Conventions (stated once, used everywhere):
 - SSIM: Wang et al. 2004, Gaussian window σ = 1.5 (11×11), K1 = 0.01, K2 = 0.03, per RGB channel, averaged.
 - SI (paper eq. 15): Sobel (3×3, OpenCV) gradients s_h, s_v of the full-range BT.601 luma on [0, 1];
   we report the *mean* of sqrt(s_h² + s_v²) over the image (lower = less spatial information).
-- Bytes: lengths of real lossless PNG bitstreams from `refscale_model.codec` (LR RGB, S_map grey).
+- Bytes: lengths of real lossless PNG bitstreams from `refscale_model.io.images` (LR RGB, S_map grey).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from refscale_model.codec import encode_png
+from refscale_model.io.images import encode_png
 
 
 def to_float(image: np.ndarray) -> np.ndarray:

@@ -14,7 +14,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from refscale_model.config import RefScaleConfig
-from refscale_model.model import RefScale
+from refscale_model.models.refscale import RefScale
 
 WEIGHTS_FORMAT = "refscale-weights/1"
 PACKAGED_DIR = Path(__file__).resolve().parent / "weights"

@@ -18,7 +18,6 @@ from mcap.records import Chunk, Message
 from mcap.stream_reader import StreamReader, breakup_chunk
 from mcap_ros2.decoder import DecoderFactory
 
-from refscale_model import rosimg
 from refscale_model.bags import (
     BagReader,
     BagWriter,
@@ -29,6 +28,7 @@ from refscale_model.bags import (
     recover,
     summarize,
 )
+from refscale_model.io import rosimg
 
 REPO = Path(__file__).resolve().parents[1]
 T0 = 1_700_000_000_000_000_000

@@ -10,8 +10,7 @@ import pytest
 import torch
 
 from refscale_model.cli import main
-from refscale_model.data import RevisitDataset, split_pairs
-from refscale_model.evaluate import (
+from refscale_model.evaluation.pairs import (
     METHODS,
     METRIC_KEYS,
     EvalPair,
@@ -20,6 +19,7 @@ from refscale_model.evaluate import (
     set_dir_of,
     shuffled_reference,
 )
+from refscale_model.training.data import RevisitDataset, split_pairs
 from refscale_model.weights import load_weights
 
 

@@ -6,7 +6,7 @@ import numpy as np
 import torch
 
 from refscale_model import RefScale, RefScaleConfig
-from refscale_model.losses import compute_losses, gaussian_blur, lr_guidance_targets
+from refscale_model.training.losses import compute_losses, gaussian_blur, lr_guidance_targets
 
 
 def test_guidance_targets_blur_removes_detail() -> None:

@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 
-from refscale_model.codec import decode_png, encode_png
+from refscale_model.io.images import decode_png, encode_png
 from refscale_model.metrics import frame_bytes, psnr, psnr_y, spatial_information, ssim
 
 

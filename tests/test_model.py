@@ -10,7 +10,7 @@ import torch
 
 from refscale_model import RefScale, RefScaleConfig, load_model
 from refscale_model.layers import HaarSqueeze, cosine_similarity_map, expand_similarity, similarity_map
-from refscale_model.model import attach_noref_fallback
+from refscale_model.models.refscale import attach_noref_fallback
 from refscale_model.quantise import lr_from_uint8, lr_to_uint8, quantise_lr, quantise_smap
 
 TINY = {"hidden": 8, "encoder_channels": 8}

@@ -23,12 +23,12 @@ import torch
 from conftest import REPO_ROOT, load_pair
 
 from refscale_model import RefScale, RefScaleConfig, load_model, save_weights
+from refscale_model.backends.onnx_export import check_pairing, export_onnx, read_metadata
+from refscale_model.backends.onnx_runtime import CPU, OnnxDownscaler, default_providers, noref_path, smap_path
+from refscale_model.backends.torch_backend import TorchDownscaler
 from refscale_model.cli import main as cli_main
 from refscale_model.metrics import psnr
-from refscale_model.onnx_export import check_pairing, export_onnx, read_metadata
 from refscale_model.pipeline import Downscaler, ModelInfo
-from refscale_model.runtime import CPU, OnnxDownscaler, default_providers, noref_path, smap_path
-from refscale_model.torch_downscaler import TorchDownscaler
 
 SMALL = {"hidden": 8, "encoder_channels": 8}
 
@@ -331,7 +331,7 @@ def test_provider_fallback_never_crashes(
     import onnxruntime as ort
 
     _, _, path = x2
-    with caplog.at_level(logging.WARNING, logger="refscale_model.runtime"):
+    with caplog.at_level(logging.WARNING, logger="refscale_model.backends.onnx_runtime"):
         runtime = OnnxDownscaler(path, default_providers(tmp_path / "trt"))
         bogus = OnnxDownscaler(path, ["NoSuchExecutionProvider"])
     assert bogus.provider == CPU and "NoSuchExecutionProvider" in caplog.text
@@ -352,7 +352,7 @@ def test_runtime_module_needs_no_torch(x2: tuple[RefScale, OnnxDownscaler, Path]
         sys.modules["torch"] = None  # any `import torch` now raises ImportError
         pkg = types.ModuleType("refscale_model"); pkg.__path__ = [{str(REPO_ROOT / "refscale_model")!r}]
         sys.modules["refscale_model"] = pkg
-        from refscale_model.runtime import CPU, OnnxDownscaler
+        from refscale_model.backends.onnx_runtime import CPU, OnnxDownscaler
         frame = np.frombuffer(bytes.fromhex({frame.tobytes().hex()!r}), np.uint8).reshape(64, 96, 3)
         lr, smap = OnnxDownscaler({str(path)!r}, [CPU]).downscale(frame, frame[::-1].copy())
         sys.stdout.write(lr.tobytes().hex() + " " + smap.tobytes().hex())

@@ -17,9 +17,11 @@ import torch
 from conftest import load_pair
 
 from refscale_model import RefScale, RefScaleConfig, load_model, load_weights, save_weights
+from refscale_model.backends.torch_backend import TorchDownscaler
 from refscale_model.bags import BagWriter, bag_files, is_complete, metadata_of, msgs, read_messages
 from refscale_model.bags import refscale_format as fmt
-from refscale_model.codec import encode_png
+from refscale_model.io.images import encode_png
+from refscale_model.io.rosimg import compressed_msg_fields
 from refscale_model.metrics import psnr
 from refscale_model.pipeline import (
     FrameEncoder,
@@ -31,9 +33,7 @@ from refscale_model.pipeline import (
     ReconstructedFrame,
     Reconstructor,
 )
-from refscale_model.reference_cache import ReferenceCache
-from refscale_model.rosimg import compressed_msg_fields
-from refscale_model.torch_downscaler import TorchDownscaler
+from refscale_model.refcache.store import ReferenceCache
 
 CAM = "/cam/front/image_raw"
 T0 = 1_700_000_000_000_000_000

@@ -8,8 +8,8 @@ import cv2
 import numpy as np
 import pytest
 
-from refscale_model import rosimg
-from refscale_model.rosimg import (
+from refscale_model.io import rosimg
+from refscale_model.io.rosimg import (
     CorruptImageError,
     ImageDecodeError,
     UnsupportedEncodingError,

@@ -109,7 +109,7 @@ def _read(bag: Path) -> dict[str, list]:
 
 def test_bags_topics_stamps_and_positions(small_drive) -> None:
     from refscale_model.bags import msgs
-    from refscale_model.rosimg import image_from_msg
+    from refscale_model.io.rosimg import image_from_msg
 
     drive, _ = small_drive
     manifest = json.loads((drive.root / "manifest.json").read_text())

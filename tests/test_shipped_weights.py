@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from refscale_model.config import RefScaleConfig
-from refscale_model.evaluate import EvalPair, evaluate
-from refscale_model.smap_gate import calibrate_smap_gate
+from refscale_model.evaluation.pairs import EvalPair, evaluate
+from refscale_model.training.smap_gate import calibrate_smap_gate
 from refscale_model.weights import PRESET_FILES, load_model, packaged_weights, read_sidecar
 
 

@@ -14,7 +14,7 @@ import argparse
 import json
 from pathlib import Path
 
-from refscale_model.model import attach_noref_fallback
+from refscale_model.models.refscale import attach_noref_fallback
 from refscale_model.weights import load_weights, save_weights, sidecar_extra
 
 

@@ -13,8 +13,8 @@ import dataclasses
 import json
 from pathlib import Path
 
-from refscale_model.data import default_data_root
-from refscale_model.smap_gate import calibrate_smap_gate
+from refscale_model.training.data import default_data_root
+from refscale_model.training.smap_gate import calibrate_smap_gate
 from refscale_model.weights import load_weights, save_weights, sidecar_extra
 
 

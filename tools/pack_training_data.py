@@ -25,7 +25,7 @@ import cv2
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from refscale_model.data import default_data_root, read_training_image, split_pairs  # noqa: E402
+from refscale_model.training.data import default_data_root, read_training_image, split_pairs  # noqa: E402
 
 
 def pack(source: Path, out: Path, quality: int) -> int:

@@ -13,7 +13,7 @@ import dataclasses
 import json
 from pathlib import Path
 
-from refscale_model.data import __doc__ as SPLIT_DOC
+from refscale_model.training.data import __doc__ as SPLIT_DOC
 from refscale_model.weights import load_weights, packaged_weights, save_weights
 
 ROLE = {

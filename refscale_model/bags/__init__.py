@@ -4,7 +4,7 @@ Bags are rosbag2 *directories* (`metadata.yaml` + `<name>_<i>.mcap`), profile `r
 encoding `ros2msg`, message encoding `cdr`, zstd chunks; `ros2 bag`, Foxglove and `rosbags` open
 them with standard message types only. Usage (a raw camera bag)::
 
-    from refscale_model import rosimg
+    from refscale_model.io import rosimg
     from refscale_model.bags import BagWriter, msgs, read_messages, recover
 
     with BagWriter("drive1", split_max_bytes=512 << 20) as bag:

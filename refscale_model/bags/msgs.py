@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from refscale_model.rosimg import compressed_msg_fields, rgb_to_image_msg_fields
+from refscale_model.io.rosimg import compressed_msg_fields, rgb_to_image_msg_fields
 
 IMAGE = "sensor_msgs/msg/Image"
 COMPRESSED_IMAGE = "sensor_msgs/msg/CompressedImage"

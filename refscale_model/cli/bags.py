@@ -95,15 +95,15 @@ def _load_model(weights: str, allow_untrained: bool) -> Any:
 
 
 def run_encode_bag(args: argparse.Namespace) -> int:
+    from refscale_model.backends.torch_backend import TorchDownscaler
     from refscale_model.bags import BagReader, BagWriteError, BagWriter, msgs
     from refscale_model.pipeline import FrameEncoder, FrameError, ModelInfo
-    from refscale_model.torch_downscaler import TorchDownscaler
 
     model = _load_model(args.weights, args.allow_untrained)
     model_id = Path(args.weights).name if args.weights.endswith(".safetensors") else args.weights
     info = ModelInfo.of(model, model_id)
     if args.onnx is not None:
-        from refscale_model.runtime import OnnxDownscaler  # type: ignore[import-not-found]
+        from refscale_model.backends.onnx_runtime import OnnxDownscaler  # type: ignore[import-not-found]
 
         downscaler: Any = OnnxDownscaler(str(args.onnx))
         onnx_sha = getattr(downscaler, "weights_sha256", None)
@@ -116,7 +116,7 @@ def run_encode_bag(args: argparse.Namespace) -> int:
         downscaler = TorchDownscaler(model, args.device)
     cache = None
     if args.cache is not None:
-        from refscale_model.reference_cache import ReferenceCache
+        from refscale_model.refcache.store import ReferenceCache
 
         cache = ReferenceCache.open(args.cache, readonly=True)
     cameras = set(args.camera)
@@ -210,7 +210,7 @@ def _safe_name(topic: str) -> str:
 def run_reconstruct(args: argparse.Namespace) -> int:
     from refscale_model.bags import BagWriter, RawMessage, metadata_of, msgs
     from refscale_model.bags import refscale_format as fmt
-    from refscale_model.codec import encode_png
+    from refscale_model.io.images import encode_png
     from refscale_model.metrics import psnr, ssim
     from refscale_model.pipeline import FrameFailure, Reconstructor
 
@@ -233,7 +233,7 @@ def run_reconstruct(args: argparse.Namespace) -> int:
         return 2
     cache = None
     if args.cache is not None:
-        from refscale_model.reference_cache import ReferenceCache
+        from refscale_model.refcache.store import ReferenceCache
 
         cache = ReferenceCache.open(args.cache, readonly=True)
     rec = Reconstructor(

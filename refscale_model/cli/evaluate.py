@@ -25,7 +25,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from refscale_model.evaluate import evaluate, markdown_table, read_eval_pairs, write_report
+    from refscale_model.evaluation.pairs import evaluate, markdown_table, read_eval_pairs, write_report
     from refscale_model.weights import load_model
 
     model = load_model(args.weights, allow_untrained=args.allow_untrained)

@@ -31,7 +31,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run_export(args: argparse.Namespace) -> int:
-    from refscale_model.onnx_export import DEFAULT_OPSET, export_onnx, model_id_for
+    from refscale_model.backends.onnx_export import DEFAULT_OPSET, export_onnx, model_id_for
     from refscale_model.weights import load_model
 
     model = load_model(args.weights, allow_untrained=args.allow_untrained)
@@ -58,8 +58,8 @@ def _check(model: object, path: Path) -> int:
     import numpy as np
     import torch
 
-    from refscale_model.runtime import CPU, OnnxDownscaler
-    from refscale_model.torch_downscaler import TorchDownscaler
+    from refscale_model.backends.onnx_runtime import CPU, OnnxDownscaler
+    from refscale_model.backends.torch_backend import TorchDownscaler
 
     rng = np.random.default_rng(0)
     base = rng.integers(0, 256, (24, 32, 3), dtype=np.uint8)
@@ -85,7 +85,7 @@ def _check(model: object, path: Path) -> int:
 
 
 def run_info(args: argparse.Namespace) -> int:
-    from refscale_model.onnx_export import check_pairing, read_metadata
+    from refscale_model.backends.onnx_export import check_pairing, read_metadata
 
     meta = read_metadata(args.onnx)
     if not meta:

@@ -44,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
     import dataclasses
 
     from refscale_model.config import RefScaleConfig
-    from refscale_model.train import TrainConfig, train
+    from refscale_model.training.loop import TrainConfig, train
     from refscale_model.weights import read_sidecar
 
     if args.init:

@@ -167,8 +167,8 @@ def load_backend(weights: str, allow_untrained: bool, onnx_model: str,
     the PyTorch weights, or from the ONNX export's own metadata (`model_info()`).
     """
     from refscale_model import load_model
-    from refscale_model.pipeline import ModelInfo
-    from refscale_model.torch_downscaler import TorchDownscaler
+    from refscale_model.backends.base import ModelInfo
+    from refscale_model.backends.torch_backend import TorchDownscaler
 
     def torch_info() -> tuple[Any, Any]:
         model = load_model(weights, allow_untrained=allow_untrained)
@@ -179,7 +179,7 @@ def load_backend(weights: str, allow_untrained: bool, onnx_model: str,
         model, info = torch_info()
         return Backend(TorchDownscaler(model, device), info, f'torch:{device}')
     try:  # runtime.py (ONNX Runtime) is optional: the [onnx] extra
-        from refscale_model.runtime import OnnxDownscaler
+        from refscale_model.backends.onnx_runtime import OnnxDownscaler
     except ImportError as exc:
         raise RuntimeError(
             f'onnx_model is set but the ONNX runtime is unavailable ({exc}); '

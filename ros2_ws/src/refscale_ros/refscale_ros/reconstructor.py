@@ -97,7 +97,7 @@ class ReconstructorNode(Node):
         from refscale_model.bags import BagWriter, metadata_of
         from refscale_model.bags import refscale_format as fmt
         from refscale_model.pipeline import Reconstructor
-        from refscale_model.reference_cache import ReferenceCache
+        from refscale_model.refcache.store import ReferenceCache
 
         p = declare(self, PARAMETERS)
         self.params = p

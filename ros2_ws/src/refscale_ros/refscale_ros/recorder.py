@@ -295,7 +295,7 @@ class RecorderNode(Node):
             raise ValueError('a camera topic is listed twice in `cameras`')
         self.passthrough = [_passthrough_spec(s) for s in string_list(p['passthrough'])]
 
-        from refscale_model.reference_cache import ReferenceCache
+        from refscale_model.refcache.store import ReferenceCache
         from refscale_model.registration import RegistrationConfig
 
         self.backend = load_backend(p['weights'], p['allow_untrained'], p['onnx_model'],

@@ -19,12 +19,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from refscale_model.codec import stored_smap
-from refscale_model.data import place_of, read_rgb, validation_places
-from refscale_model.losses import bicubic_down
+from refscale_model.io.images import stored_smap
 from refscale_model.metrics import frame_bytes, psnr, spatial_information, ssim
-from refscale_model.model import RefScale
+from refscale_model.models.refscale import RefScale
 from refscale_model.registration import RegistrationConfig, align_reference
+from refscale_model.training.data import place_of, read_rgb, validation_places
+from refscale_model.training.losses import bicubic_down
 
 ReferenceMode = Literal["aligned", "none", "shuffled"]
 METHODS = ("bicubic", "noref", "refscale")
@@ -73,7 +73,7 @@ def read_eval_pairs(csv_path: Path, split: Literal["all", "val", "train"] = "all
     with open(csv_path, newline="") as fh:
         rows = list(csv.DictReader(fh))
     if split != "all":
-        from refscale_model.data import read_pairs
+        from refscale_model.training.data import read_pairs
 
         val = validation_places(read_pairs(set_dir))
         keep = (lambda p: p in val) if split == "val" else (lambda p: p not in val)

@@ -877,7 +877,7 @@ def build_from_bag(
     consistent cache and re-running it resumes (entries already present are skipped).
     """
     from refscale_model.bags import read_messages
-    from refscale_model.rosimg import ImageDecodeError, image_from_msg
+    from refscale_model.io.rosimg import ImageDecodeError, image_from_msg
 
     if (gps_topic is None) == (odom_topic is None):
         raise ValueError("give exactly one of gps_topic or odom_topic")

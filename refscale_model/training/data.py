@@ -17,7 +17,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from refscale_model.synthetic import SyntheticRevisit
+from refscale_model.training.synthetic import SyntheticRevisit
 
 TIME_SERIES_SETS = ("webcam_tilde", "satellite_spacenet7_monthly")
 
@@ -32,7 +32,7 @@ class PairRow:
 
 def default_data_root() -> Path:
     """`../shared/data` beside the checkout (the only place real images are read from)."""
-    return (Path(__file__).resolve().parents[1] / ".." / "shared" / "data").resolve()
+    return (Path(__file__).resolve().parents[2] / ".." / "shared" / "data").resolve()
 
 
 def place_of(set_name: str, target: str) -> str:

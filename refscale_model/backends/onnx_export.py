@@ -42,10 +42,10 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
+from refscale_model.backends.onnx_runtime import ONNX_FORMAT, noref_path, smap_path
 from refscale_model.layers import similarity_map
-from refscale_model.model import RefScale
+from refscale_model.models.refscale import RefScale
 from refscale_model.quantise import lr_to_uint8, quantise_smap, smap_from_levels, smap_to_uint8
-from refscale_model.runtime import ONNX_FORMAT, noref_path, smap_path
 
 log = logging.getLogger(__name__)
 

@@ -298,7 +298,7 @@ def compressed_png(rgb: np.ndarray) -> bytes:
     """PNG bytes of an RGB image (lossless), as carried in a CompressedImage with format "png"."""
     rgb = _check_rgb(rgb)
     try:  # the lead's codec is the one place PNG settings live; fall back until it lands
-        from refscale_model.codec import encode_png  # type: ignore[import-not-found]
+        from refscale_model.io.images import encode_png  # type: ignore[import-not-found]
     except ImportError:
         encode_png = None
     if encode_png is not None:

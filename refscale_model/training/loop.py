@@ -24,9 +24,9 @@ from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
 from refscale_model.config import RefScaleConfig
-from refscale_model.data import RevisitDataset, default_data_root
-from refscale_model.losses import compute_losses
-from refscale_model.model import RefScale
+from refscale_model.models.refscale import RefScale
+from refscale_model.training.data import RevisitDataset, default_data_root
+from refscale_model.training.losses import compute_losses
 from refscale_model.weights import load_weights, save_weights
 
 

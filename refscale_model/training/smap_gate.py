@@ -17,9 +17,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from refscale_model.data import read_training_image, split_pairs
-from refscale_model.evaluate import to_tensor
-from refscale_model.model import RefScale
+from refscale_model.evaluation.pairs import to_tensor
+from refscale_model.models.refscale import RefScale
+from refscale_model.training.data import read_training_image, split_pairs
 
 
 @dataclass(frozen=True)

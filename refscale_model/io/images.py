@@ -5,6 +5,8 @@ Byte counts in metrics and the bags both come from these real bitstreams.
 
 from __future__ import annotations
 
+from typing import Any
+
 import cv2
 import numpy as np
 
@@ -44,3 +46,11 @@ def decode_png(data: bytes) -> np.ndarray:
     if image.ndim == 3:
         image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
     return image
+
+
+def to_uint8(hr: Any) -> np.ndarray:
+    """float B×3×H×W (or 3×H×W) tensor in [0, 1] -> uint8 H×W×3 of the first image: the rounding used offboard."""
+    import torch
+
+    t = hr[0] if hr.ndim == 4 else hr
+    return (t.clamp(0, 1) * 255.0).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()

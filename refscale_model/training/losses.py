@@ -9,7 +9,7 @@ import torch
 from torch import Tensor, nn
 
 from refscale_model.layers import expand_similarity
-from refscale_model.model import RefScale
+from refscale_model.models.refscale import RefScale
 from refscale_model.quantise import quantise_lr
 
 

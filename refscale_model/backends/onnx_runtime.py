@@ -20,13 +20,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from refscale_model.codec import stored_smap
 from refscale_model.config import RefScaleConfig
+from refscale_model.io.images import stored_smap
 
 if TYPE_CHECKING:
     import onnxruntime as ort
 
-    from refscale_model.pipeline import ModelInfo
+    from refscale_model.backends.base import ModelInfo
 
 log = logging.getLogger(__name__)
 
@@ -306,7 +306,7 @@ class OnnxDownscaler:
     # ------------------------------------------------------------------ helpers
     def model_info(self) -> ModelInfo:
         """`pipeline.ModelInfo` of the exported weights, for `FrameEncoder` (no PyTorch model needed)."""
-        from refscale_model.pipeline import ModelInfo
+        from refscale_model.backends.base import ModelInfo
 
         return ModelInfo(
             model_id=self.model_id,

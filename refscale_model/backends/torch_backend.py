@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 if TYPE_CHECKING:
-    from refscale_model.model import RefScale
+    from refscale_model.models.refscale import RefScale
 
 
 class TorchDownscaler:

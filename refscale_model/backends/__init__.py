@@ -1,0 +1,1 @@
+"""Downscaling backends behind the pipeline's numpy `Downscaler` contract: PyTorch and ONNX Runtime."""

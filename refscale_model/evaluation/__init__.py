@@ -1,0 +1,1 @@
+"""Evaluation of trained weights on revisit pairs: PSNR/SSIM/bytes, and rate–distortion curves."""

@@ -1,0 +1,1 @@
+"""The RefScale network (Ref-Net + conditional INN) and its no-reference fallback routing."""

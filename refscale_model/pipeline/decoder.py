@@ -1,0 +1,236 @@
+"""Offboard: `Reconstructor` rebuilds HR frames from a RefScale bag.
+
+Pair each frame's LR / S_map / metadata from the bag, fetch the named reference by id *and*
+sha256, warp it with the stored matrix, and run the PyTorch inverse in batches.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from refscale_model.bags import BagReader, RawMessage, metadata_of, msgs
+from refscale_model.bags import refscale_format as fmt
+from refscale_model.io.images import decode_png
+
+if TYPE_CHECKING:
+    from refscale_model.models.refscale import RefScale
+    from refscale_model.refcache.store import ReferenceCache
+
+
+@dataclass
+class EncodedFrame:
+    """One frame's stored parts, paired from the bag."""
+
+    camera_topic: str
+    stamp_ns: int
+    frame_id: str
+    log_time_ns: int
+    meta: fmt.FrameMeta
+    lr: np.ndarray
+    smap: np.ndarray | None
+
+
+@dataclass
+class ReconstructedFrame:
+    camera_topic: str
+    stamp_ns: int
+    frame_id: str
+    log_time_ns: int
+    meta: fmt.FrameMeta
+    rgb: np.ndarray
+
+
+@dataclass
+class FrameFailure:
+    """A frame that could not be rebuilt; `kind`: reference_missing, reference_mismatch,
+    model_mismatch, corrupt_frame, incomplete."""
+
+    camera_topic: str
+    stamp_ns: int
+    log_time_ns: int
+    kind: str
+    message: str
+
+
+class Reconstructor:
+    """Rebuild HR frames from a RefScale bag with the PyTorch inverse (batched, z = 0 by default).
+
+    `z` may be an int seed: frame i then samples z with seed `z + i` (decoded one at a time, so
+    the result does not depend on batching).
+    """
+
+    def __init__(
+        self,
+        model: RefScale,
+        cache: ReferenceCache | None = None,
+        *,
+        device: str = "cpu",
+        batch_size: int = 4,
+        z: str | int = "zero",
+    ) -> None:
+        self.model = model.to(device).eval()
+        self.cache = cache
+        self.device = device
+        self.batch_size = max(1, int(batch_size))
+        self.z = z
+        self.weights_sha256 = str(getattr(model, "weights_sha256", None) or "")
+        self._refs: OrderedDict[tuple[str, str], np.ndarray] = OrderedDict()
+        self._index = 0
+        self.reader: BagReader | None = None
+
+    def check_bag(self, path: str | Path) -> str | None:
+        """A clear message if the bag's model differs from ours (None when they match)."""
+        meta = metadata_of(path).get(fmt.METADATA_NAME)
+        if meta is None:
+            return f"{path}: no '{fmt.METADATA_NAME}' metadata record; not a RefScale bag"
+        want = meta.get("weights_sha256", "")
+        if want != self.weights_sha256:
+            return (
+                f"{path} was encoded with model {meta.get('model_id')!r} weights sha256 {want or '(untrained)'}, "
+                f"but the loaded weights are {self.weights_sha256 or '(untrained)'}"
+            )
+        return None
+
+    def frames(
+        self, path: str | Path, others: Callable[[RawMessage], None] | None = None
+    ) -> Iterator[EncodedFrame | FrameFailure]:
+        """Pair LR / S_map / meta per (camera, stamp); non-RefScale messages go to `others`."""
+        self.reader = reader = BagReader(path)
+        pending: dict[tuple[str, int], tuple[int, dict[str, Any]]] = {}
+        for raw in reader.raw_messages():
+            parts = fmt.split_topic(raw.topic)
+            if parts is None:
+                if others is not None:
+                    others(raw)
+                continue
+            camera, kind = parts
+            msg = reader.decode(raw)
+            key = (camera, msgs.stamp_ns(msg))
+            log_time, slot = pending.setdefault(key, (raw.log_time_ns, {}))
+            slot[kind] = msg
+            if kind == "meta":  # written last: the frame is complete (or never will be)
+                del pending[key]
+                yield self._assemble(camera, key[1], log_time, slot)
+        for (camera, stamp), (log_time, _slot) in pending.items():
+            yield FrameFailure(
+                camera,
+                stamp,
+                log_time,
+                "incomplete",
+                f"{camera} @ {stamp}: frame record missing (bag ends or was cut before it)",
+            )
+
+    def _assemble(self, camera: str, stamp: int, log_time: int, slot: dict[str, Any]) -> EncodedFrame | FrameFailure:
+        try:
+            meta = fmt.meta_from_msg(slot["meta"])
+        except (ValueError, KeyError, AttributeError) as exc:
+            return FrameFailure(camera, stamp, log_time, "corrupt_frame", f"{camera} @ {stamp}: bad metadata: {exc}")
+        if "lr" not in slot or (meta.has_smap and "smap" not in slot):
+            return FrameFailure(camera, stamp, log_time, "incomplete", f"{camera} @ {stamp}: LR or S_map missing")
+        try:
+            lr = decode_png(bytes(slot["lr"].data))
+            smap = decode_png(bytes(slot["smap"].data)) if meta.has_smap else None
+        except ValueError as exc:
+            return FrameFailure(camera, stamp, log_time, "corrupt_frame", f"{camera} @ {stamp}: {exc}")
+        return EncodedFrame(camera, stamp, msgs.frame_id(slot["meta"]), log_time, meta, lr, smap)
+
+    def run(
+        self, path: str | Path, others: Callable[[RawMessage], None] | None = None
+    ) -> Iterator[ReconstructedFrame | FrameFailure]:
+        """Reconstruct every frame of the bag, in bag order per batch; failures are yielded, not raised."""
+        batch: list[tuple[EncodedFrame, np.ndarray | None]] = []
+        for item in self.frames(path, others):
+            prepared = item if isinstance(item, FrameFailure) else self._prepare(item)
+            if isinstance(prepared, FrameFailure):
+                if batch:  # keep bag order: finish the frames before this one first
+                    yield from self._run_batch(batch)
+                    batch = []
+                yield prepared
+                continue
+            assert isinstance(item, EncodedFrame)
+            if batch and not self._batchable(batch[0], (item, prepared)):
+                yield from self._run_batch(batch)
+                batch = []
+            batch.append((item, prepared))
+            if len(batch) >= self.batch_size or isinstance(self.z, int):
+                yield from self._run_batch(batch)
+                batch = []
+        if batch:
+            yield from self._run_batch(batch)
+
+    def _prepare(self, f: EncodedFrame) -> np.ndarray | None | FrameFailure:
+        """The warped reference for a frame (None without S_map), or why it cannot be had."""
+        m = f.meta
+        if m.weights_sha256 != self.weights_sha256:
+            return FrameFailure(
+                f.camera_topic,
+                f.stamp_ns,
+                f.log_time_ns,
+                "model_mismatch",
+                f"{f.camera_topic} @ {f.stamp_ns}: encoded with weights {m.weights_sha256 or '(untrained)'}"
+                f", loaded {self.weights_sha256 or '(untrained)'}",
+            )
+        if not m.has_smap:
+            return None
+        from refscale_model.refcache.store import CacheError, ReferenceMismatchError
+        from refscale_model.registration import warp_reference
+
+        where = f"{f.camera_topic} @ {f.stamp_ns}: reference {m.reference_id} (sha256 {m.reference_sha256[:12]}…)"
+        if self.cache is None:
+            return FrameFailure(
+                f.camera_topic, f.stamp_ns, f.log_time_ns, "reference_missing", f"{where}: no reference cache given"
+            )
+        key = (m.reference_id, m.reference_sha256)
+        ref = self._refs.get(key)
+        if ref is None:
+            try:
+                ref = self.cache.get(int(m.reference_id), m.reference_sha256).load_rgb()
+            except ReferenceMismatchError as exc:
+                return FrameFailure(f.camera_topic, f.stamp_ns, f.log_time_ns, "reference_mismatch", f"{where}: {exc}")
+            except CacheError as exc:
+                return FrameFailure(f.camera_topic, f.stamp_ns, f.log_time_ns, "reference_missing", f"{where}: {exc}")
+            self._refs[key] = ref
+            while len(self._refs) > 8:
+                self._refs.popitem(last=False)
+        return warp_reference(ref, m.matrix, m.size)
+
+    @staticmethod
+    def _batchable(a: tuple[EncodedFrame, np.ndarray | None], b: tuple[EncodedFrame, np.ndarray | None]) -> bool:
+        return a[0].meta.size == b[0].meta.size and (a[1] is None) == (b[1] is None) and a[0].lr.shape == b[0].lr.shape
+
+    def _run_batch(
+        self, batch: list[tuple[EncodedFrame, np.ndarray | None]]
+    ) -> Iterator[ReconstructedFrame | FrameFailure]:
+        import torch
+
+        frames = [f for f, _ in batch]
+        size = frames[0].meta.size
+        lr = torch.from_numpy(np.stack([f.lr for f in frames])).permute(0, 3, 1, 2).to(self.device)
+        has_ref = batch[0][1] is not None
+        smap = torch.from_numpy(np.stack([f.smap for f in frames]))[:, None].to(self.device) if has_ref else None
+        ref = torch.from_numpy(np.stack([r for _, r in batch])).permute(0, 3, 1, 2).to(self.device) if has_ref else None
+        z: str | int = self.z if self.z == "zero" else int(self.z) + self._index
+        self._index += len(frames)
+        try:
+            hr = self.model.upscale(lr, smap, ref, size, z=z)
+        except (ValueError, RuntimeError) as exc:
+            for f in frames:
+                yield FrameFailure(
+                    f.camera_topic,
+                    f.stamp_ns,
+                    f.log_time_ns,
+                    "corrupt_frame",
+                    f"{f.camera_topic} @ {f.stamp_ns}: inverse failed: {exc}",
+                )
+            return
+        out = (hr.clamp(0, 1) * 255.0).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+        for f, rgb in zip(frames, out, strict=True):
+            yield ReconstructedFrame(
+                f.camera_topic, f.stamp_ns, f.frame_id, f.log_time_ns, f.meta, np.ascontiguousarray(rgb)
+            )

@@ -1,0 +1,303 @@
+"""Onboard: `FrameEncoder` turns camera messages into a RefScale bag.
+
+Per camera message: decode (rosimg) -> nearest reference (ReferenceCache) -> registration
+(align_reference) -> downscaler (ONNX runtime or PyTorch) -> PNG -> bag writer. A bad frame raises
+`FrameError` (counted in `stats`); the bag is never touched for it. A failing bag write raises
+`BagWriteError`: the recording itself cannot go on. Bag layout: docs/bag-format.md.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter, OrderedDict
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from refscale_model.backends.base import Downscaler, ModelInfo
+from refscale_model.bags import BagWriter, msgs
+from refscale_model.bags import refscale_format as fmt
+from refscale_model.io import rosimg
+from refscale_model.io.images import encode_png, stored_smap
+from refscale_model.pipeline.pose import Pose, PoseTracker
+
+if TYPE_CHECKING:
+    from refscale_model.refcache.store import Reference, ReferenceCache
+    from refscale_model.registration import RegistrationConfig
+
+
+class FrameError(ValueError):
+    """One frame could not be encoded; `kind` is the counter it was added to. The bag is untouched."""
+
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
+@dataclass
+class EncoderStats:
+    """Counters the node publishes as diagnostics and the CLI prints."""
+
+    frames: int = 0
+    frames_without_reference: int = 0
+    errors: Counter[str] = field(default_factory=Counter)
+    passthrough: int = 0
+    bytes_in: int = 0
+    """Image payload bytes received (Image.data / CompressedImage.data)."""
+    bytes_out: int = 0
+    """PNG payload bytes written (LR + S_map)."""
+    encode_s: float = 0.0
+
+    @property
+    def compression_ratio(self) -> float:
+        return self.bytes_in / self.bytes_out if self.bytes_out else float("nan")
+
+
+@dataclass(frozen=True)
+class FrameResult:
+    camera_topic: str
+    stamp_ns: int
+    lr_shape: tuple[int, int]
+    has_reference: bool
+    reference_id: str
+    lr_bytes: int
+    smap_bytes: int
+    encode_ms: float
+    no_reference_reason: str = ""
+
+
+class FrameEncoder:
+    """Encode camera messages into a RefScale bag; thread-safe (one frame at a time).
+
+    API for the ROS node: `encode(topic, msg, log_time_ns, pose)` per camera message,
+    `passthrough(topic, type_name, msg, log_time_ns)` for CameraInfo / NavSatFix / Odometry / any
+    other topic (NavSatFix and Odometry also feed the internal `PoseTracker` used when no `pose`
+    is given), `stats`, `close()`.
+    """
+
+    def __init__(
+        self,
+        writer: BagWriter,
+        downscaler: Downscaler,
+        model: ModelInfo,
+        *,
+        cache: ReferenceCache | None = None,
+        registration: RegistrationConfig | None = None,
+        camera_names: Mapping[str, str] | None = None,
+        flush_interval_s: float | None = 1.0,
+        software_version: str | None = None,
+        pose_tracker: PoseTracker | None = None,
+    ) -> None:
+        from refscale_model import __version__
+
+        self.writer = writer
+        self.downscaler = downscaler
+        self.model = model
+        self.cache = cache
+        self.registration = registration
+        self.camera_names = dict(camera_names or {})
+        self.flush_interval_s = flush_interval_s
+        self.stats = EncoderStats()
+        self.poses = pose_tracker or PoseTracker(pseudo_latlon=getattr(cache, "pseudo_latlon", None))
+        self._lock = threading.Lock()
+        self._last_flush = time.monotonic()
+        self._refs: OrderedDict[int, tuple[np.ndarray, Any]] = OrderedDict()
+        self._closed = False
+        info = fmt.bag_metadata(model.model_id, model.weights_sha256, model.config, software_version or __version__)
+        writer.add_metadata(fmt.METADATA_NAME, info)
+        for key in ("format", "software_version", "model_id", "weights_sha256"):
+            writer.set_custom_data(f"refscale.{key}", info[key])
+
+    # -- per message --------------------------------------------------------------------------
+    def encode(self, topic: str, msg: Any, log_time_ns: int | None = None, pose: Pose | None = None) -> FrameResult:
+        """Encode one sensor_msgs Image / CompressedImage; raises FrameError (counted) for a bad frame."""
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("FrameEncoder is closed")
+            log_time = time.time_ns() if log_time_ns is None else int(log_time_ns)
+            try:
+                return self._encode(topic, msg, log_time, pose)
+            except FrameError as exc:
+                self.stats.errors[exc.kind] += 1
+                raise
+            except OSError:
+                self.stats.errors["write"] += 1
+                raise
+
+    def passthrough(
+        self,
+        topic: str,
+        type_name: str,
+        msg: Any,
+        log_time_ns: int | None = None,
+        *,
+        msgdef: str | None = None,
+        qos: str | None = None,
+    ) -> None:
+        """Copy a non-camera message into the bag (`msg` may be CDR bytes, then give `msgdef`)."""
+        with self._lock:
+            log_time = time.time_ns() if log_time_ns is None else int(log_time_ns)
+            self.writer.add_topic(topic, type_name, msgdef=msgdef, qos=qos)
+            if isinstance(msg, (bytes, bytearray, memoryview)):
+                self.writer.write_cdr(topic, bytes(msg), log_time)
+            else:
+                self.writer.write(topic, msg, log_time)
+                self.poses.update(type_name, msg, log_time)
+            self.stats.passthrough += 1
+            self._maybe_flush()
+
+    def update_pose(self, type_name: str, msg: Any, log_time_ns: int) -> None:
+        """Feed a NavSatFix / Odometry without writing it (e.g. a CDR passthrough decoded elsewhere)."""
+        with self._lock:
+            self.poses.update(type_name, msg, log_time_ns)
+
+    def close(self) -> None:
+        with self._lock:
+            if not self._closed:
+                self._closed = True
+                self.writer.set_custom_data("refscale.frames", str(self.stats.frames))
+                self.writer.close()
+
+    # -- internals ----------------------------------------------------------------------------
+    def _encode(self, topic: str, msg: Any, log_time: int, pose: Pose | None) -> FrameResult:
+        t0 = time.perf_counter()
+        try:
+            rgb = rosimg.image_from_msg(msg)
+        except rosimg.UnsupportedEncodingError as exc:
+            raise FrameError("unsupported_encoding", f"{topic}: {exc}") from exc
+        except rosimg.ImageDecodeError as exc:
+            raise FrameError("corrupt_image", f"{topic}: {exc}") from exc
+        compressed = rosimg.is_compressed_msg(msg)
+        source_bytes = rosimg.payload_size(msg)
+        stamp = _stamp_or(msg, log_time)
+        header = msgs.header(stamp, msgs.frame_id(msg))
+
+        ref_obj, warped, reg, reason = self._reference(topic, rgb, pose or self.poses.pose(stamp))
+        try:
+            lr, smap = self.downscaler.downscale(rgb, warped)
+        except Exception as exc:  # noqa: BLE001 - any backend failure is this frame's failure
+            raise FrameError("model", f"{topic}: downscaler failed: {exc}") from exc
+        if warped is not None and smap is None:
+            raise FrameError("model", f"{topic}: the downscaler returned no S_map for a referenced frame")
+        if smap is not None and stored_smap(smap) is None:  # LR was made with the no-reference condition
+            smap, reason = None, "reference gated: no more similar than an unrelated image (S_map all zero)"
+        lr_png = encode_png(np.ascontiguousarray(lr))
+        smap_png = encode_png(np.ascontiguousarray(smap)) if smap is not None else b""
+        encode_ms = (time.perf_counter() - t0) * 1e3
+        meta = fmt.FrameMeta(
+            source_topic=topic,
+            source_type=msgs.COMPRESSED_IMAGE if compressed else msgs.IMAGE,
+            source_encoding=str(_field(msg, "format") if compressed else _field(msg, "encoding")),
+            height=int(rgb.shape[0]),
+            width=int(rgb.shape[1]),
+            scale=self.model.scale,
+            model_id=self.model.model_id,
+            weights_sha256=self.model.weights_sha256,
+            smap_levels=self.model.smap_levels,
+            reference_id=str(ref_obj.id) if smap is not None else "",
+            reference_sha256=ref_obj.sha256 if smap is not None else "",
+            registration_matrix=fmt.matrix_to_text(reg.matrix) if smap is not None else fmt.matrix_to_text(np.eye(3)),
+            registration_confidence=float(reg.confidence) if reg is not None else 0.0,
+            registration_method=reg.method if reg is not None else "none",
+            has_smap=smap is not None,
+            encode_ms=round(encode_ms, 3),
+            no_reference_reason="" if smap is not None else reason,
+        )
+        with self.writer.group():
+            self.writer.write(
+                fmt.lr_topic(topic),
+                {"header": header, "format": "png", "data": lr_png},
+                log_time,
+                type_name=msgs.COMPRESSED_IMAGE,
+            )
+            if smap is not None:
+                self.writer.write(
+                    fmt.smap_topic(topic),
+                    {"header": header, "format": "png", "data": smap_png},
+                    log_time,
+                    type_name=msgs.COMPRESSED_IMAGE,
+                )
+            note = "encoded" if smap is not None else f"encoded without reference: {reason}"
+            self.writer.write(
+                fmt.meta_topic(topic), fmt.meta_msg(meta, header, note), log_time, type_name=msgs.DIAGNOSTIC_ARRAY
+            )
+        self.stats.frames += 1
+        self.stats.frames_without_reference += smap is None
+        self.stats.bytes_in += source_bytes
+        self.stats.bytes_out += len(lr_png) + len(smap_png)
+        self.stats.encode_s += encode_ms / 1e3
+        self._maybe_flush()
+        return FrameResult(
+            topic,
+            stamp,
+            (int(lr.shape[0]), int(lr.shape[1])),
+            smap is not None,
+            meta.reference_id,
+            len(lr_png),
+            len(smap_png),
+            encode_ms,
+            meta.no_reference_reason,
+        )
+
+    def _reference(
+        self, topic: str, rgb: np.ndarray, pose: Pose | None
+    ) -> tuple[Reference | None, np.ndarray | None, Any, str]:
+        """(reference entry, warped reference or None, Registration or None, reason when None)."""
+        if not self.model.uses_reference:
+            return None, None, None, "model without reference"
+        if self.cache is None:
+            return None, None, None, "no reference cache"
+        if pose is None:
+            return None, None, None, "no pose"
+        from refscale_model.refcache.store import CacheError
+        from refscale_model.registration import align_reference
+
+        camera = self.camera_names.get(topic, topic)
+        try:
+            ref = self.cache.nearest(camera, pose.lat, pose.lon, pose.heading_deg)
+            if ref is None:
+                return None, None, None, "no reference near this pose"
+            ref_rgb, prepared = self._load_reference(ref)
+        except CacheError as exc:
+            self.stats.errors["reference_cache"] += 1
+            return None, None, None, f"reference cache: {exc}"
+        warped, reg = align_reference(rgb, ref_rgb, self.registration, prepared=prepared)
+        if warped is None:
+            return ref, None, reg, f"registration failed (confidence {reg.confidence:.2f})"
+        return ref, warped, reg, ""
+
+    def _load_reference(self, ref: Reference) -> tuple[np.ndarray, Any]:
+        """Decoded reference + its registration features, kept for a few references (frames share them)."""
+        from refscale_model.registration import prepare_reference
+
+        entry = self._refs.get(ref.id)
+        if entry is None:
+            rgb = ref.load_rgb()
+            entry = (rgb, prepare_reference(rgb, self.registration))
+            self._refs[ref.id] = entry
+            while len(self._refs) > 8:
+                self._refs.popitem(last=False)
+        else:
+            self._refs.move_to_end(ref.id)
+        return entry
+
+    def _maybe_flush(self) -> None:
+        if self.flush_interval_s is not None and time.monotonic() - self._last_flush >= self.flush_interval_s:
+            self.writer.flush()
+            self._last_flush = time.monotonic()
+
+
+def _field(msg: Any, name: str) -> Any:
+    return msg.get(name) if isinstance(msg, Mapping) else getattr(msg, name, None)
+
+
+def _stamp_or(msg: Any, fallback_ns: int) -> int:
+    """Header stamp of `msg`, or `fallback_ns` when it has no header or a zero stamp."""
+    try:
+        ns = msgs.stamp_ns(msg)
+    except (TypeError, AttributeError, ValueError):
+        return fallback_ns
+    return ns if ns > 0 else fallback_ns

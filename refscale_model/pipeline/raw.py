@@ -1,0 +1,25 @@
+"""Raw camera frames of a recorded bag, decoded to RGB (the reference and scoring side of the jobs)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+import numpy as np
+
+from refscale_model.bags import BagReader
+from refscale_model.io import rosimg
+from refscale_model.pipeline.encoder import _stamp_or
+
+
+def iter_camera_frames(path: str | Path, topics: Iterable[str]) -> Iterator[tuple[str, int, int, np.ndarray]]:
+    """(topic, stamp_ns, log_time_ns, RGB) of raw camera topics; undecodable frames are skipped."""
+    reader = BagReader(path)
+    for raw in reader.raw_messages(list(topics)):
+        msg = reader.decode(raw)
+        try:
+            rgb = rosimg.image_from_msg(msg)
+        except rosimg.ImageDecodeError:
+            continue
+        yield raw.topic, _stamp_or(msg, raw.log_time_ns), raw.log_time_ns, rgb
+
