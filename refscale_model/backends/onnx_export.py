@@ -42,6 +42,7 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
+from refscale_model.backends.loader import model_id_for
 from refscale_model.backends.onnx_runtime import ONNX_FORMAT, noref_path, smap_path
 from refscale_model.layers import similarity_map
 from refscale_model.models.refscale import RefScale
@@ -269,11 +270,6 @@ def export_onnx(
         side_meta = export_metadata(model, model_id, graph=graph, **common)
         _export_one(_Downscale(model, graph, compute), side, opset, dtype, side_meta, sample_hw)
     return ExportResult(path=out, noref_path=sides["noref"], smap_path=sides["smap"], metadata=meta)
-
-
-def model_id_for(weights: str) -> str:
-    """The id a bag records for `--weights` (same rule as `refscale encode-bag`)."""
-    return Path(weights).name if str(weights).endswith(".safetensors") else str(weights)
 
 
 __all__ = [

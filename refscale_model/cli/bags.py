@@ -95,25 +95,22 @@ def _load_model(weights: str, allow_untrained: bool) -> Any:
 
 
 def run_encode_bag(args: argparse.Namespace) -> int:
-    from refscale_model.backends.torch_backend import TorchDownscaler
+    from refscale_model.backends.loader import BackendError, load_downscaler
     from refscale_model.bags import BagReader, BagWriteError, BagWriter, msgs
-    from refscale_model.pipeline import FrameEncoder, FrameError, ModelInfo
+    from refscale_model.pipeline import FrameEncoder, FrameError
 
-    model = _load_model(args.weights, args.allow_untrained)
-    model_id = Path(args.weights).name if args.weights.endswith(".safetensors") else args.weights
-    info = ModelInfo.of(model, model_id)
-    if args.onnx is not None:
-        from refscale_model.backends.onnx_runtime import OnnxDownscaler  # type: ignore[import-not-found]
-
-        downscaler: Any = OnnxDownscaler(str(args.onnx))
-        onnx_sha = getattr(downscaler, "weights_sha256", None)
-        if onnx_sha and info.weights_sha256 and onnx_sha != info.weights_sha256:
-            print(
-                f"error: {args.onnx} was exported from weights {onnx_sha}, not {info.weights_sha256}", file=sys.stderr
-            )
-            return 2
-    else:
-        downscaler = TorchDownscaler(model, args.device)
+    try:
+        backend = load_downscaler(
+            args.weights,
+            onnx_model=args.onnx,
+            device=args.device,
+            allow_untrained=args.allow_untrained,
+            verify_weights=True,
+        )
+    except BackendError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    downscaler, info = backend.downscaler, backend.info
     cache = None
     if args.cache is not None:
         from refscale_model.refcache.store import ReferenceCache

@@ -6,7 +6,13 @@ without a ROS graph. Bag layout: docs/bag-format.md.
 
 from refscale_model.backends.base import Downscaler, ModelInfo
 from refscale_model.io.images import to_uint8
-from refscale_model.pipeline.decoder import EncodedFrame, FrameFailure, ReconstructedFrame, Reconstructor
+from refscale_model.pipeline.decoder import (
+    EncodedFrame,
+    FrameAssembler,
+    FrameFailure,
+    ReconstructedFrame,
+    Reconstructor,
+)
 from refscale_model.pipeline.encoder import EncoderStats, FrameEncoder, FrameError, FrameResult
 from refscale_model.pipeline.pose import Pose, PoseTracker
 from refscale_model.pipeline.raw import iter_camera_frames
@@ -14,6 +20,7 @@ from refscale_model.pipeline.raw import iter_camera_frames
 __all__ = [
     "Downscaler",
     "EncodedFrame",
+    "FrameAssembler",
     "EncoderStats",
     "FrameEncoder",
     "FrameError",

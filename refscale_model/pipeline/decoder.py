@@ -58,6 +58,72 @@ class FrameFailure:
     message: str
 
 
+class FrameAssembler:
+    """Pairs each frame's LR / S_map / meta messages, from a bag or from live topics (one rule for both).
+
+    A frame is complete when its meta and LR (and its S_map when the meta says one is stored) have
+    arrived. In a bag the meta is written last (`meta_closes=True`): a frame whose meta arrives
+    without its other parts never completes and fails as `incomplete` at once. Live, parts arrive
+    in any order; at most `max_pending` frames wait, the oldest are failed as `incomplete`.
+    """
+
+    def __init__(self, *, meta_closes: bool, max_pending: int | None = None) -> None:
+        self.meta_closes = meta_closes
+        self.max_pending = max_pending
+        self._pending: OrderedDict[tuple[str, int], tuple[int, dict[str, Any]]] = OrderedDict()
+
+    def add(self, camera: str, kind: str, msg: Any, log_time_ns: int) -> list[EncodedFrame | FrameFailure]:
+        """Take one part (`kind`: lr, smap or meta); returns the frames it completed or failed."""
+        key = (camera, msgs.stamp_ns(msg))
+        log_time, slot = self._pending.setdefault(key, (log_time_ns, {}))
+        slot[kind] = msg
+        out: list[EncodedFrame | FrameFailure] = []
+        if self.meta_closes and kind == "meta" or self._complete(slot):
+            del self._pending[key]
+            out.append(self.assemble(camera, key[1], log_time, slot))
+        while self.max_pending is not None and len(self._pending) > self.max_pending:
+            (cam, stamp), (t, _slot) = self._pending.popitem(last=False)
+            out.append(_incomplete(cam, stamp, t, "evicted before all its parts arrived"))
+        return out
+
+    def flush(self) -> list[FrameFailure]:
+        """Fail every frame still waiting (the bag ended or was cut before its parts)."""
+        left = [_incomplete(c, s, t, "frame record missing (bag ends or was cut before it)")
+                for (c, s), (t, _) in self._pending.items()]
+        self._pending.clear()
+        return left
+
+    @staticmethod
+    def _complete(slot: dict[str, Any]) -> bool:
+        if "meta" not in slot or "lr" not in slot:
+            return False
+        try:
+            has_smap = fmt.meta_from_msg(slot["meta"]).has_smap
+        except (ValueError, KeyError, AttributeError):
+            return True  # assemble() reports the bad metadata
+        return not has_smap or "smap" in slot
+
+    @staticmethod
+    def assemble(camera: str, stamp: int, log_time: int, slot: dict[str, Any]) -> EncodedFrame | FrameFailure:
+        """Decode one frame's parts into an `EncodedFrame`, or say why they do not make one."""
+        try:
+            meta = fmt.meta_from_msg(slot["meta"])
+        except (ValueError, KeyError, AttributeError) as exc:
+            return FrameFailure(camera, stamp, log_time, "corrupt_frame", f"{camera} @ {stamp}: bad metadata: {exc}")
+        if "lr" not in slot or (meta.has_smap and "smap" not in slot):
+            return FrameFailure(camera, stamp, log_time, "incomplete", f"{camera} @ {stamp}: LR or S_map missing")
+        try:
+            lr = decode_png(bytes(slot["lr"].data))
+            smap = decode_png(bytes(slot["smap"].data)) if meta.has_smap else None
+        except ValueError as exc:
+            return FrameFailure(camera, stamp, log_time, "corrupt_frame", f"{camera} @ {stamp}: {exc}")
+        return EncodedFrame(camera, stamp, msgs.frame_id(slot["meta"]), log_time, meta, lr, smap)
+
+
+def _incomplete(camera: str, stamp: int, log_time: int, why: str) -> FrameFailure:
+    return FrameFailure(camera, stamp, log_time, "incomplete", f"{camera} @ {stamp}: {why}")
+
+
 class Reconstructor:
     """Rebuild HR frames from a RefScale bag with the PyTorch inverse (batched, z = 0 by default).
 
@@ -102,7 +168,7 @@ class Reconstructor:
     ) -> Iterator[EncodedFrame | FrameFailure]:
         """Pair LR / S_map / meta per (camera, stamp); non-RefScale messages go to `others`."""
         self.reader = reader = BagReader(path)
-        pending: dict[tuple[str, int], tuple[int, dict[str, Any]]] = {}
+        assembler = FrameAssembler(meta_closes=True)
         for raw in reader.raw_messages():
             parts = fmt.split_topic(raw.topic)
             if parts is None:
@@ -110,35 +176,8 @@ class Reconstructor:
                     others(raw)
                 continue
             camera, kind = parts
-            msg = reader.decode(raw)
-            key = (camera, msgs.stamp_ns(msg))
-            log_time, slot = pending.setdefault(key, (raw.log_time_ns, {}))
-            slot[kind] = msg
-            if kind == "meta":  # written last: the frame is complete (or never will be)
-                del pending[key]
-                yield self._assemble(camera, key[1], log_time, slot)
-        for (camera, stamp), (log_time, _slot) in pending.items():
-            yield FrameFailure(
-                camera,
-                stamp,
-                log_time,
-                "incomplete",
-                f"{camera} @ {stamp}: frame record missing (bag ends or was cut before it)",
-            )
-
-    def _assemble(self, camera: str, stamp: int, log_time: int, slot: dict[str, Any]) -> EncodedFrame | FrameFailure:
-        try:
-            meta = fmt.meta_from_msg(slot["meta"])
-        except (ValueError, KeyError, AttributeError) as exc:
-            return FrameFailure(camera, stamp, log_time, "corrupt_frame", f"{camera} @ {stamp}: bad metadata: {exc}")
-        if "lr" not in slot or (meta.has_smap and "smap" not in slot):
-            return FrameFailure(camera, stamp, log_time, "incomplete", f"{camera} @ {stamp}: LR or S_map missing")
-        try:
-            lr = decode_png(bytes(slot["lr"].data))
-            smap = decode_png(bytes(slot["smap"].data)) if meta.has_smap else None
-        except ValueError as exc:
-            return FrameFailure(camera, stamp, log_time, "corrupt_frame", f"{camera} @ {stamp}: {exc}")
-        return EncodedFrame(camera, stamp, msgs.frame_id(slot["meta"]), log_time, meta, lr, smap)
+            yield from assembler.add(camera, kind, reader.decode(raw), raw.log_time_ns)
+        yield from assembler.flush()
 
     def run(
         self, path: str | Path, others: Callable[[RawMessage], None] | None = None
@@ -146,25 +185,25 @@ class Reconstructor:
         """Reconstruct every frame of the bag, in bag order per batch; failures are yielded, not raised."""
         batch: list[tuple[EncodedFrame, np.ndarray | None]] = []
         for item in self.frames(path, others):
-            prepared = item if isinstance(item, FrameFailure) else self._prepare(item)
+            prepared = item if isinstance(item, FrameFailure) else self.reference_for(item)
             if isinstance(prepared, FrameFailure):
                 if batch:  # keep bag order: finish the frames before this one first
-                    yield from self._run_batch(batch)
+                    yield from self.rebuild(batch)
                     batch = []
                 yield prepared
                 continue
             assert isinstance(item, EncodedFrame)
             if batch and not self._batchable(batch[0], (item, prepared)):
-                yield from self._run_batch(batch)
+                yield from self.rebuild(batch)
                 batch = []
             batch.append((item, prepared))
             if len(batch) >= self.batch_size or isinstance(self.z, int):
-                yield from self._run_batch(batch)
+                yield from self.rebuild(batch)
                 batch = []
         if batch:
-            yield from self._run_batch(batch)
+            yield from self.rebuild(batch)
 
-    def _prepare(self, f: EncodedFrame) -> np.ndarray | None | FrameFailure:
+    def reference_for(self, f: EncodedFrame) -> np.ndarray | None | FrameFailure:
         """The warped reference for a frame (None without S_map), or why it cannot be had."""
         m = f.meta
         if m.weights_sha256 != self.weights_sha256:
@@ -200,11 +239,18 @@ class Reconstructor:
                 self._refs.popitem(last=False)
         return warp_reference(ref, m.matrix, m.size)
 
+    def rebuild_one(self, frame: EncodedFrame) -> ReconstructedFrame | FrameFailure:
+        """Rebuild one frame (the live node's path): its reference, then the inverse."""
+        prepared = self.reference_for(frame)
+        if isinstance(prepared, FrameFailure):
+            return prepared
+        return next(iter(self.rebuild([(frame, prepared)])))
+
     @staticmethod
     def _batchable(a: tuple[EncodedFrame, np.ndarray | None], b: tuple[EncodedFrame, np.ndarray | None]) -> bool:
         return a[0].meta.size == b[0].meta.size and (a[1] is None) == (b[1] is None) and a[0].lr.shape == b[0].lr.shape
 
-    def _run_batch(
+    def rebuild(
         self, batch: list[tuple[EncodedFrame, np.ndarray | None]]
     ) -> Iterator[ReconstructedFrame | FrameFailure]:
         import torch

@@ -237,7 +237,7 @@ class ReconstructorNode(Node):
             self.report.failed.setdefault(cam, Counter())['incomplete'] += 1
 
     def _run_live(self) -> None:
-        from refscale_model.pipeline import FrameFailure
+        from refscale_model.pipeline import FrameAssembler, FrameFailure
 
         while not self._quit.is_set():
             with self._cond:
@@ -245,17 +245,10 @@ class ReconstructorNode(Node):
                     continue
                 camera, stamp, t_ns, slot = self._ready.popleft()
             try:
-                # Reconstructor's per-frame steps: the same code as its batch `run`
-                frame = self.rec._assemble(camera, stamp, t_ns, slot)
-                if isinstance(frame, FrameFailure):
-                    self._emit(frame)
-                    continue
-                prepared = self.rec._prepare(frame)
-                if isinstance(prepared, FrameFailure):
-                    self._emit(prepared)
-                    continue
-                for item in self.rec._run_batch([(frame, prepared)]):
-                    self._emit(item)
+                frame = FrameAssembler.assemble(camera, stamp, t_ns, slot)
+                if not isinstance(frame, FrameFailure):
+                    frame = self.rec.rebuild_one(frame)
+                self._emit(frame)
             except Exception as exc:  # noqa: BLE001 - one frame, not the node
                 self.report.failed.setdefault(camera, Counter())['error'] += 1
                 self.get_logger().error(f'{camera} @ {stamp}: {exc!r}')
