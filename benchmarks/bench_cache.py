@@ -21,7 +21,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from refscale_model.refcache.store import ReferenceCache  # noqa: E402
+from refscale_model.refcache import ReferenceCache  # noqa: E402
 
 LAT0, LON0 = 59.91, 10.75  # Oslo
 M_PER_DEG = math.pi * 6_371_008.8 / 180.0

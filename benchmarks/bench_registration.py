@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from refscale_model.registration import (  # noqa: E402
     RegistrationConfig,
     corner_error,
-    prepare_reference,
+    prepare_features,
     register,
     warp_reference,
 )
@@ -66,8 +66,8 @@ def bench_width(pairs: list[tuple[np.ndarray, np.ndarray]], width: int, repeat: 
     for k, (frame, ref) in enumerate(pairs):
         truth = random_homography(ref.shape[:2], k)
         synth = cv2.warpPerspective(ref, truth, (ref.shape[1], ref.shape[0]))
-        prepared = prepare_reference(ref, cfg)
-        prep_ms.append(best_ms(lambda ref=ref: prepare_reference(ref, cfg), repeat))
+        prepared = prepare_features(ref, cfg)
+        prep_ms.append(best_ms(lambda ref=ref: prepare_features(ref, cfg), repeat))
         reg_ms.append(best_ms(lambda s=synth, p=prepared: register(s, p, cfg), repeat))
         est = register(synth, prepared, cfg)
         errors.append(corner_error(est.matrix, truth, ref.shape[:2]))

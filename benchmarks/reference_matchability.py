@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from refscale_model.evaluation.pairs import prepare_reference as prepare_eval_reference
-from refscale_model.registration import RegistrationConfig, prepare_reference, register
+from refscale_model.evaluation.pairs import reference_for_frame
+from refscale_model.registration import RegistrationConfig, prepare_features, register
 from refscale_model.training.data import default_data_root, read_training_image, split_pairs
 from refscale_model.training.smap_gate import mean_similarity
 from refscale_model.weights import load_model
@@ -31,7 +31,7 @@ MAX_SIDE = 640
 
 def read_for(target: np.ndarray, path: Path, reg_config: RegistrationConfig) -> np.ndarray:
     """An image brought to the target's size as `refscale eval` brings a reference (no registration)."""
-    image, _ = prepare_eval_reference(target, read_training_image(path, MAX_SIDE), False, reg_config)
+    image, _ = reference_for_frame(target, read_training_image(path, MAX_SIDE), False, reg_config)
     assert image is not None
     return image
 
@@ -72,7 +72,7 @@ def main() -> None:
             for row in rows:
                 target = read_training_image(row.target, MAX_SIDE)
                 reference = read_for(target, row.reference, reg_config)
-                conf.append(register(target, prepare_reference(reference), reg_config).confidence)
+                conf.append(register(target, prepare_features(reference), reg_config).confidence)
                 aligned.append(mean_similarity(model, target, reference))
                 unrelated.append(mean_similarity(model, target, read_for(target, rng.choice(others), reg_config)))
             c, a = np.array(conf), np.array(aligned)

@@ -10,13 +10,13 @@ identical reference identically (`warp_reference` is deterministic given referen
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
+from dataclasses import InitVar, dataclass
 from typing import Literal
 
 import cv2
 import numpy as np
 
-Fallback = Literal["identity", "none"]
+WhenUnregistered = Literal["identity", "none"]
 
 _INTERP = cv2.INTER_LINEAR
 _BORDER = cv2.BORDER_CONSTANT
@@ -29,15 +29,16 @@ class RegistrationConfig:
 
     work_width: images are downscaled to this width (never upscaled) before estimation; 480 keeps
         1080p registration well inside a 30 Hz budget on one core.
-    min_confidence: below this, `align_reference` applies `fallback`.
-    fallback: "identity" uses the unwarped reference, "none" drops the reference (no-reference mode).
+    min_confidence: below this, `align_reference` applies `when_unregistered`.
+    when_unregistered: "identity" uses the unwarped reference, "none" drops the reference
+        (no-reference mode). `fallback=` is still accepted as the old name of this keyword.
     estimators: "orb" (features + RANSAC + KLT refinement, full homography) and/or "phase" (phase
         correlation, translation only; tried when ORB is missing or below min_confidence).
     """
 
     work_width: int = 640
     min_confidence: float = 0.35
-    fallback: Fallback = "identity"
+    when_unregistered: WhenUnregistered = "identity"
     orb_features: int = 500
     fast_threshold: int = 12
     ratio: float = 0.85
@@ -49,10 +50,13 @@ class RegistrationConfig:
     estimators: tuple[str, ...] = ("orb", "phase")
     phase_min_response: float = 0.08
     phase_span: float = 0.3
+    fallback: InitVar[WhenUnregistered | None] = None  # the old name of `when_unregistered`
 
-    def __post_init__(self) -> None:
-        if self.fallback not in ("identity", "none"):
-            raise ValueError(f"fallback must be 'identity' or 'none', got {self.fallback!r}")
+    def __post_init__(self, fallback: WhenUnregistered | None) -> None:
+        if fallback is not None:
+            object.__setattr__(self, "when_unregistered", fallback)
+        if self.when_unregistered not in ("identity", "none"):
+            raise ValueError(f"when_unregistered must be 'identity' or 'none', got {self.when_unregistered!r}")
         unknown = set(self.estimators) - {"orb", "phase"}
         if unknown:
             raise ValueError(f"unknown estimators {sorted(unknown)}; use 'orb' and/or 'phase'")
@@ -131,7 +135,7 @@ def _features(grey: np.ndarray, config: RegistrationConfig) -> tuple[np.ndarray,
     return pts, desc
 
 
-def prepare_reference(ref_rgb: np.ndarray, config: RegistrationConfig | None = None) -> PreparedReference:
+def prepare_features(ref_rgb: np.ndarray, config: RegistrationConfig | None = None) -> PreparedReference:
     """Precompute what `register` needs from a reference (reuse it across frames)."""
     config = config or RegistrationConfig()
     grey, scale = _work_grey(ref_rgb, config.work_width)
@@ -251,11 +255,11 @@ def register(
 ) -> Registration:
     """Estimate the homography that maps reference pixels onto frame pixels.
 
-    `ref_rgb` may be a `PreparedReference` (see `prepare_reference`) to skip its feature
+    `ref_rgb` may be a `PreparedReference` (see `prepare_features`) to skip its feature
     extraction. Never raises on bad content: an unusable pair returns identity with confidence 0.
     """
     config = config or RegistrationConfig()
-    ref = ref_rgb if isinstance(ref_rgb, PreparedReference) else prepare_reference(ref_rgb, config)
+    ref = ref_rgb if isinstance(ref_rgb, PreparedReference) else prepare_features(ref_rgb, config)
     if ref.work_width != config.work_width:
         raise ValueError(f"reference prepared at work_width {ref.work_width}, config has {config.work_width}")
     frame_grey, frame_scale = _work_grey(frame_rgb, config.work_width)
@@ -329,12 +333,12 @@ def align_reference(
     *,
     prepared: PreparedReference | None = None,
 ) -> tuple[np.ndarray | None, Registration]:
-    """Register and warp `ref` onto `frame`, applying the fallback policy.
+    """Register and warp `ref` onto `frame`, applying the `when_unregistered` policy.
 
     Returns (warped reference or None, registration actually applied). With confidence below
-    `min_confidence`, fallback "identity" returns the unwarped reference (resized to the frame if
+    `min_confidence`, when_unregistered "identity" returns the unwarped reference (resized to the frame if
     its size differs) with an identity/scale matrix; "none" returns None (no-reference mode).
-    Pass `prepared=prepare_reference(ref, config)`, cached per reference, to save its feature
+    Pass `prepared=prepare_features(ref, config)`, cached per reference, to save its feature
     extraction on every frame.
     """
     config = config or RegistrationConfig()
@@ -346,7 +350,7 @@ def align_reference(
     reg = register(frame, prepared if prepared is not None else ref, config)
     if reg.confidence >= config.min_confidence:
         return warp_reference(ref, reg.matrix, size_hw), reg
-    if config.fallback == "none":
+    if config.when_unregistered == "none":
         return None, Registration(np.eye(3, dtype=np.float64), reg.confidence, "none")
     fit = resize_matrix(ref.shape[:2], size_hw)
     return warp_reference(ref, fit, size_hw), Registration(fit, reg.confidence, "identity")

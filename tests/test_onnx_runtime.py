@@ -23,7 +23,7 @@ import torch
 from conftest import REPO_ROOT, load_pair
 
 from refscale_model import RefScale, RefScaleConfig, load_model, save_weights
-from refscale_model.backends.onnx_export import check_pairing, export_onnx, read_metadata
+from refscale_model.backends.onnx_export import check_pairing, export_onnx, read_onnx_metadata
 from refscale_model.backends.onnx_runtime import CPU, OnnxDownscaler, default_providers, noref_path, smap_path
 from refscale_model.backends.torch_backend import TorchDownscaler
 from refscale_model.cli import main as cli_main
@@ -118,7 +118,7 @@ def test_export_writes_checked_graphs_with_pairing_metadata(x2: tuple[RefScale, 
     graphs = {"ref": path, "smap": smap_path(path), "noref": noref_path(path)}
     for graph, p in graphs.items():
         onnx.checker.check_model(str(p), full_check=True)
-        meta = read_metadata(p)
+        meta = read_onnx_metadata(p)
         assert meta["graph"] == graph
         assert meta["weights_sha256"] == model.weights_sha256 and len(meta["weights_sha256"]) == 64
         assert json.loads(meta["config"]) == model.config.to_dict()

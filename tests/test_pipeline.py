@@ -33,7 +33,7 @@ from refscale_model.pipeline import (
     ReconstructedFrame,
     Reconstructor,
 )
-from refscale_model.refcache.store import ReferenceCache
+from refscale_model.refcache import ReferenceCache
 
 CAM = "/cam/front/image_raw"
 T0 = 1_700_000_000_000_000_000

@@ -20,7 +20,7 @@ from refscale_model.bags import bag_files, is_complete, msgs, read_messages
 from refscale_model.cli import main
 from refscale_model.metrics import psnr
 from refscale_model.pipeline import PoseTracker, iter_camera_frames, to_uint8
-from refscale_model.refcache.store import ReferenceCache
+from refscale_model.refcache import ReferenceCache
 from refscale_model.registration import align_reference
 
 REPO = Path(__file__).resolve().parents[1]
@@ -106,7 +106,7 @@ _KILL = textwrap.dedent(
     from refscale_model.bags import BagWriter, msgs
     from refscale_model.pipeline import FrameEncoder, ModelInfo, Pose, iter_camera_frames
     from refscale_model.backends.torch_backend import TorchDownscaler
-    from refscale_model.refcache.store import ReferenceCache
+    from refscale_model.refcache import ReferenceCache
     weights, cache_dir, raw, out, cam, limit = sys.argv[1:7]
     model = load_weights(weights)
     frames = [rgb for _t, _s, _l, rgb in iter_camera_frames(raw, [cam])]

@@ -20,7 +20,7 @@ import pytest
 from conftest import REPO_ROOT, read_rgb
 
 from refscale_model.cli import cache as cache_cli
-from refscale_model.refcache.store import (
+from refscale_model.refcache import (
     CacheError,
     ReferenceCache,
     ReferenceMismatchError,
@@ -408,7 +408,7 @@ _WRITER = textwrap.dedent(
     """
     import sys, time
     import numpy as np
-    from refscale_model.refcache.store import ReferenceCache
+    from refscale_model.refcache import ReferenceCache
     root, n, pause = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
     rng = np.random.default_rng(0)
     with ReferenceCache.open(root, create=True) as cache:

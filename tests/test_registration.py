@@ -16,7 +16,7 @@ from refscale_model.registration import (
     corner_error,
     matrix_from_bytes,
     matrix_to_bytes,
-    prepare_reference,
+    prepare_features,
     register,
     resize_matrix,
     warp_reference,
@@ -127,12 +127,12 @@ def test_phase_correlation_recovers_shift(shared_data: Path) -> None:
 def test_register_is_deterministic_and_prepared_reference_matches(shared_data: Path) -> None:
     frame, ref = load_pair("rail_nordland_1080p", 3)
     a = register(frame, ref)
-    b = register(frame, prepare_reference(ref))
+    b = register(frame, prepare_features(ref))
     np.testing.assert_array_equal(a.matrix, b.matrix)
     assert a.confidence == b.confidence and a.method == b.method
     with pytest.raises(ValueError, match="work_width"):
-        register(frame, prepare_reference(ref, RegistrationConfig(work_width=320)))
-    warped, reg = align_reference(frame, ref, prepared=prepare_reference(ref))
+        register(frame, prepare_features(ref, RegistrationConfig(work_width=320)))
+    warped, reg = align_reference(frame, ref, prepared=prepare_features(ref))
     np.testing.assert_array_equal(reg.matrix, a.matrix)
     assert warped is not None and warped.tobytes() == warp_reference(ref, a.matrix, frame.shape[:2]).tobytes()
 

@@ -38,7 +38,7 @@ from refscale_model import load_weights  # noqa: E402
 from refscale_model.bags import bag_files, is_complete, metadata_of  # noqa: E402
 from refscale_model.metrics import psnr  # noqa: E402
 from refscale_model.pipeline import ReconstructedFrame, Reconstructor  # noqa: E402
-from refscale_model.refcache.store import ReferenceCache  # noqa: E402
+from refscale_model.refcache import ReferenceCache  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 CLI = "import sys; from refscale_model.cli import main; sys.exit(main())"

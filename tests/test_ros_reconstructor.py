@@ -36,7 +36,7 @@ from refscale_model.bags import refscale_format as fmt  # noqa: E402
 from refscale_model.cli.ros import load_refscale_ros  # noqa: E402
 from refscale_model.metrics import psnr  # noqa: E402
 from refscale_model.pipeline import ReconstructedFrame, Reconstructor  # noqa: E402
-from refscale_model.refcache.store import ReferenceCache  # noqa: E402
+from refscale_model.refcache import ReferenceCache  # noqa: E402
 
 common = load_refscale_ros("refscale_ros.common")
 reconstructor_mod = load_refscale_ros("refscale_ros.reconstructor")

@@ -32,7 +32,7 @@ from refscale_model import RefScale, RefScaleConfig, save_weights  # noqa: E402
 from refscale_model.bags import BagWriter, bag_files, is_complete, msgs, read_messages, topics_of  # noqa: E402
 from refscale_model.bags import refscale_format as fmt  # noqa: E402
 from refscale_model.cli.ros import load_refscale_ros, play_bag, run_recorder  # noqa: E402
-from refscale_model.refcache.store import ReferenceCache  # noqa: E402
+from refscale_model.refcache import ReferenceCache  # noqa: E402
 
 common = load_refscale_ros("refscale_ros.common")
 recorder_mod = load_refscale_ros("refscale_ros.recorder")

@@ -43,7 +43,7 @@ import torch
 from torch import Tensor, nn
 
 from refscale_model.backends.loader import model_id_for
-from refscale_model.backends.onnx_runtime import ONNX_FORMAT, noref_path, smap_path
+from refscale_model.backends.onnx_runtime import META_PREFIX, ONNX_FORMAT, noref_path, smap_path
 from refscale_model.layers import similarity_map
 from refscale_model.models.refscale import RefScale
 from refscale_model.quantise import lr_to_uint8, quantise_smap, smap_from_levels, smap_to_uint8
@@ -52,7 +52,6 @@ log = logging.getLogger(__name__)
 
 DEFAULT_OPSET = 17
 """17: LayerNorm-era opset every TensorRT >= 8.6 and onnxruntime >= 1.14 parse."""
-META_PREFIX = "refscale."
 INPUT_DTYPES = {"uint8": torch.uint8, "float32": torch.float32}
 
 
@@ -145,7 +144,7 @@ def export_metadata(
     }
 
 
-def read_metadata(path: str | Path) -> dict[str, str]:
+def read_onnx_metadata(path: str | Path) -> dict[str, str]:
     """The `refscale.*` metadata_props of an exported graph, prefix stripped (no weights loaded)."""
     import onnx
 
@@ -158,7 +157,7 @@ def read_metadata(path: str | Path) -> dict[str, str]:
 def check_pairing(metadata: Mapping[str, str], model: RefScale) -> None:
     """Raise ValueError unless an exported graph came from exactly `model`'s weights and config.
 
-    The offboard side calls this (with `read_metadata(path)` or `OnnxDownscaler.metadata`) before
+    The offboard side calls this (with `read_onnx_metadata(path)` or `OnnxDownscaler.metadata`) before
     rebuilding frames a car encoded with that graph.
     """
     want = str(model.weights_sha256 or "")
@@ -280,6 +279,6 @@ __all__ = [
     "export_onnx",
     "model_id_for",
     "noref_path",
-    "read_metadata",
+    "read_onnx_metadata",
     "smap_path",
 ]

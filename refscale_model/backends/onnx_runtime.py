@@ -13,7 +13,6 @@ import json
 import logging
 import os
 import threading
-from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -22,6 +21,7 @@ import numpy as np
 
 from refscale_model.config import RefScaleConfig
 from refscale_model.io.images import stored_smap
+from refscale_model.utils import LruCache, round_up
 
 if TYPE_CHECKING:
     import onnxruntime as ort
@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 META_PREFIX = "refscale."
+"""Prefix of RefScale's keys in an ONNX file's metadata_props (written by `onnx_export`)."""
 ONNX_FORMAT = "refscale-onnx/2"
 """Version of the graph layout: 2 = S_map graph + ref graph taking `smap` + no-ref graph
 (1 computed the map inside the ref graph and is refused: re-export it)."""
@@ -96,7 +97,7 @@ class _Graph:
         self.inputs = [i.name for i in self.session.get_inputs()]
         self.outputs = [o.name for o in self.session.get_outputs()]
         self.input_dtype = np.uint8 if self.session.get_inputs()[0].type == "tensor(uint8)" else np.float32
-        self._buffers: OrderedDict[tuple[tuple[str, tuple[int, ...]], ...], dict[str, Any]] = OrderedDict()
+        self._buffers: LruCache[tuple[tuple[str, tuple[int, ...]], ...], dict[str, Any]] = LruCache(4)
         self._binding_ok = True
         meta = self.session.get_modelmeta().custom_metadata_map
         self.metadata = {k[len(META_PREFIX) :]: v for k, v in meta.items() if k.startswith(META_PREFIX)}
@@ -132,7 +133,6 @@ class _Graph:
         key = tuple((name, arr.shape) for name, arr in feeds.items())
         bufs = self._buffers.get(key)
         if bufs is not None:
-            self._buffers.move_to_end(key)
             return bufs
         binding = self.session.io_binding()
         bufs = {"binding": binding, "out": {}}
@@ -150,10 +150,7 @@ class _Graph:
                 val = ort.OrtValue.ortvalue_from_shape_and_type(list(arr.shape), arr.dtype.type, "cuda", self.device_id)
                 bufs[f"in:{name}"] = val
                 binding.bind_ortvalue_input(name, val)
-        self._buffers[key] = bufs
-        while len(self._buffers) > 4:
-            self._buffers.popitem(last=False)
-        return bufs
+        return self._buffers.put(key, bufs)
 
     def run(self, feeds: Mapping[str, np.ndarray], out_shapes: Sequence[tuple[int, ...]]) -> list[np.ndarray]:
         """Outputs as fresh numpy arrays (callers may keep them; the buffers are reused next frame)."""
@@ -283,7 +280,7 @@ class OnnxDownscaler:
         m = cfg.pad_multiple
         if min(h, w) < m:
             raise ValueError(f"frame {h}×{w} is smaller than the network's padding multiple {m}")
-        ph, pw = -(-h // m) * m, -(-w // m) * m
+        ph, pw = round_up(h, m), round_up(w, m)
         lr_shape = (n, 3, ph // cfg.scale, pw // cfg.scale)
         with self._lock:
             if ref is None or not self.uses_reference:

@@ -1,4 +1,10 @@
-"""Builders for the standard messages our bags carry, as plain dicts (what `BagWriter.write` takes).
+"""The standard messages our bags carry: type names, field access, stamps, and dict builders.
+
+`field`, `stamp_ns`, `stamp_or`, `frame_id` and `yaw_from_odometry` read rclpy, mcap_ros2-decoded
+and dict messages alike; this module imports nothing of the package at load time, so any layer
+may use it (`io.rosimg` and `geo` do).
+
+Builders return plain dicts (what `BagWriter.write` takes).
 
 Why dicts: the same code then serves the offline tools (no ROS install) and tests; rclpy messages
 can be written directly too. Stamps are integer nanoseconds throughout; `header()` splits them.
@@ -10,8 +16,6 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
-
-from refscale_model.io.rosimg import compressed_msg_fields, rgb_to_image_msg_fields
 
 IMAGE = "sensor_msgs/msg/Image"
 COMPRESSED_IMAGE = "sensor_msgs/msg/CompressedImage"
@@ -29,30 +33,44 @@ def header(stamp_ns: int, frame_id: str = "") -> dict[str, Any]:
     }
 
 
-def _get(obj: Any, name: str) -> Any:
-    return obj.get(name) if isinstance(obj, Mapping) else getattr(obj, name, None)
+def field(msg: Any, name: str) -> Any:
+    """Field `name` of a message (rclpy, mcap_ros2-decoded or dict); None when absent or `msg` is None."""
+    return msg.get(name) if isinstance(msg, Mapping) else getattr(msg, name, None)
 
 
 def stamp_ns(msg_or_header: Any) -> int:
     """Nanoseconds of a message's `header.stamp` (or of a header / Time passed directly)."""
-    h = _get(msg_or_header, "header")
+    h = field(msg_or_header, "header")
     h = msg_or_header if h is None else h
-    stamp = _get(h, "stamp")
+    stamp = field(h, "stamp")
     stamp = h if stamp is None else stamp
-    return int(_get(stamp, "sec")) * 1_000_000_000 + int(_get(stamp, "nanosec"))
+    return int(field(stamp, "sec")) * 1_000_000_000 + int(field(stamp, "nanosec"))
+
+
+def stamp_or(msg: Any, fallback_ns: int) -> int:
+    """Header stamp of `msg`, or `fallback_ns` (e.g. the bag's log time) when it has no header or a zero stamp."""
+    try:
+        ns = stamp_ns(msg)
+    except (TypeError, AttributeError, ValueError):
+        return int(fallback_ns)
+    return ns if ns > 0 else int(fallback_ns)
 
 
 def frame_id(msg: Any) -> str:
-    h = _get(msg, "header")
-    return str(_get(h, "frame_id") or "") if h is not None else ""
+    h = field(msg, "header")
+    return str(field(h, "frame_id") or "") if h is not None else ""
 
 
 def image_msg(rgb: np.ndarray, stamp: int, frame: str = "", encoding: str = "rgb8") -> dict[str, Any]:
     """sensor_msgs/Image dict of an RGB frame in any encoding `rosimg` writes."""
+    from refscale_model.io.rosimg import rgb_to_image_msg_fields
+
     return {"header": header(stamp, frame), **rgb_to_image_msg_fields(rgb, encoding)}
 
 
 def compressed_image_msg(rgb: np.ndarray, stamp: int, frame: str = "", fmt: str = "png") -> dict[str, Any]:
+    from refscale_model.io.rosimg import compressed_msg_fields
+
     return {"header": header(stamp, frame), **compressed_msg_fields(rgb, fmt)}
 
 
@@ -130,6 +148,6 @@ def odometry_msg(
 
 def yaw_from_odometry(msg: Any) -> float:
     """Heading (rad, ENU yaw) of an Odometry message's orientation quaternion."""
-    q = _get(_get(_get(msg, "pose"), "pose"), "orientation")
-    x, y, z, w = (float(_get(q, k)) for k in "xyzw")
+    q = field(field(field(msg, "pose"), "pose"), "orientation")
+    x, y, z, w = (float(field(q, k)) for k in "xyzw")
     return float(np.arctan2(2.0 * (w * z + x * y), 1.0 - 2.0 * (y * y + z * z)))

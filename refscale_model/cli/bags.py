@@ -113,7 +113,7 @@ def run_encode_bag(args: argparse.Namespace) -> int:
     downscaler, info = backend.downscaler, backend.info
     cache = None
     if args.cache is not None:
-        from refscale_model.refcache.store import ReferenceCache
+        from refscale_model.refcache import ReferenceCache
 
         cache = ReferenceCache.open(args.cache, readonly=True)
     cameras = set(args.camera)
@@ -230,7 +230,7 @@ def run_reconstruct(args: argparse.Namespace) -> int:
         return 2
     cache = None
     if args.cache is not None:
-        from refscale_model.refcache.store import ReferenceCache
+        from refscale_model.refcache import ReferenceCache
 
         cache = ReferenceCache.open(args.cache, readonly=True)
     rec = Reconstructor(

@@ -58,7 +58,7 @@ def _print_report(report: object) -> None:
 
 
 def run_build(args: argparse.Namespace) -> int:
-    from refscale_model.refcache.store import ReferenceCache, build_from_bag
+    from refscale_model.refcache import ReferenceCache, build_from_bag
 
     with ReferenceCache.open(args.out, create=True) as cache:
         report = build_from_bag(
@@ -80,7 +80,7 @@ def run_build(args: argparse.Namespace) -> int:
 
 
 def run_add_images(args: argparse.Namespace) -> int:
-    from refscale_model.refcache.store import ReferenceCache, add_images
+    from refscale_model.refcache import ReferenceCache, add_images
 
     with ReferenceCache.open(args.out, create=True) as cache:
         report = add_images(
@@ -98,7 +98,7 @@ def run_add_images(args: argparse.Namespace) -> int:
 
 
 def run_info(args: argparse.Namespace) -> int:
-    from refscale_model.refcache.store import ReferenceCache
+    from refscale_model.refcache import ReferenceCache
 
     with ReferenceCache.open(args.dir, readonly=True) as cache:
         info = cache.info()
@@ -122,7 +122,7 @@ def _counts(d: dict[str, int]) -> str:
 
 
 def run_verify(args: argparse.Namespace) -> int:
-    from refscale_model.refcache.store import ReferenceCache
+    from refscale_model.refcache import ReferenceCache
 
     with ReferenceCache.open(args.dir, readonly=not args.remove_orphans) as cache:
         report = cache.verify(decode=not args.no_decode, progress=sys.stderr.isatty())

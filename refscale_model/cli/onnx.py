@@ -85,9 +85,9 @@ def _check(model: object, path: Path) -> int:
 
 
 def run_info(args: argparse.Namespace) -> int:
-    from refscale_model.backends.onnx_export import check_pairing, read_metadata
+    from refscale_model.backends.onnx_export import check_pairing, read_onnx_metadata
 
-    meta = read_metadata(args.onnx)
+    meta = read_onnx_metadata(args.onnx)
     if not meta:
         print(f"error: {args.onnx} carries no refscale metadata", file=sys.stderr)
         return 2

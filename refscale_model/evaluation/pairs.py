@@ -19,12 +19,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from refscale_model.io.images import stored_smap
+from refscale_model.io.images import stored_smap, to_uint8
 from refscale_model.metrics import frame_bytes, psnr, spatial_information, ssim
 from refscale_model.models.refscale import RefScale
 from refscale_model.registration import RegistrationConfig, align_reference
 from refscale_model.training.data import place_of, read_rgb, validation_places
 from refscale_model.training.losses import bicubic_down
+from refscale_model.utils import round_up
 
 ReferenceMode = Literal["aligned", "none", "shuffled"]
 METHODS = ("bicubic", "noref", "refscale")
@@ -121,18 +122,14 @@ def to_tensor(rgb: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1)[None].float().div(255)
 
 
-def to_uint8(t: torch.Tensor) -> np.ndarray:
-    return (t[0].clamp(0, 1).permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8)
-
-
 def evaluate_bicubic(hr: np.ndarray, scale: int) -> MethodResult:
     x = to_tensor(hr)
     h, w = hr.shape[:2]
-    ph, pw = -(-h // scale) * scale, -(-w // scale) * scale
+    ph, pw = round_up(h, scale), round_up(w, scale)
     xp = nn.functional.pad(x, (0, pw - w, 0, ph - h), mode="replicate")
     lr = torch.round(bicubic_down(xp, scale) * 255) / 255
     up = nn.functional.interpolate(lr, size=(ph, pw), mode="bicubic", align_corners=False)[..., :h, :w]
-    lr_u8, hr_u8 = to_uint8(lr), to_uint8(up)
+    lr_u8, hr_u8 = to_uint8(lr, half_up=True), to_uint8(up, half_up=True)
     fb = frame_bytes(lr_u8, None, (h, w))
     return MethodResult(psnr(hr, hr_u8), ssim(hr, hr_u8), spatial_information(lr_u8), fb.bpp_lr,
                         fb.bytes_per_frame, lr=lr_u8, hr=hr_u8)
@@ -149,7 +146,7 @@ def evaluate_model(model: RefScale, hr: np.ndarray, ref: np.ndarray | None) -> M
     else:
         out = model.upscale(enc.lr, enc.smap, r, enc.size)
     lr_u8 = enc.lr[0].permute(1, 2, 0).numpy()
-    hr_u8 = to_uint8(out)
+    hr_u8 = to_uint8(out, half_up=True)
     fb = frame_bytes(lr_u8, smap, enc.size)
     extra = {}
     if model.config.use_reference:
@@ -159,7 +156,7 @@ def evaluate_model(model: RefScale, hr: np.ndarray, ref: np.ndarray | None) -> M
                         fb.bytes_per_frame, extra=extra, lr=lr_u8, hr=hr_u8, smap=smap)
 
 
-def prepare_reference(
+def reference_for_frame(
     target: np.ndarray, reference: np.ndarray, register: bool, reg_config: RegistrationConfig
 ) -> tuple[np.ndarray | None, dict[str, Any]]:
     """Bring the reference to the frame: registration (optional) or a plain resize if sizes differ."""
@@ -190,7 +187,7 @@ def evaluate(
     """
     from tqdm import tqdm
 
-    reg_config = reg_config or RegistrationConfig(fallback="none")
+    reg_config = reg_config or RegistrationConfig(when_unregistered="none")
     if reference_mode == "shuffled" and unrelated is None:
         unrelated = other_sets_pairs(set_dir_of(pairs[0]))
     rows: list[dict[str, Any]] = []
@@ -203,7 +200,7 @@ def evaluate(
         else:
             shuffled = reference_mode == "shuffled"
             ref_path = shuffled_reference(pairs, i, unrelated or []) if shuffled else pair.reference
-            ref, info = prepare_reference(target, read_rgb(ref_path), register, reg_config)
+            ref, info = reference_for_frame(target, read_rgb(ref_path), register, reg_config)
             if shuffled:
                 info["shuffled_reference"] = str(ref_path)
         results = {"bicubic": evaluate_bicubic(target, scale)}

@@ -14,15 +14,15 @@ PNG_COMPRESSION = 6
 """zlib level 0–9 (6 = zlib's default: near-best size at a fraction of level 9's time)."""
 
 
-def encode_png(image: np.ndarray) -> bytes:
-    """RGB uint8 H×W×3, grey H×W (uint8 or uint16) -> PNG bytes."""
+def encode_png(image: np.ndarray, level: int = PNG_COMPRESSION) -> bytes:
+    """RGB uint8 H×W×3, grey H×W (uint8 or uint16) -> PNG bytes at zlib `level` (lossless at any level)."""
     if image.dtype not in (np.uint8, np.uint16):
         raise TypeError(f"PNG needs uint8 or uint16 pixels, got {image.dtype}")
     if image.ndim == 3 and image.shape[2] == 3:
         image = cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
     elif image.ndim != 2:
         raise ValueError(f"expected H×W×3 RGB or H×W grey, got shape {image.shape}")
-    ok, buf = cv2.imencode(".png", np.ascontiguousarray(image), [cv2.IMWRITE_PNG_COMPRESSION, PNG_COMPRESSION])
+    ok, buf = cv2.imencode(".png", np.ascontiguousarray(image), [cv2.IMWRITE_PNG_COMPRESSION, int(level)])
     if not ok:
         raise RuntimeError("PNG encoding failed")
     return buf.tobytes()
@@ -48,9 +48,16 @@ def decode_png(data: bytes) -> np.ndarray:
     return image
 
 
-def to_uint8(hr: Any) -> np.ndarray:
-    """float B×3×H×W (or 3×H×W) tensor in [0, 1] -> uint8 H×W×3 of the first image: the rounding used offboard."""
+def to_uint8(hr: Any, *, half_up: bool = False) -> np.ndarray:
+    """float B×3×H×W (or 3×H×W) tensor in [0, 1] -> uint8 H×W×3 of the first image.
+
+    Default: `torch.round` (half to even), the rounding used offboard. `half_up=True`: +0.5 and
+    truncate in numpy, the rounding the evaluation tables were measured with (kept so their
+    figures reproduce exactly).
+    """
     import torch
 
-    t = hr[0] if hr.ndim == 4 else hr
-    return (t.clamp(0, 1) * 255.0).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
+    t = (hr[0] if hr.ndim == 4 else hr).clamp(0, 1)
+    if half_up:
+        return (t.permute(1, 2, 0).cpu().numpy() * 255 + 0.5).astype(np.uint8)
+    return (t * 255.0).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()

@@ -18,11 +18,13 @@ Failures raise `UnsupportedEncodingError` or `CorruptImageError`; both are `Imag
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 import cv2
 import numpy as np
+
+from refscale_model.bags.msgs import field
+from refscale_model.io.images import encode_png
 
 __all__ = [
     "ImageDecodeError",
@@ -91,15 +93,9 @@ _LAYOUT: dict[str, tuple[int, int]] = {
 SUPPORTED_ENCODINGS: tuple[str, ...] = tuple(_LAYOUT)
 
 
-def _get(msg: Any, name: str) -> Any:
-    if isinstance(msg, Mapping):
-        return msg.get(name)
-    return getattr(msg, name, None)
-
-
 def is_compressed_msg(msg: Any) -> bool:
     """True for CompressedImage-shaped messages (a `format` field and no `encoding`)."""
-    return _get(msg, "format") is not None and _get(msg, "encoding") is None
+    return field(msg, "format") is not None and field(msg, "encoding") is None
 
 
 def _as_bytes_view(data: Any) -> np.ndarray:
@@ -118,25 +114,25 @@ def _as_bytes_view(data: Any) -> np.ndarray:
 
 def payload_size(msg: Any) -> int:
     """Bytes in a message's `data` field (what the camera driver sent), for compression statistics."""
-    return int(_as_bytes_view(_get(msg, "data")).size)
+    return int(_as_bytes_view(field(msg, "data")).size)
 
 
 def image_from_msg(msg: Any) -> np.ndarray:
     """RGB uint8 H×W×3 from a sensor_msgs Image or CompressedImage (duck-typed)."""
     if is_compressed_msg(msg):
-        return image_from_compressed(str(_get(msg, "format")), _get(msg, "data"))
-    encoding = _get(msg, "encoding")
+        return image_from_compressed(str(field(msg, "format")), field(msg, "data"))
+    encoding = field(msg, "encoding")
     if encoding is None:
         raise UnsupportedEncodingError(
             f"{type(msg).__name__} has neither `encoding` (Image) nor `format` (CompressedImage)"
         )
     return image_from_raw(
         str(encoding),
-        int(_get(msg, "height") or 0),
-        int(_get(msg, "width") or 0),
-        int(_get(msg, "step") or 0),
-        _get(msg, "data"),
-        bool(_get(msg, "is_bigendian") or 0),
+        int(field(msg, "height") or 0),
+        int(field(msg, "width") or 0),
+        int(field(msg, "step") or 0),
+        field(msg, "data"),
+        bool(field(msg, "is_bigendian") or 0),
     )
 
 
@@ -296,17 +292,7 @@ def rgb_to_image_msg_fields(
 
 def compressed_png(rgb: np.ndarray) -> bytes:
     """PNG bytes of an RGB image (lossless), as carried in a CompressedImage with format "png"."""
-    rgb = _check_rgb(rgb)
-    try:  # the lead's codec is the one place PNG settings live; fall back until it lands
-        from refscale_model.io.images import encode_png  # type: ignore[import-not-found]
-    except ImportError:
-        encode_png = None
-    if encode_png is not None:
-        return bytes(encode_png(rgb))
-    ok, buf = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_PNG_COMPRESSION, 6])
-    if not ok:
-        raise RuntimeError("OpenCV PNG encoder failed")
-    return buf.tobytes()
+    return encode_png(_check_rgb(rgb))
 
 
 def compressed_msg_fields(rgb: np.ndarray, fmt: str = "png", jpeg_quality: int = 90) -> dict[str, Any]:

@@ -17,10 +17,11 @@ import numpy as np
 from refscale_model.bags import BagReader, RawMessage, metadata_of, msgs
 from refscale_model.bags import refscale_format as fmt
 from refscale_model.io.images import decode_png
+from refscale_model.utils import LruCache
 
 if TYPE_CHECKING:
     from refscale_model.models.refscale import RefScale
-    from refscale_model.refcache.store import ReferenceCache
+    from refscale_model.refcache import ReferenceCache
 
 
 @dataclass
@@ -146,7 +147,7 @@ class Reconstructor:
         self.batch_size = max(1, int(batch_size))
         self.z = z
         self.weights_sha256 = str(getattr(model, "weights_sha256", None) or "")
-        self._refs: OrderedDict[tuple[str, str], np.ndarray] = OrderedDict()
+        self._refs: LruCache[tuple[str, str], np.ndarray] = LruCache(8)
         self._index = 0
         self.reader: BagReader | None = None
 
@@ -217,7 +218,7 @@ class Reconstructor:
             )
         if not m.has_smap:
             return None
-        from refscale_model.refcache.store import CacheError, ReferenceMismatchError
+        from refscale_model.refcache import CacheError, ReferenceMismatchError
         from refscale_model.registration import warp_reference
 
         where = f"{f.camera_topic} @ {f.stamp_ns}: reference {m.reference_id} (sha256 {m.reference_sha256[:12]}…)"
@@ -234,9 +235,7 @@ class Reconstructor:
                 return FrameFailure(f.camera_topic, f.stamp_ns, f.log_time_ns, "reference_mismatch", f"{where}: {exc}")
             except CacheError as exc:
                 return FrameFailure(f.camera_topic, f.stamp_ns, f.log_time_ns, "reference_missing", f"{where}: {exc}")
-            self._refs[key] = ref
-            while len(self._refs) > 8:
-                self._refs.popitem(last=False)
+            self._refs.put(key, ref)
         return warp_reference(ref, m.matrix, m.size)
 
     def rebuild_one(self, frame: EncodedFrame) -> ReconstructedFrame | FrameFailure:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections import Counter, OrderedDict
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -23,9 +23,10 @@ from refscale_model.bags import refscale_format as fmt
 from refscale_model.io import rosimg
 from refscale_model.io.images import encode_png, stored_smap
 from refscale_model.pipeline.pose import Pose, PoseTracker
+from refscale_model.utils import LruCache
 
 if TYPE_CHECKING:
-    from refscale_model.refcache.store import Reference, ReferenceCache
+    from refscale_model.refcache import Reference, ReferenceCache
     from refscale_model.registration import RegistrationConfig
 
 
@@ -104,7 +105,7 @@ class FrameEncoder:
         self.poses = pose_tracker or PoseTracker(pseudo_latlon=getattr(cache, "pseudo_latlon", None))
         self._lock = threading.Lock()
         self._last_flush = time.monotonic()
-        self._refs: OrderedDict[int, tuple[np.ndarray, Any]] = OrderedDict()
+        self._refs: LruCache[int, tuple[np.ndarray, Any]] = LruCache(8)
         self._closed = False
         info = fmt.bag_metadata(model.model_id, model.weights_sha256, model.config, software_version or __version__)
         writer.add_metadata(fmt.METADATA_NAME, info)
@@ -172,7 +173,7 @@ class FrameEncoder:
             raise FrameError("corrupt_image", f"{topic}: {exc}") from exc
         compressed = rosimg.is_compressed_msg(msg)
         source_bytes = rosimg.payload_size(msg)
-        stamp = _stamp_or(msg, log_time)
+        stamp = msgs.stamp_or(msg, log_time)
         header = msgs.header(stamp, msgs.frame_id(msg))
 
         ref_obj, warped, reg, reason = self._reference(topic, rgb, pose or self.poses.pose(stamp))
@@ -190,7 +191,7 @@ class FrameEncoder:
         meta = fmt.FrameMeta(
             source_topic=topic,
             source_type=msgs.COMPRESSED_IMAGE if compressed else msgs.IMAGE,
-            source_encoding=str(_field(msg, "format") if compressed else _field(msg, "encoding")),
+            source_encoding=str(msgs.field(msg, "format") if compressed else msgs.field(msg, "encoding")),
             height=int(rgb.shape[0]),
             width=int(rgb.shape[1]),
             scale=self.model.scale,
@@ -252,7 +253,7 @@ class FrameEncoder:
             return None, None, None, "no reference cache"
         if pose is None:
             return None, None, None, "no pose"
-        from refscale_model.refcache.store import CacheError
+        from refscale_model.refcache import CacheError
         from refscale_model.registration import align_reference
 
         camera = self.camera_names.get(topic, topic)
@@ -271,33 +272,15 @@ class FrameEncoder:
 
     def _load_reference(self, ref: Reference) -> tuple[np.ndarray, Any]:
         """Decoded reference + its registration features, kept for a few references (frames share them)."""
-        from refscale_model.registration import prepare_reference
+        from refscale_model.registration import prepare_features
 
         entry = self._refs.get(ref.id)
         if entry is None:
             rgb = ref.load_rgb()
-            entry = (rgb, prepare_reference(rgb, self.registration))
-            self._refs[ref.id] = entry
-            while len(self._refs) > 8:
-                self._refs.popitem(last=False)
-        else:
-            self._refs.move_to_end(ref.id)
+            entry = self._refs.put(ref.id, (rgb, prepare_features(rgb, self.registration)))
         return entry
 
     def _maybe_flush(self) -> None:
         if self.flush_interval_s is not None and time.monotonic() - self._last_flush >= self.flush_interval_s:
             self.writer.flush()
             self._last_flush = time.monotonic()
-
-
-def _field(msg: Any, name: str) -> Any:
-    return msg.get(name) if isinstance(msg, Mapping) else getattr(msg, name, None)
-
-
-def _stamp_or(msg: Any, fallback_ns: int) -> int:
-    """Header stamp of `msg`, or `fallback_ns` when it has no header or a zero stamp."""
-    try:
-        ns = msgs.stamp_ns(msg)
-    except (TypeError, AttributeError, ValueError):
-        return fallback_ns
-    return ns if ns > 0 else fallback_ns

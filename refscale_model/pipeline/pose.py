@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from refscale_model.bags import msgs
+from refscale_model.geo import bearing_deg, haversine_m, navsatfix_position, yaw_to_heading_deg
 
 
 @dataclass(frozen=True)
@@ -41,8 +42,6 @@ class PoseTracker:
         self._odom: tuple[int, float, float, float] | None = None  # t, x, y, heading
 
     def update(self, type_name: str, msg: Any, t_ns: int) -> None:
-        from refscale_model.refcache.store import bearing_deg, haversine_m, navsatfix_position, yaw_to_heading_deg
-
         if type_name == msgs.NAV_SAT_FIX:
             pos = navsatfix_position(msg)
             if pos is None:

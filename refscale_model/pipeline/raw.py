@@ -7,9 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
-from refscale_model.bags import BagReader
+from refscale_model.bags import BagReader, msgs
 from refscale_model.io import rosimg
-from refscale_model.pipeline.encoder import _stamp_or
 
 
 def iter_camera_frames(path: str | Path, topics: Iterable[str]) -> Iterator[tuple[str, int, int, np.ndarray]]:
@@ -21,5 +20,5 @@ def iter_camera_frames(path: str | Path, topics: Iterable[str]) -> Iterator[tupl
             rgb = rosimg.image_from_msg(msg)
         except rosimg.ImageDecodeError:
             continue
-        yield raw.topic, _stamp_or(msg, raw.log_time_ns), raw.log_time_ns, rgb
+        yield raw.topic, msgs.stamp_or(msg, raw.log_time_ns), raw.log_time_ns, rgb
 
