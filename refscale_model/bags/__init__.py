@@ -42,6 +42,7 @@ from .reader import (
     topics_of,
 )
 from .recover import RecoverReport, is_complete, recover
+from .refscale_format import camera_topics
 from .rosbag2_meta import qos_profiles_yaml
 from .writer import BagWriteError, BagWriter
 
@@ -55,6 +56,7 @@ __all__ = [
     "RecoverReport",
     "TopicInfo",
     "bag_files",
+    "camera_topics",
     "complete_definition",
     "is_complete",
     "metadata_of",

@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -190,3 +191,10 @@ __all__ = [
     "smap_topic",
     "split_topic",
 ]
+
+
+def camera_topics(bag: str | Path) -> set[str]:
+    """The camera topics of a RefScale bag (those with a `meta` part)."""
+    from refscale_model.bags.reader import topics_of
+
+    return {parts[0] for t in topics_of(bag) if (parts := split_topic(t)) and parts[1] == "meta"}

@@ -8,6 +8,8 @@ from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
 
+from refscale_model.bags.refscale_format import camera_topics
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     e = sub.add_parser("encode-bag", help="compress the camera topics of a raw ROS 2 bag into a RefScale bag")
@@ -262,7 +264,7 @@ def run_reconstruct(args: argparse.Namespace) -> int:
 
     raw_frames = None
     if args.verify_against is not None:
-        raw_frames = _RawFrames(args.verify_against, _camera_topics(args.bag))
+        raw_frames = _RawFrames(args.verify_against, camera_topics(args.bag))
     done: Counter[str] = Counter()
     failed: dict[str, Counter[str]] = defaultdict(Counter)
     scores: dict[str, list[tuple[float, float]]] = defaultdict(list)
@@ -320,14 +322,6 @@ def run_reconstruct(args: argparse.Namespace) -> int:
         print(line)
     print(f"wrote {args.out}")
     return 0 if topics and not any(failed.values()) else 1
-
-
-def _camera_topics(bag: Path) -> set[str]:
-    from refscale_model.bags import refscale_format as fmt
-    from refscale_model.bags import topics_of
-
-    topics = topics_of(bag)
-    return {parts[0] for t in topics if (parts := fmt.split_topic(t)) and parts[1] == "meta"}
 
 
 def run_recover(args: argparse.Namespace) -> int:
