@@ -4,11 +4,8 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
-
-from refscale_model.bags.refscale_format import camera_topics
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -60,10 +57,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     i.set_defaults(func=run_info)
 
 
-def _progress(total: int | None, enabled: bool, desc: str) -> Any:
+def _progress(total: int | None, enabled: bool, desc: str, unit: str = "msg") -> Any:
     from tqdm import tqdm
 
-    return tqdm(total=total, disable=not enabled, desc=desc, unit="msg", file=sys.stderr, dynamic_ncols=True)
+    return tqdm(total=total, disable=not enabled, desc=desc, unit=unit, file=sys.stderr, dynamic_ncols=True)
 
 
 def _message_total(path: Path) -> int | None:
@@ -84,244 +81,120 @@ def _message_total(path: Path) -> int | None:
     return total
 
 
-def _bytes_on_disk(path: Path) -> int:
-    from refscale_model.bags import bag_files
+def _open_cache(path: Path | None) -> Any:
+    from refscale_model.refcache import ReferenceCache
 
-    return sum(f.stat().st_size for f in bag_files(path))
-
-
-def _load_model(weights: str, allow_untrained: bool) -> Any:
-    from refscale_model import load_model
-
-    return load_model(weights, allow_untrained=allow_untrained)
+    return ReferenceCache.open(path, readonly=True) if path is not None else None
 
 
 def run_encode_bag(args: argparse.Namespace) -> int:
     from refscale_model.backends.loader import BackendError, load_downscaler
-    from refscale_model.bags import BagReader, BagWriteError, BagWriter, msgs
-    from refscale_model.pipeline import FrameEncoder, FrameError
+    from refscale_model.bags import BagWriteError
+    from refscale_model.pipeline.jobs import encode_bag
 
     try:
         backend = load_downscaler(
-            args.weights,
-            onnx_model=args.onnx,
-            device=args.device,
-            allow_untrained=args.allow_untrained,
+            args.weights, onnx_model=args.onnx, device=args.device, allow_untrained=args.allow_untrained,
             verify_weights=True,
         )
     except BackendError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    downscaler, info = backend.downscaler, backend.info
-    cache = None
-    if args.cache is not None:
-        from refscale_model.refcache import ReferenceCache
-
-        cache = ReferenceCache.open(args.cache, readonly=True)
-    cameras = set(args.camera)
-    camera_ids = dict(item.split("=", 1) for item in args.camera_id)
-    drop = set(args.drop)
-    writer = BagWriter(
-        args.out,
-        split_max_bytes=int(args.split_size * 1e6) if args.split_size else None,
-        split_max_duration_s=args.split_duration,
-    )
-    encoder = FrameEncoder(writer, downscaler, info, cache=cache, camera_names=camera_ids, flush_interval_s=None)
-    reader = BagReader(args.raw_bag)
+    cache = _open_cache(args.cache)
     bar = _progress(_message_total(args.raw_bag), not args.no_progress, "encode-bag")
-    errors: list[str] = []
-    seen_cameras: Counter[str] = Counter()
     try:
-        for raw in reader.raw_messages():
-            bar.update(1)
-            if raw.topic in cameras:
-                seen_cameras[raw.topic] += 1
-                try:
-                    encoder.encode(raw.topic, reader.decode(raw), raw.log_time_ns)
-                except FrameError as exc:
-                    errors.append(str(exc))
-                continue
-            if raw.topic in drop:
-                continue
-            if raw.type_name in (msgs.NAV_SAT_FIX, msgs.ODOMETRY):
-                encoder.update_pose(raw.type_name, reader.decode(raw), raw.log_time_ns)
-            encoder.passthrough(
-                raw.topic, raw.type_name, raw.data, raw.log_time_ns, msgdef=raw.schema.data.decode(), qos=raw.qos
-            )
-        encoder.close()
-    except BagWriteError as exc:
-        bar.close()
-        print(
-            f"error: {exc}; frames written before it are readable (`refscale bag recover {args.out}`)", file=sys.stderr
+        report = encode_bag(
+            args.raw_bag, args.out, backend, args.camera, cache=cache,
+            camera_ids=dict(item.split("=", 1) for item in args.camera_id), drop=args.drop,
+            split_max_bytes=int(args.split_size * 1e6) if args.split_size else None,
+            split_max_duration_s=args.split_duration, progress=bar.update,
         )
+    except BagWriteError as exc:
+        print(f"error: {exc}; frames written before it are readable (`refscale bag recover {args.out}`)",
+              file=sys.stderr)
         return 1
     finally:
         bar.close()
         if cache is not None:
             cache.close()
-    s = encoder.stats
-    for problem in reader.problems:
+    _print_encode_report(report, args)
+    return 0 if report.stats.frames and not report.stats.errors else 1
+
+
+def _print_encode_report(report: Any, args: argparse.Namespace) -> None:
+    s = report.stats
+    for problem in report.read_problems:
         print(f"warning: {problem}")
-    for topic in sorted(cameras - set(seen_cameras)):
+    for topic in report.missing_cameras:
         print(f"warning: camera topic {topic} not found in {args.raw_bag}")
-    for line in errors[:20]:
+    for line in report.frame_errors[:20]:
         print(f"frame error: {line}")
-    bytes_in, bytes_out = _bytes_on_disk(args.raw_bag), _bytes_on_disk(args.out)
     print(f"frames: {s.frames}  (errors: {sum(s.errors.values())} {dict(s.errors) or ''})")
     print(f"frames without reference: {s.frames_without_reference}")
     print(f"passed through: {s.passthrough} messages")
-    print(
-        f"camera payload: {s.bytes_in:,} B in -> {s.bytes_out:,} B out (LR+S_map PNG), ratio {s.compression_ratio:.2f}"
-    )
-    print(f"bag on disk: {bytes_in:,} B in -> {bytes_out:,} B out, ratio {bytes_in / max(1, bytes_out):.2f}")
+    print(f"camera payload: {s.bytes_in:,} B in -> {s.bytes_out:,} B out (LR+S_map), ratio {s.compression_ratio:.2f}")
+    ratio = report.bytes_in / max(1, report.bytes_out)
+    print(f"bag on disk: {report.bytes_in:,} B in -> {report.bytes_out:,} B out, ratio {ratio:.2f}")
     print(f"mean encode time: {1e3 * s.encode_s / max(1, s.frames):.1f} ms/frame")
     print(f"wrote {args.out}")
-    return 0 if s.frames and not s.errors else 1
-
-
-class _RawFrames:
-    """Look up raw camera frames by (topic, stamp) while streaming the raw bag once, in order."""
-
-    def __init__(self, path: Path, topics: set[str]) -> None:
-        from refscale_model.pipeline import iter_camera_frames
-
-        self._it = iter_camera_frames(path, topics)
-        self._buf: dict[tuple[str, int], Any] = {}
-
-    def get(self, topic: str, stamp: int) -> Any:
-        key = (topic, stamp)
-        while key not in self._buf:
-            try:
-                t, s, _log, rgb = next(self._it)
-            except StopIteration:
-                return None
-            self._buf[(t, s)] = rgb
-        rgb = self._buf.pop(key)
-        for k in [k for k in self._buf if k[0] == topic and k[1] < stamp]:
-            del self._buf[k]
-        return rgb
-
-
-def _safe_name(topic: str) -> str:
-    return topic.strip("/").replace("/", "__") or "root"
 
 
 def run_reconstruct(args: argparse.Namespace) -> int:
-    from refscale_model.bags import BagWriter, RawMessage, metadata_of, msgs
+    from refscale_model import load_model
+    from refscale_model.bags import metadata_of
     from refscale_model.bags import refscale_format as fmt
-    from refscale_model.io.images import encode_png
-    from refscale_model.metrics import psnr, ssim
-    from refscale_model.pipeline import FrameFailure, Reconstructor
+    from refscale_model.pipeline import Reconstructor
+    from refscale_model.pipeline.jobs import reconstruct_bag
+    from refscale_model.weights import WeightsError
 
     bag_meta = metadata_of(args.bag).get(fmt.METADATA_NAME, {})
     weights = args.weights or bag_meta.get("model_id")
     if not weights:
         print(f"error: {args.bag} names no model; pass --weights", file=sys.stderr)
         return 2
-    from refscale_model.weights import WeightsError
-
     try:
-        model = _load_model(weights, args.allow_untrained)
+        model = load_model(weights, allow_untrained=args.allow_untrained)
     except (FileNotFoundError, WeightsError) as exc:
         sha = bag_meta.get("weights_sha256") or "(untrained)"
-        print(
-            f"error: weights {weights!r} not found ({exc}); the bag was encoded with weights sha256 {sha}: "
-            "pass --weights PATH",
-            file=sys.stderr,
-        )
+        print(f"error: weights {weights!r} not found ({exc}); the bag was encoded with weights sha256 {sha}: "
+              "pass --weights PATH", file=sys.stderr)
         return 2
-    cache = None
-    if args.cache is not None:
-        from refscale_model.refcache import ReferenceCache
-
-        cache = ReferenceCache.open(args.cache, readonly=True)
-    rec = Reconstructor(
-        model, cache, device=args.device, batch_size=args.batch, z="zero" if args.seed is None else args.seed
-    )
+    cache = _open_cache(args.cache)
+    z = "zero" if args.seed is None else args.seed
+    rec = Reconstructor(model, cache, device=args.device, batch_size=args.batch, z=z)
     problem = rec.check_bag(args.bag)
     if problem and not args.force:
         print(f"error: {problem} (use --force to try anyway)", file=sys.stderr)
         return 2
+    bar = _progress(None, not args.no_progress, "reconstruct", unit="frame")
 
-    writer = None
-    if args.format == "bag":
-        writer = BagWriter(args.out)
-        writer.add_metadata(
-            "refscale_reconstruction",
-            {
-                "source_bag": str(args.bag),
-                "weights": str(weights),
-                "z": "zero" if args.seed is None else f"seed {args.seed}",
-            },
-        )
-    else:
-        args.out.mkdir(parents=True, exist_ok=True)
+    def on_frame(_item: Any, note: str) -> None:
+        bar.update(1)
+        if note:
+            bar.write(note, file=sys.stderr if note.startswith("frame failed") else sys.stdout)
 
-    def other(raw: RawMessage) -> None:
-        if writer is not None:
-            writer.add_topic(raw.topic, raw.type_name, msgdef=raw.schema.data.decode(), qos=raw.qos)
-            writer.write_cdr(raw.topic, raw.data, raw.log_time_ns, publish_time_ns=raw.publish_time_ns)
-
-    raw_frames = None
-    if args.verify_against is not None:
-        raw_frames = _RawFrames(args.verify_against, camera_topics(args.bag))
-    done: Counter[str] = Counter()
-    failed: dict[str, Counter[str]] = defaultdict(Counter)
-    scores: dict[str, list[tuple[float, float]]] = defaultdict(list)
-    bar = _progress(None, not args.no_progress, "reconstruct")
-    bar.unit = "frame"
+    provenance = {"source_bag": str(args.bag), "weights": str(weights), "z": "zero" if z == "zero" else f"seed {z}"}
     try:
-        for item in rec.run(args.bag, other):
-            bar.update(1)
-            if isinstance(item, FrameFailure):
-                failed[item.camera_topic][item.kind] += 1
-                bar.write(f"frame failed [{item.kind}]: {item.message}", file=sys.stderr)
-                continue
-            done[item.camera_topic] += 1
-            if writer is not None:
-                header = msgs.header(item.stamp_ns, item.frame_id)
-                if args.image_format == "png":
-                    m = {"header": header, "format": "png", "data": encode_png(item.rgb)}
-                    writer.write(item.camera_topic, m, item.log_time_ns, type_name=msgs.COMPRESSED_IMAGE)
-                else:
-                    writer.write(
-                        item.camera_topic,
-                        msgs.image_msg(item.rgb, item.stamp_ns, item.frame_id),
-                        item.log_time_ns,
-                        type_name=msgs.IMAGE,
-                    )
-            else:
-                folder = args.out / _safe_name(item.camera_topic)
-                folder.mkdir(exist_ok=True)
-                (folder / f"{item.stamp_ns}.png").write_bytes(encode_png(item.rgb))
-            if raw_frames is not None:
-                original = raw_frames.get(item.camera_topic, item.stamp_ns)
-                if original is None or original.shape != item.rgb.shape:
-                    bar.write(f"verify: {item.camera_topic} @ {item.stamp_ns}: no matching raw frame")
-                else:
-                    p, s = psnr(item.rgb, original), ssim(item.rgb, original)
-                    scores[item.camera_topic].append((p, s))
-                    bar.write(f"verify: {item.camera_topic} @ {item.stamp_ns}: PSNR {p:.2f} dB  SSIM {s:.4f}")
+        report = reconstruct_bag(
+            args.bag, args.out, rec, output=args.format, image_format=args.image_format, provenance=provenance,
+            verify_against=args.verify_against, on_frame=on_frame,
+        )
     finally:
         bar.close()
-        if writer is not None:
-            writer.close()
         if cache is not None:
             cache.close()
-    for problem_line in rec.reader.problems if rec.reader else []:
-        print(f"warning: {problem_line}")
-    topics = sorted(set(done) | set(failed))
-    for topic in topics:
-        line = f"{topic}: {done[topic]} frames rebuilt"
-        if failed[topic]:
-            line += f", failed {sum(failed[topic].values())} {dict(failed[topic])}"
-        if scores[topic]:
-            ps = [p for p, _ in scores[topic]]
-            ss = [s for _, s in scores[topic]]
+    for line in report.read_problems:
+        print(f"warning: {line}")
+    for topic in sorted(set(report.rebuilt) | set(report.failed)):
+        line = f"{topic}: {report.rebuilt[topic]} frames rebuilt"
+        if report.failed[topic]:
+            line += f", failed {sum(report.failed[topic].values())} {dict(report.failed[topic])}"
+        if report.scores[topic]:
+            ps, ss = zip(*report.scores[topic], strict=True)
             line += f", mean PSNR {sum(ps) / len(ps):.2f} dB, mean SSIM {sum(ss) / len(ss):.4f}"
         print(line)
     print(f"wrote {args.out}")
-    return 0 if topics and not any(failed.values()) else 1
+    return 0 if report.ok else 1
 
 
 def run_recover(args: argparse.Namespace) -> int:
