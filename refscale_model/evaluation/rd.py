@@ -407,3 +407,82 @@ def write_outputs(result: dict[str, Any], out: Path) -> None:
             s.setdefault("notes", []).append(why)
     (out / "rd.json").write_text(json.dumps(result, indent=2) + "\n")
     (out / "rd.md").write_text(markdown(result))
+
+
+def run_scoreboard(
+    *,
+    pairs: list[Path] | None = None,
+    split: str = "all",
+    limit: int | None = None,
+    bag: Path | None = None,
+    cache: Path | None = None,
+    camera: str | None = None,
+    camera_id: str | None = None,
+    every: int = 1,
+    weights: str = "x2",
+    noref_weights: str | None = None,
+    config: RdConfig | None = None,
+    out: Path,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Load frames and models, score every set, write the outputs; the library behind `refscale rd`."""
+    from refscale_model.codecs import CODEC_NAMES
+    from refscale_model.weights import load_model
+
+    config = config or RdConfig()
+    _check_config(config, CODEC_NAMES)
+    if (pairs is None) == (bag is None):
+        raise ValueError("give either --pairs CSV... or --bag BAG --cache DIR --camera TOPIC")
+    if bag is not None and (cache is None or camera is None):
+        raise ValueError("--bag needs --cache and --camera")
+    if every < 1:
+        raise ValueError(f"--every must be >= 1, got {every}")
+    model = None if weights == "skip" else load_model(weights)
+    if noref_weights is None and weights in ("x2", "x4"):
+        noref_weights = f"{weights}-noref"
+    noref = None if noref_weights in (None, "skip") else load_model(noref_weights)
+    sources: list[tuple[str, str, list[RdFrame], list[str]]] = []
+    if bag is not None:
+        frames, notes = frames_from_bag(bag, cache, camera, every, limit, camera_id)  # type: ignore[arg-type]
+        sources.append((bag.name, f"bag {bag}, camera {camera}, every {every}, cache {cache}", frames, notes))
+    for csv_path in pairs or []:
+        frames = frames_from_pairs(csv_path, split, limit)
+        sources.append((csv_path.parent.name, f"{csv_path}, split {split}", frames, []))
+    result: dict[str, Any] = {
+        "weights": weights, "weights_sha256": getattr(model, "weights_sha256", None),
+        "noref_weights": noref_weights, "noref_weights_sha256": getattr(noref, "weights_sha256", None),
+        "scale": (model or noref).config.scale if (model or noref) else 2,
+        "meta_bytes": META_BYTES, "x265_ref_meta_bytes": X265_REF_META_BYTES,
+        "qualities": config.qualities, "sets": {},
+    }
+    for name, source, frames, notes in sources:
+        if not frames:
+            raise ValueError(f"no frames selected from {source}")
+        t0 = time.time()
+        scored = score_frames(frames, model, noref, config, progress)
+        result["sets"][name] = {"source": source, "frames": len(frames), "frame_names": [f.name for f in frames],
+                                "seconds": round(time.time() - t0, 1), "notes": notes, **scored}
+    write_outputs(result, out)
+    return result
+
+
+def _check_config(config: RdConfig, codec_names: tuple[str, ...]) -> None:
+    """Bad names and qualities fail before minutes of scoring, with the valid choices."""
+    from refscale_model.codecs import CodecError, check_quality
+
+    for c in config.lr_codecs:
+        if c not in codec_names:
+            raise CodecError(f"unknown LR codec {c!r}; valid choices: {', '.join(codec_names)}")
+    for m in config.methods:
+        if m not in RESCALE_METHODS:
+            raise ValueError(f"unknown method {m!r}; valid choices: {', '.join(RESCALE_METHODS)}")
+    for a in config.anchors:
+        if a not in ANCHORS:
+            raise ValueError(f"unknown anchor {a!r}; valid choices: {', '.join(ANCHORS)}")
+    for codec, qs in config.qualities.items():
+        for q in qs:
+            if codec == "x265":
+                if not 0 <= q <= 51:
+                    raise ValueError(f"x265 crf must be 0–51, got {q}")
+            else:
+                check_quality(codec, q, False)
