@@ -34,6 +34,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     q.add_argument("--methods", default="bicubic,noref,refscale", help="rescaling methods")
     q.add_argument("--anchors", default="jpeg,webp,avif,x265-intra,x265-ref", help="full-resolution anchors")
     p.add_argument("--out", type=Path, required=True, help="folder for rd.json, rd.md, rd_<set>.png")
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch CPU threads (default 1: on a shared machine more threads oversubscribe and run slower)")
     p.add_argument("--no-progress", action="store_true")
 
 
@@ -44,8 +46,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import torch
+
     from refscale_model.evaluation import rd
 
+    torch.set_num_threads(max(1, args.threads))
     result = rd.run_scoreboard(
         pairs=args.pairs, split=args.split, limit=args.limit, bag=args.bag, cache=args.cache, camera=args.camera,
         camera_id=args.camera_id, every=args.every, weights=args.weights, noref_weights=args.noref_weights,
