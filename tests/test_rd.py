@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from refscale_model.cli import main
-from refscale_model.evaluation.bdrate import bd_rate, quality_at_rate, rd_hull
+from refscale_model.evaluation.bdrate import bd_rate, psnr_overlap, quality_at_rate, rd_hull
 
 CURVE = [(0.1, 30.0), (0.2, 33.1), (0.4, 35.9), (0.8, 38.2)]
 
@@ -23,6 +23,7 @@ def test_bd_rate_identical_is_zero_and_half_rate_is_minus_fifty() -> None:
     assert bd_rate(CURVE, better) < -5.0
     assert bd_rate(CURVE, [(r, q + 20) for r, q in CURVE]) is None  # no common PSNR range
     assert bd_rate(CURVE, CURVE[:1]) is None
+    assert psnr_overlap(CURVE, [(r, q + 1.0) for r, q in CURVE]) == (31.0, 38.2)
 
 
 def test_quality_at_rate_and_hull() -> None:
@@ -64,7 +65,7 @@ def test_rd_cli_on_two_pairs(shared_data: Path, tmp_path: Path) -> None:
     assert any(v["bd_rate_vs_jpeg"] is not None and not math.isnan(v["bd_rate_vs_jpeg"])
                for k, v in summary.items() if k.startswith("refscale+"))
     md = (out / "rd.md").read_text()
-    assert "## satellite_spacenet7_monthly" in md and "| fullres+jpeg | 2 | +0.0 |" in md
+    assert "## satellite_spacenet7_monthly" in md and "| fullres+jpeg | 2 | +0.0 (" in md
     assert "BD-rate vs full-res JPEG" in md and "PSNR@0.2" in md
     png_file = out / "rd_satellite_spacenet7_monthly.png"
     assert png_file.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png_file.stat().st_size > 10_000

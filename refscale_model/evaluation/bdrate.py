@@ -59,14 +59,24 @@ def rd_hull(points: Sequence[Point]) -> list[Point]:
     return out
 
 
-def bd_rate(anchor: Sequence[Point], test: Sequence[Point], samples: int = 1001) -> float | None:
-    """BD-rate of `test` against `anchor` in percent; None when the curves share no PSNR range."""
+def psnr_overlap(anchor: Sequence[Point], test: Sequence[Point]) -> tuple[float, float] | None:
+    """The PSNR range both curves cover (what a BD-rate averages over); None when they share none."""
     a, b = rd_hull(anchor), rd_hull(test)
     if len(a) < 2 or len(b) < 2:
         return None
     lo, hi = max(a[0][1], b[0][1]), min(a[-1][1], b[-1][1])
-    if not hi > lo:
+    return (lo, hi) if hi > lo else None
+
+
+def bd_rate(anchor: Sequence[Point], test: Sequence[Point], samples: int = 1001) -> float | None:
+    """BD-rate of `test` against `anchor` in percent; None when the curves share no PSNR range.
+
+    Read it with `psnr_overlap`: over a range of a few tenths of a dB it says little."""
+    overlap = psnr_overlap(anchor, test)
+    if overlap is None:
         return None
+    a, b = rd_hull(anchor), rd_hull(test)
+    lo, hi = overlap
     qs = np.linspace(lo, hi, samples)
     curves = []
     for pts in (a, b):

@@ -28,7 +28,7 @@ from torch import nn
 
 from refscale_model.codecs import get_codec
 from refscale_model.evaluation.anchors import AnchorUnavailable, x265_available, x265_given_reference, x265_intra
-from refscale_model.evaluation.bdrate import bd_rate, quality_at_rate
+from refscale_model.evaluation.bdrate import bd_rate, psnr_overlap, quality_at_rate
 from refscale_model.io.images import encode_png, stored_smap
 from refscale_model.metrics import psnr, ssim
 from refscale_model.models.refscale import RefScale
@@ -322,6 +322,8 @@ def summarise(points: list[dict[str, Any]]) -> dict[str, Any]:
             "points": len(v),
             "bd_rate_vs_jpeg": vs_jpeg[k],
             "bd_rate_vs_best": bd_rate(rd[best], rd[k]) if best else None,
+            "overlap_db_vs_jpeg": psnr_overlap(rd[jpeg], rd[k]) if jpeg in rd else None,
+            "overlap_db_vs_best": psnr_overlap(rd[best], rd[k]) if best else None,
             "psnr_at_bpp": {str(r): quality_at_rate(rd[k], r) for r in RATES_BPP},
             "bpp_range": [v[0]["bpp"], v[-1]["bpp"]],
             "enc_ms": float(np.mean([p["enc_ms"] for p in v])),
@@ -334,13 +336,19 @@ def _f(x: float | None, fmt: str) -> str:
     return "" if x is None or (isinstance(x, float) and math.isnan(x)) else format(x, fmt)
 
 
+def _bd(x: float | None, overlap: tuple[float, float] | list[float] | None) -> str:
+    """BD-rate with the PSNR range it averages over, e.g. `-41.7 (25.1–26.3)`."""
+    return "" if x is None or overlap is None else f"{x:+.1f} ({overlap[0]:.1f}–{overlap[1]:.1f})"
+
+
 def markdown(result: dict[str, Any]) -> str:
     lines = ["# Rate–distortion scoreboard", "",
              "Rate: bits per HR pixel = 8 × (LR bitstream + stored S_map PNG + metadata allowance) / (H×W); "
              f"allowance {META_BYTES['refscale']} B per RefScale frame, {META_BYTES['noref']} B per bicubic/noref "
              f"frame, 0 B for full-res anchors (+{X265_REF_META_BYTES} B for x265-ref to name its reference). "
              "PSNR/SSIM on RGB of the full-resolution frame. BD-rate: Bjøntegaard (PCHIP of log-rate over PSNR, "
-             "overlapping PSNR range); negative = fewer bits for the same PSNR.", ""]
+             "overlapping PSNR range, shown in dB after each BD-rate); negative = fewer bits for the same PSNR. "
+             "PSNR@x: PSNR interpolated at x bpp (blank outside the curve's rates).", ""]
     for set_name, s in result["sets"].items():
         summ = s["summary"]
         best = summ["best_fullres"]
@@ -352,7 +360,8 @@ def markdown(result: dict[str, Any]) -> str:
             if c["points"] < 2:
                 continue
             lines.append(
-                f"| {k} | {c['points']} | {_f(c['bd_rate_vs_jpeg'], '+.1f')} | {_f(c['bd_rate_vs_best'], '+.1f')} | "
+                f"| {k} | {c['points']} | {_bd(c['bd_rate_vs_jpeg'], c['overlap_db_vs_jpeg'])} | "
+                f"{_bd(c['bd_rate_vs_best'], c['overlap_db_vs_best'])} | "
                 + " | ".join(_f(c["psnr_at_bpp"][str(r)], ".2f") for r in RATES_BPP)
                 + f" | {c['bpp_range'][0]:.3f}–{c['bpp_range'][1]:.3f} | {c['enc_ms']:.1f} | {c['dec_ms']:.1f} |")
         singles = [p for p in s["points"] if p["codec"] == "png"]
