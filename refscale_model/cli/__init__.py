@@ -14,6 +14,7 @@ import sys
 COMMAND_MODULES: tuple[str, ...] = (
     "refscale_model.cli.train",
     "refscale_model.cli.evaluate",
+    "refscale_model.cli.rd",
     "refscale_model.cli.demo",
     "refscale_model.cli.cache",
     "refscale_model.cli.bags",

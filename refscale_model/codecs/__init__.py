@@ -1,0 +1,54 @@
+"""LR codecs: how the low-resolution image of a frame becomes bytes (and back).
+
+Contract (what the encoder node, the bags and the rate–distortion scoreboard rely on):
+
+* `get_codec(name)` returns an `LrCodec` for "png" (lossless), "jpeg", "webp" or "avif".
+  `encode(image, quality)` takes RGB uint8 H×W×3 (or grey H×W) and returns one self-contained
+  bitstream; `decode(data)` returns RGB uint8 H×W×3 (grey H×W where the format stores grey).
+  `quality` is an int 0–100 (None: the codec's default); png takes none. Bad names or qualities
+  raise `CodecError` (a ValueError) naming the valid choices.
+* `.format` is the `sensor_msgs/CompressedImage.format` string viewers such as Foxglove understand.
+* Streams: the onboard side talks to an `LrStreamEncoder` per camera (`encode(rgb, quality) ->
+  EncodedLr(data, is_keyframe, format)`), the offboard side to an `LrStreamDecoder`. Image codecs
+  make every frame a keyframe (`ImageStreamEncoder`), so any frame decodes alone. A video codec
+  (H.264/H.265 with a GOP) plugs in by implementing the same two protocols with state per camera;
+  nothing else has to change.
+* `rate.RateController` turns a kbit/s budget per camera into the next frame's quality.
+"""
+
+from refscale_model.codecs.base import (
+    CODEC_NAMES,
+    CodecError,
+    EncodedLr,
+    LrCodec,
+    LrStreamDecoder,
+    LrStreamEncoder,
+    check_quality,
+)
+from refscale_model.codecs.image import (
+    AVIF_SPEED,
+    ImageStreamDecoder,
+    ImageStreamEncoder,
+    get_codec,
+    open_stream_decoder,
+    open_stream_encoder,
+)
+from refscale_model.codecs.rate import RateConfig, RateController
+
+__all__ = [
+    "AVIF_SPEED",
+    "CODEC_NAMES",
+    "CodecError",
+    "EncodedLr",
+    "ImageStreamDecoder",
+    "ImageStreamEncoder",
+    "LrCodec",
+    "LrStreamDecoder",
+    "LrStreamEncoder",
+    "RateConfig",
+    "RateController",
+    "check_quality",
+    "get_codec",
+    "open_stream_decoder",
+    "open_stream_encoder",
+]

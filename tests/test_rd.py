@@ -1,0 +1,80 @@
+"""`refscale rd` end to end on two real pairs, and the BD-rate it reports."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from refscale_model.cli import main
+from refscale_model.evaluation.bdrate import bd_rate, psnr_overlap, quality_at_rate, rd_hull
+
+CURVE = [(0.1, 30.0), (0.2, 33.1), (0.4, 35.9), (0.8, 38.2)]
+
+
+def test_bd_rate_identical_is_zero_and_half_rate_is_minus_fifty() -> None:
+    assert bd_rate(CURVE, CURVE) == pytest.approx(0.0, abs=1e-9)
+    assert bd_rate(CURVE, [(r / 2, q) for r, q in CURVE]) == pytest.approx(-50.0, abs=1e-9)
+    assert bd_rate(CURVE, [(r * 2, q) for r, q in CURVE]) == pytest.approx(100.0, abs=1e-9)
+    # better quality at the same rate -> fewer bits; more points than the anchor are fine
+    better = [(r, q + 1.0) for r, q in CURVE] + [(0.3, 35.6)]
+    assert bd_rate(CURVE, better) < -5.0
+    assert bd_rate(CURVE, [(r, q + 20) for r, q in CURVE]) is None  # no common PSNR range
+    assert bd_rate(CURVE, CURVE[:1]) is None
+    assert psnr_overlap(CURVE, [(r, q + 1.0) for r, q in CURVE]) == (31.0, 38.2)
+
+
+def test_quality_at_rate_and_hull() -> None:
+    assert quality_at_rate(CURVE, 0.2) == pytest.approx(33.1)
+    assert 33.1 < quality_at_rate(CURVE, 0.3) < 35.9
+    assert quality_at_rate(CURVE, 0.05) is None and quality_at_rate(CURVE, 1.6) is None
+    assert rd_hull([(0.1, 30), (0.2, 29), (0.3, 31)]) == [(0.1, 30), (0.3, 31)]
+
+
+def test_rd_cli_on_two_pairs(shared_data: Path, tmp_path: Path) -> None:
+    csv = shared_data / "satellite_spacenet7_monthly" / "pairs.csv"
+    out = tmp_path / "rd"
+    rc = main(["rd", "--pairs", str(csv), "--split", "val", "--limit", "2", "--jpeg", "40,90", "--webp", "40,90",
+               "--avif", "40,85", "--crf", "26,38", "--out", str(out), "--no-progress"])
+    assert rc == 0
+    result = json.loads((out / "rd.json").read_text())
+    s = result["sets"]["satellite_spacenet7_monthly"]
+    assert s["frames"] == 2
+    keys = {"method", "codec", "quality", "bytes", "bpp", "psnr", "ssim", "enc_ms", "dec_ms"}
+    curves: dict[str, list[dict]] = {}
+    for p in s["points"]:
+        assert keys <= set(p) and p["frames"] == 2
+        assert p["bytes"] > 0 and p["bpp"] == pytest.approx(8 * p["bytes"] / (128 * 128), rel=1e-3)
+        assert 10 < p["psnr"] < 60 and 0 < p["ssim"] <= 1
+        curves.setdefault(f"{p['method']}+{p['codec']}", []).append(p)
+    expected = {f"fullres+{a}" for a in ("jpeg", "webp", "avif", "x265-intra", "x265-ref")} | {
+        f"{m}+{c}" for m in ("bicubic", "noref", "refscale") for c in ("png", "jpeg", "webp", "avif")}
+    assert expected == set(curves) | set(s["skipped"])
+    for name, pts in curves.items():
+        assert len(pts) == (1 if name.endswith("+png") else 2), name
+        if len(pts) == 2:  # higher quality -> more bytes, better PSNR (crf: the other way round)
+            lo, hi = sorted(pts, key=lambda p: p["bytes"])
+            assert hi["psnr"] > lo["psnr"], name
+    # lossless LR: refscale's bytes include the S_map and the 48-byte allowance
+    png = {p["method"]: p for p in s["points"] if p["codec"] == "png"}
+    assert png["refscale"]["psnr"] > png["bicubic"]["psnr"]
+    summary = s["summary"]["curves"]
+    assert summary["fullres+jpeg"]["bd_rate_vs_jpeg"] == pytest.approx(0.0, abs=1e-6)
+    assert any(v["bd_rate_vs_jpeg"] is not None and not math.isnan(v["bd_rate_vs_jpeg"])
+               for k, v in summary.items() if k.startswith("refscale+"))
+    md = (out / "rd.md").read_text()
+    assert "## satellite_spacenet7_monthly" in md and "| fullres+jpeg | 2 | +0.0 (" in md
+    assert "BD-rate vs full-res JPEG" in md and "PSNR@0.2" in md
+    png_file = out / "rd_satellite_spacenet7_monthly.png"
+    assert png_file.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png_file.stat().st_size > 10_000
+
+
+def test_rd_cli_rejects_bad_options(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["rd", "--pairs", "x.csv", "--lr-codecs", "png,h264", "--out", str(tmp_path)]) == 2
+    assert "valid choices: png, jpeg, webp, avif" in capsys.readouterr().err
+    assert main(["rd", "--pairs", "x.csv", "--jpeg", "50,120", "--out", str(tmp_path)]) == 2
+    assert "0–100" in capsys.readouterr().err
+    assert main(["rd", "--out", str(tmp_path)]) == 2
+    assert "either --pairs" in capsys.readouterr().err
