@@ -3,7 +3,8 @@
 Per camera topic `T` (e.g. `/cam/front/image_raw`) an encoded bag holds, all with the source
 frame's header (stamp + frame_id):
 
-- `T/refscale/lr`    sensor_msgs/msg/CompressedImage, format "png": the 8-bit LR frame (RGB)
+- `T/refscale/lr`    sensor_msgs/msg/CompressedImage: the 8-bit LR frame (RGB) coded with the
+                     bag's LR codec, format "png" (lossless), "jpeg", "webp" or "avif"
 - `T/refscale/smap`  sensor_msgs/msg/CompressedImage, format "png": grey S_map levels 0..L-1
                      (absent for frames encoded without a reference)
 - `T/refscale/meta`  diagnostic_msgs/msg/DiagnosticArray with one DiagnosticStatus whose
@@ -25,7 +26,10 @@ from typing import Any
 
 import numpy as np
 
-FORMAT = "refscale-bag/1"
+FORMAT = "refscale-bag/2"
+"""Written by this version: adds the LR codec (`lr_codec`, `lr_quality`) to every frame record."""
+READABLE_FORMATS = ("refscale-bag/1", FORMAT)
+"""Format 1 bags (lossless PNG LR only) read as frames with `lr_codec = "png"`."""
 METADATA_NAME = "refscale"
 """Name of the bag-level MCAP metadata record (model, config, software version)."""
 
@@ -87,6 +91,10 @@ class FrameMeta:
     has_smap: bool = False
     encode_ms: float = 0.0
     no_reference_reason: str = ""
+    lr_codec: str = "png"
+    """Codec of the LR message (`refscale_model.codecs` name); format 1 bags are all png."""
+    lr_quality: int = -1
+    """Codec quality 0–100 the frame was coded with; -1 for lossless."""
     format: str = FORMAT
     extra: dict[str, str] = field(default_factory=dict)
 
@@ -107,8 +115,10 @@ class FrameMeta:
 
     @classmethod
     def from_key_values(cls, values: Mapping[str, str]) -> FrameMeta:
-        if values.get("format") != FORMAT:
-            raise ValueError(f"not a RefScale frame record (format {values.get('format')!r}, expected {FORMAT!r})")
+        if values.get("format") not in READABLE_FORMATS:
+            raise ValueError(
+                f"not a RefScale frame record (format {values.get('format')!r}, expected one of {READABLE_FORMATS})"
+            )
         kwargs: dict[str, Any] = {}
         for f in fields(cls):
             if f.name == "extra" or f.name not in values:
@@ -179,6 +189,7 @@ def bag_metadata(
 
 __all__ = [
     "FORMAT",
+    "READABLE_FORMATS",
     "METADATA_NAME",
     "FrameMeta",
     "bag_metadata",

@@ -20,6 +20,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--drop", action="append", default=[], metavar="TOPIC", help="do not pass this topic through")
     e.add_argument("--split-size", type=float, default=None, metavar="MB", help="start a new file after MB")
     e.add_argument("--split-duration", type=float, default=None, metavar="S", help="start a new file after S seconds")
+    e.add_argument("--lr-codec", default="png", metavar="{png,jpeg,webp,avif}",
+                   help="LR codec: png (lossless, default), jpeg, webp or avif")
+    e.add_argument("--lr-quality", type=int, default=None, metavar="Q",
+                   help="LR codec quality 0-100 (default: the codec's own; the start value with --target-kbps)")
+    e.add_argument("--target-kbps", type=float, default=None, metavar="K",
+                   help="per-camera LR + S_map budget in kbit/s: the quality adapts to hold it (lossy codecs)")
     e.add_argument("--device", default="cpu", help="torch device for the PyTorch downscaler")
     e.add_argument("--allow-untrained", action="store_true", help="use a fresh model when preset weights are missing")
     e.add_argument("--no-progress", action="store_true")
@@ -90,8 +96,15 @@ def _open_cache(path: Path | None) -> Any:
 def run_encode_bag(args: argparse.Namespace) -> int:
     from refscale_model.backends.loader import BackendError, load_downscaler
     from refscale_model.bags import BagWriteError
+    from refscale_model.codecs import CodecError
+    from refscale_model.pipeline.encoder import LrSettings
     from refscale_model.pipeline.jobs import encode_bag
 
+    try:
+        lr = LrSettings.checked(args.lr_codec, args.lr_quality, args.target_kbps)
+    except CodecError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     try:
         backend = load_downscaler(
             args.weights, onnx_model=args.onnx, device=args.device, allow_untrained=args.allow_untrained,
@@ -108,6 +121,7 @@ def run_encode_bag(args: argparse.Namespace) -> int:
             camera_ids=dict(item.split("=", 1) for item in args.camera_id), drop=args.drop,
             split_max_bytes=int(args.split_size * 1e6) if args.split_size else None,
             split_max_duration_s=args.split_duration, progress=bar.update,
+            encoder_options={"lr_codec": lr.codec, "lr_quality": lr.quality, "target_kbps": lr.target_kbps},
         )
     except BagWriteError as exc:
         print(f"error: {exc}; frames written before it are readable (`refscale bag recover {args.out}`)",
@@ -133,6 +147,9 @@ def _print_encode_report(report: Any, args: argparse.Namespace) -> None:
     print(f"frames without reference: {s.frames_without_reference}")
     print(f"passed through: {s.passthrough} messages")
     print(f"camera payload: {s.bytes_in:,} B in -> {s.bytes_out:,} B out (LR+S_map), ratio {s.compression_ratio:.2f}")
+    quality = ", ".join(f"{t} q{q}" for t, q in sorted(s.lr_quality.items()) if q >= 0)
+    print(f"LR codec: {s.lr_codec}" + (f" ({quality})" if quality else "")
+          + (f", budget {s.target_kbps:g} kbit/s per camera" if s.target_kbps else ""))
     ratio = report.bytes_in / max(1, report.bytes_out)
     print(f"bag on disk: {report.bytes_in:,} B in -> {report.bytes_out:,} B out, ratio {ratio:.2f}")
     print(f"mean encode time: {1e3 * s.encode_s / max(1, s.frames):.1f} ms/frame")

@@ -16,6 +16,7 @@ import numpy as np
 
 from refscale_model.bags import BagReader, RawMessage, metadata_of, msgs
 from refscale_model.bags import refscale_format as fmt
+from refscale_model.codecs import get_codec
 from refscale_model.io.images import decode_png
 from refscale_model.utils import LruCache
 
@@ -114,7 +115,7 @@ class FrameAssembler:
         if "lr" not in slot or (meta.has_smap and "smap" not in slot):
             return FrameFailure(camera, stamp, log_time, "incomplete", f"{camera} @ {stamp}: LR or S_map missing")
         try:
-            lr = decode_png(bytes(slot["lr"].data))
+            lr = get_codec(meta.lr_codec).decode(bytes(slot["lr"].data))
             smap = decode_png(bytes(slot["smap"].data)) if meta.has_smap else None
         except ValueError as exc:
             return FrameFailure(camera, stamp, log_time, "corrupt_frame", f"{camera} @ {stamp}: {exc}")

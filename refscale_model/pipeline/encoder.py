@@ -1,7 +1,8 @@
 """Onboard: `FrameEncoder` turns camera messages into a RefScale bag.
 
 Per camera message: decode (rosimg) -> nearest reference (ReferenceCache) -> registration
-(align_reference) -> downscaler (ONNX runtime or PyTorch) -> PNG -> bag writer. A bad frame raises
+(align_reference) -> downscaler (ONNX runtime or PyTorch) -> LR codec (png, jpeg, webp, avif; a
+fixed quality or a per-camera kbit/s budget) -> bag writer. A bad frame raises
 `FrameError` (counted in `stats`); the bag is never touched for it. A failing bag write raises
 `BagWriteError`: the recording itself cannot go on. Bag layout: docs/bag-format.md.
 """
@@ -20,6 +21,7 @@ import numpy as np
 from refscale_model.backends.base import Downscaler, ModelInfo
 from refscale_model.bags import BagWriter, msgs
 from refscale_model.bags import refscale_format as fmt
+from refscale_model.codecs import CodecError, LrStreamEncoder, RateController, get_codec, open_stream_encoder
 from refscale_model.io import rosimg
 from refscale_model.io.images import encode_png, stored_smap
 from refscale_model.pipeline.pose import Pose, PoseTracker
@@ -49,8 +51,14 @@ class EncoderStats:
     bytes_in: int = 0
     """Image payload bytes received (Image.data / CompressedImage.data)."""
     bytes_out: int = 0
-    """PNG payload bytes written (LR + S_map)."""
+    """Payload bytes written (LR bitstream + S_map PNG)."""
     encode_s: float = 0.0
+    lr_codec: str = "png"
+    lr_quality: dict[str, int] = field(default_factory=dict)
+    """Per camera: the quality of its latest LR frame (-1 lossless)."""
+    kbps: dict[str, float] = field(default_factory=dict)
+    """Per camera: LR + S_map kbit/s over the rate controller's window (with a `target_kbps` budget)."""
+    target_kbps: float | None = None
 
     @property
     def compression_ratio(self) -> float:
@@ -68,6 +76,31 @@ class FrameResult:
     smap_bytes: int
     encode_ms: float
     no_reference_reason: str = ""
+
+
+@dataclass(frozen=True)
+class LrSettings:
+    """How a recording codes its LR frames: codec, quality (None: codec default), kbit/s budget."""
+
+    codec: str = "png"
+    quality: int | None = None
+    target_kbps: float | None = None
+
+    @classmethod
+    def checked(cls, codec: str, quality: int | None, target_kbps: float | None) -> LrSettings:
+        """Validated settings; `CodecError` (a ValueError) names what is wrong and the valid choices."""
+        lr = get_codec(codec)
+        if quality is not None:
+            from refscale_model.codecs import check_quality
+
+            quality = check_quality(lr.name, quality, lr.lossless)
+        if target_kbps is not None:
+            if lr.lossless:
+                raise CodecError(f"target_kbps needs a lossy LR codec (jpeg, webp, avif); {codec!r} is lossless")
+            if isinstance(target_kbps, bool) or not float(target_kbps) > 0:
+                raise CodecError(f"target_kbps must be a number > 0, got {target_kbps!r}")
+            target_kbps = float(target_kbps)
+        return cls(lr.name, quality, target_kbps)
 
 
 class FrameEncoder:
@@ -91,8 +124,16 @@ class FrameEncoder:
         flush_interval_s: float | None = 1.0,
         software_version: str | None = None,
         pose_tracker: PoseTracker | None = None,
+        lr_codec: str = "png",
+        lr_quality: int | None = None,
+        target_kbps: float | None = None,
     ) -> None:
+        """`lr_codec` / `lr_quality` (0–100, None: the codec's default) / `target_kbps` (per camera
+        LR + S_map budget; the quality then adapts, starting at `lr_quality`): a bad combination
+        raises `CodecError` here, before anything is written."""
         from refscale_model import __version__
+
+        self.lr = LrSettings.checked(lr_codec, lr_quality, target_kbps)
 
         self.writer = writer
         self.downscaler = downscaler
@@ -107,6 +148,9 @@ class FrameEncoder:
         self._last_flush = time.monotonic()
         self._refs: LruCache[int, tuple[np.ndarray, Any]] = LruCache(8)
         self._closed = False
+        self._lr_streams: dict[str, LrStreamEncoder] = {}
+        self._rates: dict[str, RateController] = {}
+        self.stats.lr_codec, self.stats.target_kbps = self.lr.codec, self.lr.target_kbps
         info = fmt.bag_metadata(model.model_id, model.weights_sha256, model.config, software_version or __version__)
         writer.add_metadata(fmt.METADATA_NAME, info)
         for key in ("format", "software_version", "model_id", "weights_sha256"):
@@ -185,7 +229,8 @@ class FrameEncoder:
             raise FrameError("model", f"{topic}: the downscaler returned no S_map for a referenced frame")
         if smap is not None and stored_smap(smap) is None:  # LR was made with the no-reference condition
             smap, reason = None, "reference gated: no more similar than an unrelated image (S_map all zero)"
-        lr_png = encode_png(np.ascontiguousarray(lr))
+        quality = self._quality(topic)
+        lr_coded = self._lr_stream(topic).encode(np.ascontiguousarray(lr), quality)
         smap_png = encode_png(np.ascontiguousarray(smap)) if smap is not None else b""
         encode_ms = (time.perf_counter() - t0) * 1e3
         meta = fmt.FrameMeta(
@@ -206,11 +251,13 @@ class FrameEncoder:
             has_smap=smap is not None,
             encode_ms=round(encode_ms, 3),
             no_reference_reason="" if smap is not None else reason,
+            lr_codec=self.lr.codec,
+            lr_quality=-1 if quality is None else int(quality),
         )
         with self.writer.group():
             self.writer.write(
                 fmt.lr_topic(topic),
-                {"header": header, "format": "png", "data": lr_png},
+                {"header": header, "format": lr_coded.format, "data": lr_coded.data},
                 log_time,
                 type_name=msgs.COMPRESSED_IMAGE,
             )
@@ -228,7 +275,8 @@ class FrameEncoder:
         self.stats.frames += 1
         self.stats.frames_without_reference += smap is None
         self.stats.bytes_in += source_bytes
-        self.stats.bytes_out += len(lr_png) + len(smap_png)
+        self.stats.bytes_out += len(lr_coded.data) + len(smap_png)
+        self._account_rate(topic, len(lr_coded.data) + len(smap_png), stamp, quality)
         self.stats.encode_s += encode_ms / 1e3
         self._maybe_flush()
         return FrameResult(
@@ -237,11 +285,34 @@ class FrameEncoder:
             (int(lr.shape[0]), int(lr.shape[1])),
             smap is not None,
             meta.reference_id,
-            len(lr_png),
+            len(lr_coded.data),
             len(smap_png),
             encode_ms,
             meta.no_reference_reason,
         )
+
+    def _lr_stream(self, topic: str) -> LrStreamEncoder:
+        stream = self._lr_streams.get(topic)
+        if stream is None:
+            stream = self._lr_streams[topic] = open_stream_encoder(self.lr.codec)
+        return stream
+
+    def _quality(self, topic: str) -> int | None:
+        """This camera's quality for the next frame: fixed, or its rate controller's."""
+        if self.lr.target_kbps is None:
+            return self.lr.quality
+        rate = self._rates.get(topic)
+        if rate is None:
+            start = self.lr.quality if self.lr.quality is not None else get_codec(self.lr.codec).default_quality
+            rate = self._rates[topic] = RateController(self.lr.target_kbps, initial_quality=start or 75)
+        return rate.quality
+
+    def _account_rate(self, topic: str, nbytes: int, stamp_ns: int, quality: int | None) -> None:
+        self.stats.lr_quality[topic] = -1 if quality is None else int(quality)
+        rate = self._rates.get(topic)
+        if rate is not None:
+            rate.update(nbytes, stamp_ns)
+            self.stats.kbps[topic] = rate.measured_kbps
 
     def _reference(
         self, topic: str, rgb: np.ndarray, pose: Pose | None
