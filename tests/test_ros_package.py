@@ -124,6 +124,9 @@ def test_colcon_build_and_test(tmp_path: Path) -> None:
     )
     assert res.returncode == 0, res.stdout + res.stderr
     assert re.search(r"\d+ tests, 0 errors, 0 failures", res.stdout), res.stdout
+    junit = (tmp_path / "build" / "refscale_ros" / "pytest.xml").read_text()
+    for module in ("test_frame_queue", "test_diagnostics", "test_recording"):  # not only linters
+        assert f"refscale_ros.test.{module}" in junit, module
 
 
 def test_dockerfile_shape_and_dockerignore() -> None:
