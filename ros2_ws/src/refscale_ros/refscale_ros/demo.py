@@ -49,7 +49,7 @@ def _log(msg: str) -> None:
 
 
 def build_cache(drive_a: Path, cache_dir: Path, every_m: float) -> int:
-    from refscale_model.refcache.store import build_from_bag, ReferenceCache
+    from refscale_model.refcache import build_from_bag, ReferenceCache
 
     if cache_dir.exists():
         shutil.rmtree(cache_dir)

@@ -118,7 +118,7 @@ def reconstruct_and_score(
     settings: DemoSettings, bag: Path, cache_dir: Path, drive_b: Path, summary: DemoSummary
 ) -> None:
     from refscale_model.pipeline import FrameFailure, Reconstructor
-    from refscale_model.refcache.store import ReferenceCache
+    from refscale_model.refcache import ReferenceCache
     from refscale_model.weights import load_model
 
     raw = _raw_frames(drive_b)

@@ -1,10 +1,9 @@
-"""The reconstructor's parameters, camera topics of a bag and its report (no rclpy import)."""
+"""The reconstructor's parameters, its model / cache / cameras and its report (no rclpy import)."""
 
 from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 PARAMETERS: list[tuple[str, Any, str]] = [
@@ -29,20 +28,6 @@ PARAMETERS: list[tuple[str, Any, str]] = [
 ]
 
 
-def camera_topics(bag: str | Path) -> set[str]:
-    """
-    Camera topics of a RefScale bag (those with a meta topic).
-
-    A local copy: `refscale_model/cli/bags.py` has the same private helper; use the library's
-    `refscale_model.bags.camera_topics` once it exists.
-    """
-    from refscale_model.bags import refscale_format as fmt
-    from refscale_model.bags import topics_of
-
-    return {parts[0] for t in topics_of(bag)
-            if (parts := fmt.split_topic(t)) and parts[1] == 'meta'}
-
-
 def open_reconstructor(p: dict[str, Any]) -> tuple[Any, Any, str, list[str]]:
     """
     Return (Reconstructor, cache or None, weights, camera topics) for the node's parameters `p`.
@@ -51,10 +36,10 @@ def open_reconstructor(p: dict[str, Any]) -> tuple[Any, Any, str, list[str]]:
     other weights unless `force`; live mode needs `cameras`.
     """
     from refscale_model import load_model
-    from refscale_model.bags import metadata_of
+    from refscale_model.bags import camera_topics, metadata_of
     from refscale_model.bags import refscale_format as fmt
     from refscale_model.pipeline import Reconstructor
-    from refscale_model.refcache.store import ReferenceCache
+    from refscale_model.refcache import ReferenceCache
     from refscale_ros.common import string_list  # imports rclpy: only when a node starts
 
     batch = bool(p['bag_path'])

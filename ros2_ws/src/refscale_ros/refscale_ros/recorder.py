@@ -48,7 +48,7 @@ class RecorderNode(Node):
         super().__init__(node_name, context=context, **kwargs)
         self._closed = True  # until fully built: rclpy may destroy a half-built node
         from refscale_model.backends.loader import load_downscaler
-        from refscale_model.refcache.store import ReferenceCache
+        from refscale_model.refcache import ReferenceCache
         from refscale_model.registration import RegistrationConfig
 
         p = self.params = declare(self, PARAMETERS)
