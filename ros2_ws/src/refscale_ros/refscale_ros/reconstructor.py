@@ -22,7 +22,7 @@ from rclpy.node import Node
 from rclpy.qos import qos_profile_sensor_data, QoSProfile, ReliabilityPolicy
 from refscale_ros.common import declare, default_params_file, ros_args, set_log_level
 from refscale_ros.diagnostics import Status, Updater
-from refscale_ros.messages import rgb_image
+from refscale_ros.hr_output import HrOutput
 from refscale_ros.reconstructor_config import open_reconstructor, PARAMETERS, ReconstructReport
 from refscale_ros.runtime import exit_with_report, run_node
 from sensor_msgs.msg import CompressedImage, Image
@@ -37,7 +37,6 @@ class ReconstructorNode(Node):
                  **kwargs: Any) -> None:
         super().__init__(node_name, context=context, **kwargs)
         self._closed = True  # until fully built: rclpy may destroy a half-built node
-        from refscale_model.bags import BagWriter
         from refscale_model.pipeline import FrameAssembler
 
         p = self.params = declare(self, PARAMETERS)
@@ -45,15 +44,12 @@ class ReconstructorNode(Node):
         self.batch = bool(p['bag_path'])
         self.rec, self.cache, weights, self.cameras = open_reconstructor(p)
         self.report = ReconstructReport(output_bag=p['output_bag'])
-        self.writer = BagWriter(p['output_bag']) if p['output_bag'] else None
-        if self.writer is not None:
-            self.writer.add_metadata('refscale_reconstruction', {
-                'source': p['bag_path'] or 'live: ' + ','.join(self.cameras),
-                'weights': str(weights or 'x2'), 'z': 'zero'})
-        self._write_lock = threading.Lock()
         prefix = '/' + p['topic_prefix'].strip('/') if p['topic_prefix'].strip('/') else ''
         self.pubs = ({c: self.create_publisher(Image, prefix + c, 10) for c in self.cameras}
                      if p['publish'] else {})
+        self.out = HrOutput(self.report, self.pubs, p['output_bag'], {
+            'source': p['bag_path'] or 'live: ' + ','.join(self.cameras),
+            'weights': str(weights or 'x2'), 'z': 'zero'}, self.get_logger())
         self.updater = Updater(self, p['diagnostics_period_s'])
         for cam in self.cameras:
             self.updater.add(f'{self.get_name()}: {cam}', lambda s, c=cam: self._diagnose(c, s))
@@ -72,34 +68,6 @@ class ReconstructorNode(Node):
             f"{'batch: ' + p['bag_path'] if self.batch else 'live'}; cameras {self.cameras}; "
             f'publishing under {prefix or "(original names)"}')
 
-    # -- output -----------------------------------------------------------------------------
-    def _emit(self, item: Any) -> None:
-        from refscale_model.bags import msgs
-        from refscale_model.pipeline import FrameFailure
-
-        topic = item.camera_topic
-        if isinstance(item, FrameFailure):
-            self.report.failed.setdefault(topic, Counter())[item.kind] += 1
-            self.get_logger().warning(f'frame failed [{item.kind}]: {item.message}',
-                                      throttle_duration_sec=5.0)
-            return
-        self.report.rebuilt[topic] += 1
-        if topic in self.pubs:
-            self.pubs[topic].publish(rgb_image(item.rgb, stamp_ns=item.stamp_ns,
-                                               frame_id=item.frame_id))
-        if self.writer is not None:
-            with self._write_lock:
-                self.writer.write(topic, msgs.image_msg(item.rgb, item.stamp_ns, item.frame_id),
-                                  item.log_time_ns, type_name=msgs.IMAGE)
-
-    def _other(self, raw: Any) -> None:
-        if self.writer is not None:
-            with self._write_lock:
-                self.writer.add_topic(raw.topic, raw.type_name, msgdef=raw.schema.data.decode(),
-                                      qos=raw.qos)
-                self.writer.write_cdr(raw.topic, raw.data, raw.log_time_ns,
-                                      publish_time_ns=raw.publish_time_ns)
-
     # -- batch mode -------------------------------------------------------------------------
     def _run_batch(self) -> None:
         try:
@@ -112,7 +80,7 @@ class ReconstructorNode(Node):
             pace = float(self.params['pace'])
             t0_bag: int | None = None
             t0_wall = time.monotonic()
-            for item in self.rec.run(self.params['bag_path'], self._other):
+            for item in self.rec.run(self.params['bag_path'], self.out.copy_raw):
                 if self._quit.is_set():
                     return
                 if pace > 0:
@@ -120,9 +88,9 @@ class ReconstructorNode(Node):
                     due = t0_wall + (item.log_time_ns - t0_bag) / 1e9 / pace
                     if self._quit.wait(max(0.0, due - time.monotonic())):
                         return
-                self._emit(item)
+                self.out.emit(item)
         except Exception as exc:  # noqa: BLE001 - reported; the node then ends
-            self.report.failed.setdefault('(bag)', Counter())['error'] += 1
+            self.out.count_failure('(bag)', 'error')
             self.get_logger().error(f"reading {self.params['bag_path']} failed: {exc!r}")
         finally:
             for problem in (self.rec.reader.problems if self.rec.reader else []):
@@ -156,10 +124,10 @@ class ReconstructorNode(Node):
                     continue
                 frame = self._ready.popleft()
             try:
-                self._emit(frame if isinstance(frame, FrameFailure)
-                           else self.rec.rebuild_one(frame))
+                self.out.emit(frame if isinstance(frame, FrameFailure)
+                              else self.rec.rebuild_one(frame))
             except Exception as exc:  # noqa: BLE001 - one frame, not the node
-                self.report.failed.setdefault(frame.camera_topic, Counter())['error'] += 1
+                self.out.count_failure(frame.camera_topic, 'error')
                 self.get_logger().error(f'{frame.camera_topic} @ {frame.stamp_ns}: {exc!r}')
 
     # -- diagnostics / shutdown -------------------------------------------------------------
@@ -180,10 +148,8 @@ class ReconstructorNode(Node):
         self._quit.set()
         self._worker.join(timeout=10.0)
         for failure in self.assembler.flush():
-            self.report.failed.setdefault(failure.camera_topic, Counter())['incomplete'] += 1
-        if self.writer is not None:
-            with self._write_lock:
-                self.writer.close()
+            self.out.count_failure(failure.camera_topic, 'incomplete')
+        self.out.close()
         if self.cache is not None:
             self.cache.close()
 
