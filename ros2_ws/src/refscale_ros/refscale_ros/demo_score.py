@@ -92,7 +92,7 @@ def _figure(
     levels: int,
     rebuilt: np.ndarray,
 ) -> None:
-    """raw | LR (nearest-upscaled) | S_map heat map | rebuilt | |error| ×8."""
+    """Write the strip raw | LR (nearest-upscaled) | S_map heat map | rebuilt | |error| x8."""
     h, w = raw.shape[:2]
     lr_big = cv2.resize(lr, (w, h), interpolation=cv2.INTER_NEAREST)
     if smap is not None:
