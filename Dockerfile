@@ -24,7 +24,7 @@ ENV PIP_BREAK_SYSTEM_PACKAGES=1 \
     PYTHONUNBUFFERED=1
 
 # The package's ROS dependencies (rclpy, sensor_msgs, nav_msgs, diagnostic_msgs, std_srvs,
-# the real cv_bridge, launch_ros, the ament linters) come from rosdep, i.e. apt.
+# launch_ros, python3-numpy/yaml, the ament linters) come from rosdep, i.e. apt.
 COPY ros2_ws/src/refscale_ros/package.xml /opt/refscale/ros2_ws/src/refscale_ros/package.xml
 # apt versions follow the ROS distribution snapshot of the base image; pinning them would break rebuilds
 # hadolint ignore=DL3008

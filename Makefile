@@ -6,10 +6,15 @@ STAMP := $(VENV)/.installed-stamp
 
 .PHONY: demo test lint setup clean
 
-$(STAMP): pyproject.toml
+ROS_PKG := ros2_ws/src/refscale_ros
+
+# The library first, then the ROS 2 package (ament_python; pip builds it from its setup.py): it
+# brings `refscale record` / `reconstruct-node` / `demo` through the `refscale.commands` entry point.
+$(STAMP): pyproject.toml $(ROS_PKG)/setup.py
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[ros,onnx,dev]'
+	$(PY) -m pip install -q -e $(ROS_PKG)
 	touch $(STAMP)
 
 setup: $(STAMP)

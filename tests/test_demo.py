@@ -5,7 +5,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from refscale_model.demo import DemoSettings, run_demo
+import pytest
+
+pytest.importorskip("rclpy", reason="needs the ROS 2 wheels: pip install -e '.[ros]'")
+
+from refscale_ros.demo import DemoSettings, run_demo  # noqa: E402
 
 
 def test_short_demo_end_to_end(tmp_path: Path) -> None:

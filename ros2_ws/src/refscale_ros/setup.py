@@ -30,5 +30,7 @@ setup(
             'reconstructor = refscale_ros.reconstructor:main',
             'player = refscale_ros.player:main',
         ],
+        # `refscale record` / `reconstruct-node` / `demo` (refscale_model/cli discovers them)
+        'refscale.commands': ['ros = refscale_ros.cli:register'],
     },
 )

@@ -21,15 +21,9 @@ from typing import Any
 import rclpy
 from rclpy.node import Node
 from rclpy.qos import qos_profile_sensor_data, QoSProfile, ReliabilityPolicy
-from refscale_ros.common import (
-    declare,
-    init_context,
-    message_class,
-    ros_args,
-    spin,
-    stop_on_signals,
-    string_list,
-)
+from refscale_ros.common import declare, ros_args, string_list
+from refscale_ros.messages import message_class
+from refscale_ros.runtime import init_context, spin, stop_on_signals
 
 NODE_NAME = 'refscale_player'
 PARAMETERS: list[tuple[str, Any, str]] = [

@@ -10,80 +10,24 @@ original topic name. `/diagnostics` counts rebuilt and failed frames (by failure
 
 from __future__ import annotations
 
-from collections import Counter, deque, OrderedDict
+from collections import Counter, deque
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 import sys
 import threading
 import time
 from typing import Any
 
-from diagnostic_msgs.msg import DiagnosticArray
-import numpy as np
-import rclpy
 from rclpy.node import Node
 from rclpy.qos import qos_profile_sensor_data, QoSProfile, ReliabilityPolicy
-from refscale_ros.common import (
-    declare,
-    diag_status,
-    init_context,
-    ros_args,
-    set_log_level,
-    spin,
-    stamp_to_ns,
-    stop_on_signals,
-    string_list,
-)
+from refscale_ros.common import declare, default_params_file, ros_args, set_log_level
+from refscale_ros.diagnostics import Status, Updater
+from refscale_ros.hr_output import HrOutput
+from refscale_ros.reconstructor_config import open_reconstructor, PARAMETERS, ReconstructReport
+from refscale_ros.runtime import exit_with_report, run_node
 from sensor_msgs.msg import CompressedImage, Image
 
 NODE_NAME = 'refscale_reconstructor'
-PARAMETERS: list[tuple[str, Any, str]] = [
-    ('bag_path', '', 'RefScale bag to rebuild (batch mode); "" = live mode'),
-    ('cameras', None, 'live mode: camera topics whose <topic>/refscale/* parts to subscribe'),
-    ('cache_dir', '', 'reference cache directory (same content as onboard)'),
-    ('weights', '', 'weights ("" = the model named in the bag, or x2 in live mode)'),
-    ('allow_untrained', False, 'testing only: fresh model when preset weights are missing'),
-    ('device', 'cpu', 'torch device of the inverse'),
-    ('batch_size', 4, 'frames per inverse pass (batch mode)'),
-    ('topic_prefix', '/refscale/hr', 'HR frames go to <prefix><camera topic>'),
-    ('publish', True, 'publish HR frames'),
-    ('output_bag', '', 'also write HR frames to this bag directory ("" = no)'),
-    ('pace', 0.0, 'batch mode: 0 = as fast as possible, 1 = recorded rate'),
-    ('wait_for_subscribers', 0, 'batch mode: wait (10 s at most) for this many subscribers'),
-    ('exit_when_done', True, 'batch mode: end the node when the bag is done'),
-    ('force', False, 'go on although the bag names other weights'),
-    ('reliable', True, 'live mode: reliable subscriptions'),
-    ('max_pending', 64, 'live mode: incomplete frames kept before the oldest is given up'),
-    ('diagnostics_period_s', 1.0, '/diagnostics period'),
-    ('log_level', 'info', 'debug, info, warn, error'),
-]
-
-
-@dataclass
-class ReconstructReport:
-    """What the reconstructor did (returned by `run_reconstructor`, printed by the CLI)."""
-
-    rebuilt: Counter[str] = field(default_factory=Counter)
-    failed: dict[str, Counter[str]] = field(default_factory=dict)
-    output_bag: str = ''
-    stopped_by: str = ''
-
-    @property
-    def ok(self) -> bool:
-        return bool(self.rebuilt) and not any(self.failed.values())
-
-    def summary(self) -> str:
-        lines = []
-        for topic in sorted(set(self.rebuilt) | set(self.failed)):
-            line = f'{topic}: {self.rebuilt[topic]} frames rebuilt'
-            bad = self.failed.get(topic)
-            if bad:
-                line += f', failed {sum(bad.values())} {dict(bad)}'
-            lines.append(line)
-        if self.output_bag:
-            lines.append(f'wrote {self.output_bag}')
-        return '\n'.join(lines) or 'no frames'
 
 
 class ReconstructorNode(Node):
@@ -93,50 +37,26 @@ class ReconstructorNode(Node):
                  **kwargs: Any) -> None:
         super().__init__(node_name, context=context, **kwargs)
         self._closed = True  # until fully built: rclpy may destroy a half-built node
-        from refscale_model import load_model
-        from refscale_model.bags import BagWriter, metadata_of
-        from refscale_model.bags import refscale_format as fmt
-        from refscale_model.pipeline import Reconstructor
-        from refscale_model.refcache.store import ReferenceCache
+        from refscale_model.pipeline import FrameAssembler
 
-        p = declare(self, PARAMETERS)
-        self.params = p
+        p = self.params = declare(self, PARAMETERS)
         set_log_level(self, p['log_level'])
         self.batch = bool(p['bag_path'])
-        weights = p['weights']
-        if self.batch and not weights:
-            weights = metadata_of(p['bag_path']).get(fmt.METADATA_NAME, {}).get('model_id', '')
-            if not weights:
-                raise ValueError(f"{p['bag_path']} names no model; set the `weights` parameter")
-        model = load_model(weights or 'x2', allow_untrained=p['allow_untrained'])
-        self.cache = ReferenceCache.open(p['cache_dir'], readonly=True) if p['cache_dir'] else None
-        self.rec = Reconstructor(model, self.cache, device=p['device'],
-                                 batch_size=p['batch_size'] if self.batch else 1)
-        if self.batch:
-            problem = self.rec.check_bag(p['bag_path'])
-            if problem and not p['force']:
-                raise ValueError(f'{problem} (set force:=true to try anyway)')
-            self.cameras = sorted(_camera_topics(p['bag_path']))
-        else:
-            self.cameras = [c.rstrip('/') for c in string_list(p['cameras'])]
-            if not self.cameras:
-                raise ValueError('live mode needs `cameras` (or set `bag_path`)')
+        self.rec, self.cache, weights, self.cameras = open_reconstructor(p)
         self.report = ReconstructReport(output_bag=p['output_bag'])
-        self.writer = BagWriter(p['output_bag']) if p['output_bag'] else None
-        if self.writer is not None:
-            self.writer.add_metadata('refscale_reconstruction', {
-                'source': p['bag_path'] or 'live: ' + ','.join(self.cameras),
-                'weights': str(weights or 'x2'), 'z': 'zero'})
-        self._write_lock = threading.Lock()
         prefix = '/' + p['topic_prefix'].strip('/') if p['topic_prefix'].strip('/') else ''
         self.pubs = ({c: self.create_publisher(Image, prefix + c, 10) for c in self.cameras}
                      if p['publish'] else {})
-        self.diag_pub = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
-        self.create_timer(max(0.05, float(p['diagnostics_period_s'])), self.publish_diagnostics)
+        self.out = HrOutput(self.report, self.pubs, p['output_bag'], {
+            'source': p['bag_path'] or 'live: ' + ','.join(self.cameras),
+            'weights': str(weights or 'x2'), 'z': 'zero'}, self.get_logger())
+        self.updater = Updater(self, p['diagnostics_period_s'])
+        for cam in self.cameras:
+            self.updater.add(f'{self.get_name()}: {cam}', lambda s, c=cam: self._diagnose(c, s))
         self.done = threading.Event()
         self._quit = threading.Event()
-        self._pending: OrderedDict[tuple[str, int], dict[str, Any]] = OrderedDict()
-        self._ready: deque[tuple[str, int, int, dict[str, Any]]] = deque()
+        self.assembler = FrameAssembler(meta_closes=False, max_pending=int(p['max_pending']))
+        self._ready: deque[Any] = deque()
         self._cond = threading.Condition()
         if not self.batch:
             self._subscribe(p['reliable'])
@@ -147,33 +67,6 @@ class ReconstructorNode(Node):
         self.get_logger().info(
             f"{'batch: ' + p['bag_path'] if self.batch else 'live'}; cameras {self.cameras}; "
             f'publishing under {prefix or "(original names)"}')
-
-    # -- output -----------------------------------------------------------------------------
-    def _emit(self, item: Any) -> None:
-        from refscale_model.bags import msgs
-        from refscale_model.pipeline import FrameFailure
-
-        topic = item.camera_topic
-        if isinstance(item, FrameFailure):
-            self.report.failed.setdefault(topic, Counter())[item.kind] += 1
-            self.get_logger().warning(f'frame failed [{item.kind}]: {item.message}',
-                                      throttle_duration_sec=5.0)
-            return
-        self.report.rebuilt[topic] += 1
-        if topic in self.pubs:
-            self.pubs[topic].publish(_image(item.rgb, item.stamp_ns, item.frame_id))
-        if self.writer is not None:
-            with self._write_lock:
-                self.writer.write(topic, msgs.image_msg(item.rgb, item.stamp_ns, item.frame_id),
-                                  item.log_time_ns, type_name=msgs.IMAGE)
-
-    def _other(self, raw: Any) -> None:
-        if self.writer is not None:
-            with self._write_lock:
-                self.writer.add_topic(raw.topic, raw.type_name, msgdef=raw.schema.data.decode(),
-                                      qos=raw.qos)
-                self.writer.write_cdr(raw.topic, raw.data, raw.log_time_ns,
-                                      publish_time_ns=raw.publish_time_ns)
 
     # -- batch mode -------------------------------------------------------------------------
     def _run_batch(self) -> None:
@@ -187,7 +80,7 @@ class ReconstructorNode(Node):
             pace = float(self.params['pace'])
             t0_bag: int | None = None
             t0_wall = time.monotonic()
-            for item in self.rec.run(self.params['bag_path'], self._other):
+            for item in self.rec.run(self.params['bag_path'], self.out.copy_raw):
                 if self._quit.is_set():
                     return
                 if pace > 0:
@@ -195,9 +88,9 @@ class ReconstructorNode(Node):
                     due = t0_wall + (item.log_time_ns - t0_bag) / 1e9 / pace
                     if self._quit.wait(max(0.0, due - time.monotonic())):
                         return
-                self._emit(item)
+                self.out.emit(item)
         except Exception as exc:  # noqa: BLE001 - reported; the node then ends
-            self.report.failed.setdefault('(bag)', Counter())['error'] += 1
+            self.out.count_failure('(bag)', 'error')
             self.get_logger().error(f"reading {self.params['bag_path']} failed: {exc!r}")
         finally:
             for problem in (self.rec.reader.problems if self.rec.reader else []):
@@ -216,60 +109,36 @@ class ReconstructorNode(Node):
                                          lambda m, c=cam, k=part: self._on_part(c, k, m), qos)
 
     def _on_part(self, camera: str, part: str, msg: Any) -> None:
-        from refscale_model.bags import refscale_format as fmt
-
-        key = (camera, stamp_to_ns(msg.header.stamp))
-        slot = self._pending.setdefault(key, {'_t': self.get_clock().now().nanoseconds})
-        slot[part] = msg
-        if 'meta' in slot and 'lr' in slot:
-            try:
-                has_smap = fmt.meta_from_msg(slot['meta']).has_smap
-            except (ValueError, KeyError, AttributeError):
-                has_smap = False  # _assemble reports the bad metadata
-            if has_smap and 'smap' not in slot:
-                return
-            del self._pending[key]
+        done = self.assembler.add(camera, part, msg, self.get_clock().now().nanoseconds)
+        if done:
             with self._cond:
-                self._ready.append((camera, key[1], slot.pop('_t'), slot))
+                self._ready.extend(done)
                 self._cond.notify()
-        while len(self._pending) > int(self.params['max_pending']):
-            (cam, _stamp), _ = self._pending.popitem(last=False)
-            self.report.failed.setdefault(cam, Counter())['incomplete'] += 1
 
     def _run_live(self) -> None:
-        from refscale_model.pipeline import FrameAssembler, FrameFailure
+        from refscale_model.pipeline import FrameFailure
 
         while not self._quit.is_set():
             with self._cond:
                 if not self._cond.wait_for(lambda: bool(self._ready), timeout=0.1):
                     continue
-                camera, stamp, t_ns, slot = self._ready.popleft()
+                frame = self._ready.popleft()
             try:
-                frame = FrameAssembler.assemble(camera, stamp, t_ns, slot)
-                if not isinstance(frame, FrameFailure):
-                    frame = self.rec.rebuild_one(frame)
-                self._emit(frame)
+                self.out.emit(frame if isinstance(frame, FrameFailure)
+                              else self.rec.rebuild_one(frame))
             except Exception as exc:  # noqa: BLE001 - one frame, not the node
-                self.report.failed.setdefault(camera, Counter())['error'] += 1
-                self.get_logger().error(f'{camera} @ {stamp}: {exc!r}')
+                self.out.count_failure(frame.camera_topic, 'error')
+                self.get_logger().error(f'{frame.camera_topic} @ {frame.stamp_ns}: {exc!r}')
 
     # -- diagnostics / shutdown -------------------------------------------------------------
-    def publish_diagnostics(self) -> None:
-        statuses = []
-        for cam in self.cameras:
-            bad = self.report.failed.get(cam, Counter())
-            statuses.append(diag_status(
-                f'{self.get_name()}: {cam}', 'WARN' if bad else 'OK',
-                f'{sum(bad.values())} frames failed' if bad else 'ok',
-                {'rebuilt': self.report.rebuilt[cam], 'failed': sum(bad.values()),
-                 'pending': sum(1 for c, _ in list(self._pending) if c == cam),
-                 **{f'failed.{k}': v for k, v in sorted(bad.items())}}))
-        arr = DiagnosticArray(status=statuses)
-        arr.header.stamp = self.get_clock().now().to_msg()
-        try:
-            self.diag_pub.publish(arr)
-        except Exception:  # noqa: BLE001 - the context may be shutting down
-            pass
+    def _diagnose(self, cam: str, stat: Status) -> None:
+        bad = self.report.failed.get(cam, Counter())
+        stat.summary('WARN' if bad else 'OK',
+                     f'{sum(bad.values())} frames failed' if bad else 'ok')
+        stat.add('rebuilt', self.report.rebuilt[cam])
+        stat.add('failed', sum(bad.values()))
+        for k, v in sorted(bad.items()):
+            stat.add(f'failed.{k}', v)
 
     def close(self) -> None:
         """Stop the worker and finish the output bag (idempotent)."""
@@ -278,12 +147,9 @@ class ReconstructorNode(Node):
         self._closed = True
         self._quit.set()
         self._worker.join(timeout=10.0)
-        for (cam, _stamp) in list(self._pending):
-            self.report.failed.setdefault(cam, Counter())['incomplete'] += 1
-        self._pending.clear()
-        if self.writer is not None:
-            with self._write_lock:
-                self.writer.close()
+        for failure in self.assembler.flush():
+            self.out.count_failure(failure.camera_topic, 'incomplete')
+        self.out.close()
         if self.cache is not None:
             self.cache.close()
 
@@ -292,52 +158,31 @@ class ReconstructorNode(Node):
         super().destroy_node()
 
 
-def _camera_topics(bag: str | Path) -> set[str]:
-    from refscale_model.bags import refscale_format as fmt
-    from refscale_model.bags import topics_of
-
-    return {parts[0] for t in topics_of(bag)
-            if (parts := fmt.split_topic(t)) and parts[1] == 'meta'}
-
-
-def _image(rgb: np.ndarray, stamp_ns: int, frame_id: str) -> Image:
-    msg = Image(height=int(rgb.shape[0]), width=int(rgb.shape[1]), encoding='rgb8',
-                is_bigendian=0, step=int(rgb.shape[1]) * 3)
-    msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(int(stamp_ns), 1_000_000_000)
-    msg.header.frame_id = frame_id
-    msg.data = np.ascontiguousarray(rgb).tobytes()
-    return msg
-
-
 # --------------------------------------------------------------------------- running it
 def run_reconstructor(params_file: str | Path | None = None,
                       overrides: Mapping[str, Any] | Sequence[str] = (), *,
                       duration_s: float | None = None, stop: threading.Event | None = None,
                       domain_id: int | None = None, signals: bool = False) -> ReconstructReport:
     """Run the reconstructor in this process; batch mode returns when the bag is done."""
+    if params_file is None:
+        params_file = default_params_file('reconstruct.yaml')
     return _run(ros_args(params_file, overrides), duration_s=duration_s, stop=stop,
                 domain_id=domain_id, signals=signals)
 
 
-def _run(args: Sequence[str], *, duration_s: float | None = None,
-         stop: threading.Event | None = None, domain_id: int | None = None,
-         signals: bool = True) -> ReconstructReport:
-    signalled = stop_on_signals() if signals else None  # stop, then shut the context down
-    ctx = init_context(args, domain_id=domain_id)
-    node: ReconstructorNode | None = None
-    try:
-        node = ReconstructorNode(context=ctx)
-        done = node.done.is_set if node.batch and node.params['exit_when_done'] else None
-        why = spin(node, ctx, duration_s=duration_s, stop=stop, done=done, signalled=signalled)
+def _run(args: Sequence[str], **kwargs: Any) -> ReconstructReport:
+    def finish(node: ReconstructorNode, why: str, _ctx: Any) -> ReconstructReport:
         if why == 'done':
             time.sleep(0.2)  # let the last reliable messages leave
         node.close()
         node.report.stopped_by = why
         return node.report
-    finally:
-        if node is not None:
-            node.destroy_node()
-        rclpy.try_shutdown(context=ctx)
+
+    def done(node: ReconstructorNode) -> Any:
+        return node.done.is_set if node.batch and node.params['exit_when_done'] else None
+
+    return run_node(lambda ctx: ReconstructorNode(context=ctx), args, finish=finish, done=done,
+                    **kwargs)
 
 
 def main(args: Sequence[str] | None = None) -> None:
@@ -346,13 +191,9 @@ def main(args: Sequence[str] | None = None) -> None:
 
     Exit 0 when every frame was rebuilt, 1 when some failed, 2 when the node cannot start.
     """
-    try:
-        report = _run(list(sys.argv[1:] if args is None else args), signals=True)
-    except (ValueError, FileNotFoundError, RuntimeError, OSError) as exc:
-        print(f'refscale reconstructor: cannot start: {exc}', file=sys.stderr)
-        sys.exit(2)
-    print(report.summary(), flush=True)
-    sys.exit(0 if report.ok or report.stopped_by == 'signal' and not report.failed else 1)
+    exit_with_report(
+        'reconstructor', lambda: _run(list(sys.argv[1:] if args is None else args)),
+        lambda r: 0 if r.ok or r.stopped_by == 'signal' and not r.failed else 1)
 
 
 if __name__ == '__main__':

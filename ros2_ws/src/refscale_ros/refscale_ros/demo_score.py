@@ -1,0 +1,167 @@
+"""`make demo`, steps 4-5: rebuild the recorded bag, score it against the raw frames, the table."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import cv2
+import numpy as np
+from refscale_model.io.images import encode_png
+from refscale_model.metrics import psnr, ssim
+
+if TYPE_CHECKING:
+    from refscale_ros.demo import DemoSettings
+
+CAMERA_TOPIC = '/camera/front/image_raw'
+JPEG_QUALITY = 90
+
+
+@dataclass
+class DemoSummary:
+    published: int = 0
+    recorded: int = 0
+    dropped: int = 0
+    errors: dict[str, int] = field(default_factory=dict)
+    without_reference: int = 0
+    raw_bytes_per_frame: float = 0.0
+    png_bytes_per_frame: float = 0.0
+    jpeg_bytes_per_frame: float = 0.0
+    refscale_bytes_per_frame: float = 0.0
+    bag_bytes: int = 0
+    raw_bag_bytes: int = 0
+    psnr: float = 0.0
+    ssim: float = 0.0
+    jpeg_psnr: float = 0.0
+    jpeg_ssim: float = 0.0
+    encode_fps: float = 0.0
+    provider: str = ''
+    rebuilt: int = 0
+    failures: dict[str, int] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    def table(self) -> str:
+        ratio_raw = self.raw_bytes_per_frame / max(self.refscale_bytes_per_frame, 1)
+        ratio_jpeg = self.jpeg_bytes_per_frame / max(self.refscale_bytes_per_frame, 1)
+        ratio_png = self.png_bytes_per_frame / max(self.refscale_bytes_per_frame, 1)
+        rows = [
+            ('frames published (drive B)', f'{self.published}'),
+            (
+                'frames recorded / dropped / errors',
+                f'{self.recorded} / {self.dropped} / {sum(self.errors.values())}',
+            ),
+            ('frames without reference', f'{self.without_reference}'),
+            ('encoder backend, encode rate', f'{self.provider}, {self.encode_fps:.2f} frames/s'),
+            ('raw rgb8 bytes per frame', f'{self.raw_bytes_per_frame:,.0f}'),
+            ('lossless PNG of the raw frame, bytes', f'{self.png_bytes_per_frame:,.0f}'),
+            (f'JPEG q{JPEG_QUALITY} bytes per frame', f'{self.jpeg_bytes_per_frame:,.0f}'),
+            ('RefScale bytes per frame (LR + S_map PNG)', f'{self.refscale_bytes_per_frame:,.0f}'),
+            (
+                'compression vs raw / lossless PNG / JPEG',
+                f'{ratio_raw:.1f}x / {ratio_png:.2f}x / {ratio_jpeg:.2f}x',
+            ),
+            (
+                'RefScale bag on disk / raw drive B bag',
+                f'{self.bag_bytes:,} / {self.raw_bag_bytes:,} bytes',
+            ),
+            (
+                'rebuilt frames PSNR / SSIM vs raw',
+                f'{self.psnr:.2f} dB / {self.ssim:.4f} ({self.rebuilt} frames)',
+            ),
+            (
+                f'JPEG q{JPEG_QUALITY} PSNR / SSIM (same frames)',
+                f'{self.jpeg_psnr:.2f} dB / {self.jpeg_ssim:.4f}',
+            ),
+        ]
+        lines = ['| | |', '|---|---|'] + [f'| {k} | {v} |' for k, v in rows]
+        return '\n'.join(lines)
+
+
+def _raw_frames(drive_b: Path) -> dict[int, np.ndarray]:
+    from refscale_model.pipeline import iter_camera_frames
+
+    return {stamp: rgb for _, stamp, _, rgb in iter_camera_frames(drive_b, [CAMERA_TOPIC])}
+
+
+def _figure(
+    path: Path,
+    raw: np.ndarray,
+    lr: np.ndarray,
+    smap: np.ndarray | None,
+    levels: int,
+    rebuilt: np.ndarray,
+) -> None:
+    """Write the strip raw | LR (nearest-upscaled) | S_map heat map | rebuilt | |error| x8."""
+    h, w = raw.shape[:2]
+    lr_big = cv2.resize(lr, (w, h), interpolation=cv2.INTER_NEAREST)
+    if smap is not None:
+        heat = cv2.applyColorMap(
+            (smap.astype(np.float32) * 255 / (levels - 1)).astype(np.uint8), cv2.COLORMAP_JET
+        )
+        heat = cv2.cvtColor(
+            cv2.resize(heat, (w, h), interpolation=cv2.INTER_NEAREST), cv2.COLOR_BGR2RGB
+        )
+    else:
+        heat = np.zeros_like(raw)
+    err = np.clip(np.abs(raw.astype(np.int16) - rebuilt.astype(np.int16)) * 8, 0, 255).astype(
+        np.uint8
+    )
+    strip = np.concatenate([raw, lr_big, heat, rebuilt, err], axis=1)
+    scale = min(1.0, 3200 / strip.shape[1])
+    strip = cv2.resize(strip, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(path), cv2.cvtColor(strip, cv2.COLOR_RGB2BGR))
+
+
+def reconstruct_and_score(
+    settings: DemoSettings, bag: Path, cache_dir: Path, drive_b: Path, summary: DemoSummary
+) -> None:
+    from refscale_model.pipeline import FrameFailure, Reconstructor
+    from refscale_model.refcache import ReferenceCache
+    from refscale_model.weights import load_model
+
+    raw = _raw_frames(drive_b)
+    model = load_model(settings.weights, allow_untrained=settings.allow_untrained)
+    scores, jpeg_scores, refscale_bytes, jpeg_bytes, png_bytes = [], [], [], [], []
+    with ReferenceCache.open(cache_dir, readonly=True) as cache:
+        recon = Reconstructor(model, cache)
+        stored = {(f.stamp_ns): f for f in recon.frames(bag) if not isinstance(f, FrameFailure)}
+        for item in recon.run(bag):
+            if isinstance(item, FrameFailure):
+                summary.failures[item.kind] = summary.failures.get(item.kind, 0) + 1
+                continue
+            truth = raw.get(item.stamp_ns)
+            if truth is None:
+                summary.failures['no_raw_frame'] = summary.failures.get('no_raw_frame', 0) + 1
+                continue
+            enc = stored[item.stamp_ns]
+            refscale_bytes.append(
+                len(encode_png(enc.lr))
+                + (len(encode_png(enc.smap)) if enc.smap is not None else 0)
+            )
+            bgr = cv2.cvtColor(truth, cv2.COLOR_RGB2BGR)
+            ok, jpg = cv2.imencode('.jpg', bgr, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
+            jpeg_bytes.append(len(jpg))
+            png_bytes.append(len(encode_png(truth)))
+            jpeg_rgb = cv2.cvtColor(cv2.imdecode(jpg, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+            scores.append((psnr(truth, item.rgb), ssim(truth, item.rgb)))
+            jpeg_scores.append((psnr(truth, jpeg_rgb), ssim(truth, jpeg_rgb)))
+            if len(scores) <= settings.figures:
+                _figure(
+                    settings.out_dir / f'frame_{len(scores):02d}.png',
+                    truth,
+                    enc.lr,
+                    enc.smap,
+                    enc.meta.smap_levels,
+                    item.rgb,
+                )
+    summary.rebuilt = len(scores)
+    if scores:
+        summary.psnr, summary.ssim = (float(v) for v in np.mean(scores, axis=0))
+        summary.jpeg_psnr, summary.jpeg_ssim = (float(v) for v in np.mean(jpeg_scores, axis=0))
+        summary.refscale_bytes_per_frame = float(np.mean(refscale_bytes))
+        summary.jpeg_bytes_per_frame = float(np.mean(jpeg_bytes))
+        summary.png_bytes_per_frame = float(np.mean(png_bytes))
+    h, w = settings.size[1], settings.size[0]
+    summary.raw_bytes_per_frame = float(h * w * 3)

@@ -1,0 +1,247 @@
+"""
+The recorder's state machine (no rclpy import): idle -> recording -> draining -> idle.
+
+Callbacks only queue (`on_frame`, `on_other`); one worker thread encodes in arrival order into
+the open bag. `stop()` unsubscribes, drains the queue for at most `shutdown_drain_s`, counts what
+is left as dropped and finalises the bag (metadata.yaml). The node supplies the ROS side as
+callables: `subscribe`, `unsubscribe`, `now_ns` and, for the LR preview, `on_lr`.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, UTC
+import itertools
+from pathlib import Path
+import threading
+import time
+from typing import Any
+
+import numpy as np
+from refscale_ros.frame_queue import FrameQueue
+from refscale_ros.recorder_stats import RecorderStats, RecordingState
+
+
+class _Tap:
+    """Downscaler wrapper that keeps the last LR frame (for the live preview topic)."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.last_lr: np.ndarray | None = None
+
+    def downscale(self, hr: np.ndarray, ref: np.ndarray | None) -> tuple[np.ndarray, Any]:
+        lr, smap = self.inner.downscale(hr, ref)
+        self.last_lr = lr
+        return lr, smap
+
+
+@dataclass
+class OpenBag:
+    """The bag being recorded."""
+
+    path: Path
+    writer: Any
+    encoder: Any
+    started: float = field(default_factory=time.monotonic)
+    failed: str = ''
+
+
+class Recording:
+    """Start / stop recordings and run the encoder worker (see the module docstring)."""
+
+    def __init__(self, *, encoder_args: dict[str, Any], params: dict[str, Any], queue: FrameQueue,
+                 stats: RecorderStats, logger: Any, now_ns: Callable[[], int],
+                 subscribe: Callable[[], None], unsubscribe: Callable[[], None],
+                 on_lr: Callable[[str, Any, np.ndarray], None] | None = None) -> None:
+        self.encoder_args = dict(encoder_args)
+        if on_lr is not None:
+            self._tap: _Tap | None = _Tap(self.encoder_args['downscaler'])
+            self.encoder_args['downscaler'] = self._tap
+        else:
+            self._tap = None
+        self.params, self.queue, self.stats, self.log = params, queue, stats, logger
+        self.now_ns, self._subscribe, self._unsubscribe, self._on_lr = (
+            now_ns, subscribe, unsubscribe, on_lr)
+        self.bags: list[Path] = []
+        self.write_error = ''
+        self.accepting = False
+        self.bag: OpenBag | None = None
+        self.closed = False
+        self._rec_lock = threading.Lock()       # held by the worker while it writes
+        self._state_lock = threading.RLock()    # start / stop / close
+        self._quit = threading.Event()
+        self._worker = threading.Thread(target=self._work, name='refscale-encoder', daemon=True)
+        self._worker.start()
+
+    def state(self) -> RecordingState:
+        """What the diagnostics report about the recording now."""
+        bag = self.bag
+        if bag is None:
+            return RecordingState(False, failed=self.write_error)
+        return RecordingState(True, str(bag.path), int(bag.writer.bytes_written), bag.failed)
+
+    # -- control ----------------------------------------------------------------------------
+    def start(self) -> Path:
+        """Open a new bag and subscribe; returns the bag directory (idempotent while recording)."""
+        from refscale_model.bags import BagWriter
+        from refscale_model.pipeline import FrameEncoder
+
+        with self._state_lock:
+            if self.closed:
+                raise RuntimeError('recorder is closed')
+            if self.bag is not None:
+                return self.bag.path
+            p = self.params
+            path = self._new_bag_path()
+            writer = BagWriter(
+                path,
+                split_max_bytes=int(p['split_size_mb'] * 1e6) if p['split_size_mb'] > 0 else None,
+                split_max_duration_s=p['split_duration_s'] if p['split_duration_s'] > 0 else None)
+            args = dict(self.encoder_args)
+            provider = args.pop('provider')
+            encoder = FrameEncoder(
+                writer, args.pop('downscaler'), args.pop('info'), **args,
+                flush_interval_s=p['flush_interval_s'] if p['flush_interval_s'] > 0 else None)
+            writer.set_custom_data('refscale.recorder.provider', provider)
+            self.bag = OpenBag(path, writer, encoder)
+            self.queue.clear()
+            self.accepting = True
+            self._subscribe()
+            self.log.info(f'recording to {path}')
+            return path
+
+    def stop(self) -> Path | None:
+        """Unsubscribe, drain the queue (at most `shutdown_drain_s`), count the rest, finalise."""
+        with self._state_lock:
+            bag = self.bag
+            if bag is None:
+                return None
+            self.accepting = False
+            self._unsubscribe()
+            deadline = time.monotonic() + max(0.0, float(self.params['shutdown_drain_s']))
+            while self.queue.depth() and time.monotonic() < deadline and self._worker.is_alive():
+                time.sleep(0.01)
+            with self._rec_lock:
+                left = self.queue.clear()
+                for topic, n in left.items():
+                    if topic in self.stats.counters:
+                        self.stats.counters[topic].dropped_at_stop += n
+                self.bag = None
+            self._finalise(bag, left)
+            return bag.path
+
+    def close(self) -> None:
+        """Stop recording, then the worker (idempotent)."""
+        with self._state_lock:
+            if self.closed:
+                return
+            self.stop()
+            self.closed = True
+            self._quit.set()
+        self._worker.join(timeout=5.0)
+
+    def abort(self) -> None:
+        """Stop the worker of a node that failed to start."""
+        self.closed = True
+        self._quit.set()
+
+    def _finalise(self, bag: OpenBag, left: Counter[str]) -> None:
+        from refscale_model.bags import BagWriteError
+
+        s = bag.encoder.stats
+        self.stats.add_finished(s)
+        dropped = sum(c.dropped for c in self.stats.counters.values()) + sum(
+            v for k, v in left.items() if k != 'other')
+        try:
+            bag.writer.set_custom_data('refscale.recorder.dropped_frames', str(dropped))
+            errors = str(sum(s.errors.values()))
+            bag.writer.set_custom_data('refscale.recorder.frame_errors', errors)
+            bag.encoder.close()
+        except BagWriteError as exc:
+            bag.failed = bag.failed or str(exc)
+        except Exception as exc:  # noqa: BLE001 - a broken writer must not hide the report
+            bag.failed = bag.failed or f'closing the bag failed: {exc}'
+        self.stats.totals['bytes_on_disk'] += sum(f.stat().st_size for f in bag.writer.files
+                                                  if f.exists())
+        self.bags.append(bag.path)
+        if bag.failed:
+            self.write_error = bag.failed
+            self.log.error(f'{bag.path}: {bag.failed}')
+        self.log.info(f'finished {bag.path}: {s.frames} frames, {sum(left.values())} queued '
+                      'entries not encoded at stop')
+
+    def _new_bag_path(self) -> Path:
+        out = Path(self.params['output_dir']).expanduser()
+        out.mkdir(parents=True, exist_ok=True)
+        name = self.params['bag_name'] or '{}_{}'.format(
+            self.params['bag_prefix'], datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ'))
+        path = out / name
+        for i in itertools.count(2):
+            if not path.exists():
+                return path
+            path = out / f'{name}_{i}'
+        raise AssertionError('unreachable')
+
+    # -- callbacks (never block) ------------------------------------------------------------
+    def on_frame(self, topic: str, msg: Any) -> None:
+        """Queue a camera frame (the oldest is dropped, and counted, when the queue is full)."""
+        if not self.accepting:
+            return
+        c = self.stats.counters[topic]
+        c.received += 1
+        if not self.queue.put_frame(topic, (self.now_ns(), msg)):
+            c.dropped += 1
+
+    def on_other(self, topic: str, type_name: str, msg: Any) -> None:
+        """Queue a GPS / odometry / passthrough message."""
+        if self.accepting:
+            self.queue.put_other((topic, type_name, self.now_ns(), msg))
+
+    # -- the worker -------------------------------------------------------------------------
+    def _work(self) -> None:
+        while not self._quit.is_set():
+            got = self.queue.get(timeout=0.1)
+            if got is None:
+                continue
+            with self._rec_lock:
+                bag = self.bag
+                if bag is None or bag.failed:
+                    continue
+                try:
+                    self._process(bag, *got)
+                except Exception as exc:  # noqa: BLE001 - a bug must not kill the recording
+                    self.stats.last_error = f'internal: {exc!r}'
+                    self.log.error(f'worker: {exc!r}')
+
+    def _process(self, bag: OpenBag, key: str, item: Any) -> None:
+        from refscale_model.bags import BagWriteError
+        from refscale_model.pipeline import FrameError
+
+        try:
+            if key == 'other':
+                topic, type_name, t_ns, msg = item
+                bag.encoder.passthrough(topic, type_name, msg, t_ns)
+                return
+            t_ns, msg = item
+            c = self.stats.counters[key]
+            res = bag.encoder.encode(key, msg, t_ns, pose=bag.encoder.poses.pose(t_ns))
+        except FrameError as exc:
+            self.stats.counters[key].errors[exc.kind] += 1
+            self.stats.last_error = str(exc)
+            self.log.warning(f'frame skipped [{exc.kind}]: {exc}', throttle_duration_sec=5.0)
+            return
+        except BagWriteError as exc:
+            bag.failed = str(exc)
+            self.write_error = str(exc)
+            self.accepting = False
+            self.log.error(f'recording stopped: cannot write {bag.path}: {exc}')
+            return
+        c.encoded += 1
+        c.without_reference += not res.has_reference
+        latency = (self.now_ns() - t_ns) / 1e6
+        c.latency_ms.append(latency)
+        c.latency_sum_ms += latency
+        if self._tap is not None and self._tap.last_lr is not None and self._on_lr is not None:
+            self._on_lr(key, msg, self._tap.last_lr)
