@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from mcap.exceptions import McapError
 from mcap.records import Channel, Header, Message, Metadata, Schema
 from mcap.well_known import MessageEncoding
 from mcap_ros2.decoder import DecoderFactory
