@@ -44,6 +44,7 @@ from mcap.records import (
 
 MAGIC = b"\x89MCAP0\r\n"
 _PREFIX = 9  # opcode byte + uint64 length
+_MAX_BACK = 1 << 20  # how far before a failed record a resync looks (a record before it may have had a bad length)
 _READERS: dict[int, Any] = {
     Opcode.ATTACHMENT: Attachment.read,
     Opcode.ATTACHMENT_INDEX: AttachmentIndex.read,
@@ -105,25 +106,29 @@ class Scanner:
             pos = 8
         else:
             self.problems.append(f"{self.name}: no MCAP magic at the start; scanning for records")
+        back = pos  # where a resync may start: a record without a checksum may have had a wrong length
         while pos < size:
-            if pos + _PREFIX > size:
-                if bytes(self.data[pos:]) != MAGIC[: size - pos]:
-                    self._ends_early(pos, "a record header is cut")
+            if pos + _PREFIX > size and bytes(self.data[pos:]) == MAGIC[: size - pos]:
                 return
             try:
                 item = self._parse_at(pos, resync=False)
             except _Bad as exc:
-                nxt = self._find_next(pos + 1)
+                nxt = self._find_next(max(back, pos - _MAX_BACK) + 1, skip=pos)
                 if nxt is None:
                     self._ends_early(pos, str(exc))
                     return
+                if nxt.offset >= pos:
+                    what = f"bytes {pos}..{nxt.offset} skipped ({exc})"
+                else:  # the record before `pos` had a wrong length field
+                    what = f"record before byte {pos} has a wrong length ({exc} at byte {pos})"
                 self.problems.append(
-                    f"{self.name}: bytes {pos}..{nxt.offset} skipped ({exc}); reading resumed at the next valid record"
+                    f"{self.name}: {what}; reading resumed at the next valid record, byte {nxt.offset}"
                 )
                 item = nxt
             yield item
             if isinstance(item.record, Footer):
                 return
+            back = item.end - 1 if isinstance(item.record, Chunk) else item.offset
             pos = item.end
 
     # -- one record ------------------------------------------------------------------------------
@@ -224,11 +229,13 @@ class Scanner:
         return ChunkResult(records, False, f"{note}; {n} messages kept")
 
     # -- resync ----------------------------------------------------------------------------------
-    def _find_next(self, pos: int) -> ScanItem | None:
+    def _find_next(self, pos: int, skip: int = -1) -> ScanItem | None:
         size = len(self.data)
-        hints = sorted(h for h in self.hints if h >= pos)
+        hints = sorted(h for h in self.hints if h >= pos and h != skip)
         for m in _CANDIDATE.finditer(self.data, pos):
             c = m.start()
+            if c == skip:
+                continue
             while hints and hints[0] < c:
                 found = self._try(hints.pop(0))
                 if found is not None:
