@@ -19,7 +19,7 @@ from mcap.records import Channel, Header, Message, Metadata, Schema
 from mcap.well_known import MessageEncoding
 from mcap_ros2.decoder import DecoderFactory
 
-from .resync import Scanner, chunk_hints, open_mapped
+from .resync import Scanner, open_mapped, read_summary
 from .rosbag2_meta import read_metadata
 
 
@@ -149,15 +149,29 @@ class BagReader:
         except OSError as exc:
             self.problems.append(f"{path.name}: cannot be read ({exc.strerror or exc}); skipped")
             return
-        scanner = Scanner(data, path.name, validate_crcs=self.validate_crcs, hints=chunk_hints(path))
+        summary = read_summary(path)
+        hints: list[int] = []
+        if summary is not None:  # the summary's schemas/channels also decode messages whose chunk lost them
+            for rec in [*summary.schemas.values(), *summary.channels.values()]:
+                self._handle(rec, schemas, channels, wanted)
+            hints = [c.chunk_start_offset for c in summary.chunk_indexes]
+        scanner = Scanner(data, path.name, validate_crcs=self.validate_crcs, hints=hints)
+        unknown: dict[int, int] = {}
         try:
             for item in scanner.records():
                 for rec in item.inner if item.inner is not None else [item.record]:
+                    if isinstance(rec, Message) and rec.channel_id not in channels:
+                        unknown[rec.channel_id] = unknown.get(rec.channel_id, 0) + 1
+                        continue
                     msg = self._handle(rec, schemas, channels, wanted)
                     if msg is not None:
                         yield msg
         finally:
             self.problems.extend(scanner.problems)
+            for cid, n in unknown.items():
+                self.problems.append(
+                    f"{path.name}: {n} messages on channel {cid} skipped (its channel record was lost)"
+                )
             if hasattr(data, "close"):
                 data.close()
 

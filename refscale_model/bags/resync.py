@@ -327,6 +327,7 @@ def _split_chunk(raw: bytes) -> tuple[list[Any], bool]:
     out: list[Any] = []
     pos, size = 0, len(raw)
     view = memoryview(raw)
+    clean = True
     while pos < size:
         if pos + _PREFIX > size:
             return out, False
@@ -339,13 +340,15 @@ def _split_chunk(raw: bytes) -> tuple[list[Any], bool]:
         if opcode == Opcode.MESSAGE or opcode in _CHUNK_RECORDS:
             try:
                 rec, used = _parse_body(opcode, body)
-            except _Bad:
-                return out, False
-            if used != length:
-                return out, False
-            out.append(rec)
+            except _Bad:  # framing still holds: skip this one record, keep the ones after it
+                clean = False
+            else:
+                clean = clean and used == length
+                out.append(rec)
+        elif opcode not in _READERS and opcode < 0x80:
+            return out, False
         pos = end
-    return out, True
+    return out, clean
 
 
 def _zstd_prefix(data: bytes, piece: int = 4096) -> bytes:
@@ -360,20 +363,19 @@ def _zstd_prefix(data: bytes, piece: int = 4096) -> bytes:
     return b"".join(out)
 
 
-def chunk_hints(path: Path) -> list[int]:
-    """Chunk offsets from the file's summary (empty when there is no readable summary)."""
+def read_summary(path: Path) -> Any:
+    """The file's MCAP summary (schemas, channels, chunk indexes), or None when it is missing or unreadable."""
     from mcap.reader import make_reader
 
     try:
         with open(path, "rb") as fh:
             fh.seek(-8, 2)
             if fh.read(8) != MAGIC:
-                return []
+                return None
             fh.seek(0)
-            summary = make_reader(fh).get_summary()
-            return [c.chunk_start_offset for c in summary.chunk_indexes] if summary else []
+            return make_reader(fh).get_summary()
     except Exception:  # noqa: BLE001 - a damaged summary is simply no help
-        return []
+        return None
 
 
 def open_mapped(path: Path) -> Any:
@@ -384,4 +386,4 @@ def open_mapped(path: Path) -> Any:
         return mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
 
 
-__all__ = ["Scanner", "ScanItem", "chunk_hints", "open_mapped", "MAGIC"]
+__all__ = ["Scanner", "ScanItem", "read_summary", "open_mapped", "MAGIC"]
