@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 from mcap.reader import make_reader
-from mcap.records import Chunk, Metadata
-from mcap.stream_reader import StreamReader
+from mcap.records import Chunk, Message
+from mcap.stream_reader import StreamReader, breakup_chunk
 from test_pipeline import CAM, T0, World, build_world
 
 from refscale_model import load_weights
@@ -337,21 +337,24 @@ def test_randomised_fault_injection(tmp_path: Path, small_bag: Path) -> None:
     assert len(kinds) == 5 and sum(kinds.values()) >= 50
 
 
-def test_untouched_chunks_damage_is_reported_per_record(tmp_path: Path, small_bag: Path) -> None:
-    """A damaged chunk in the middle: the chunks after it are read, and the skipped range is named."""
+@pytest.mark.parametrize("footer", [True, False], ids=["with-index", "killed-recording"])
+def test_chunk_header_wiped_later_chunks_still_read(tmp_path: Path, small_bag: Path, footer: bool) -> None:
+    """A chunk whose opcode and length are zeroed: with a summary it is read via the chunk index; without one,
+    only its messages are lost, the chunks after it are read, and the skipped range is named."""
     f = _copy(small_bag, tmp_path / "bag") / bag_files(small_bag)[0].name
-    data = bytearray(f.read_bytes())
-    chunks = [r for r in _records(bytes(data)) if r[1] == 0x06]
-    off, _, n = chunks[2]
-    data[off : off + 9] = bytes(9)  # opcode and length gone
-    f.write_bytes(bytes(data))
+    data = full = f.read_bytes()
+    recs = _records(data)
+    if not footer:
+        data = data[: next(r[0] for r in recs if r[1] == 0x0F)]
+    buf = bytearray(data)
+    off = [r for r in recs if r[1] == 0x06][2][0]
+    buf[off : off + 9] = bytes(9)
+    f.write_bytes(bytes(buf))
     got, problems = _count(f)
-    lost = sum(
-        1
-        for rec in StreamReader(
-            io.BytesIO(bytes(bag_files(small_bag)[0].read_bytes()[off : off + 9 + n])), skip_magic=True
-        ).records
-        if not isinstance(rec, (Chunk, Metadata)) and type(rec).__name__ == "Message"
-    )
-    assert got == 36 - lost and lost > 0
-    assert any(f"bytes {off}.." in p and "skipped" in p for p in problems)
+    chunks = [r for r in StreamReader(io.BytesIO(full), emit_chunks=True).records if isinstance(r, Chunk)]
+    lost = sum(isinstance(r, Message) for r in breakup_chunk(chunks[2]))
+    assert lost > 0
+    if footer:
+        assert got == 36 and any(f"chunk at byte {off} has a damaged header; read via the index" in p for p in problems)
+    else:
+        assert got == 36 - lost and any(f"bytes {off}.." in p and "skipped" in p for p in problems)

@@ -150,11 +150,11 @@ class BagReader:
             self.problems.append(f"{path.name}: cannot be read ({exc.strerror or exc}); skipped")
             return
         summary = read_summary(path)
-        hints: list[int] = []
+        hints: list[Any] = []
         if summary is not None:  # the summary's schemas/channels also decode messages whose chunk lost them
             for rec in [*summary.schemas.values(), *summary.channels.values()]:
                 self._handle(rec, schemas, channels, wanted)
-            hints = [c.chunk_start_offset for c in summary.chunk_indexes]
+            hints = list(summary.chunk_indexes)
         scanner = Scanner(data, path.name, validate_crcs=self.validate_crcs, hints=hints)
         unknown: dict[int, int] = {}
         try:

@@ -97,7 +97,7 @@ class Scanner:
     validate_crcs: bool = True
     problems: list[str] = field(default_factory=list)
     chunks_read: int = 0
-    hints: list[int] = field(default_factory=list)  # chunk offsets from the summary, if it was readable
+    hints: list[ChunkIndex] = field(default_factory=list)  # the summary's chunk indexes, if it was readable
 
     def records(self) -> Iterator[ScanItem]:
         size = len(self.data)
@@ -231,24 +231,46 @@ class Scanner:
     # -- resync ----------------------------------------------------------------------------------
     def _find_next(self, pos: int, skip: int = -1) -> ScanItem | None:
         size = len(self.data)
-        hints = sorted(h for h in self.hints if h >= pos and h != skip)
+        hints = sorted((h for h in self.hints if h.chunk_start_offset >= pos), key=lambda h: h.chunk_start_offset)
         for m in _CANDIDATE.finditer(self.data, pos):
             c = m.start()
-            if c == skip:
-                continue
-            while hints and hints[0] < c:
-                found = self._try(hints.pop(0))
+            while hints and hints[0].chunk_start_offset <= c:
+                found = self._try_indexed(hints.pop(0), skip)
                 if found is not None:
                     return found
+            if c == skip:
+                continue
             if c + _PREFIX > size:
                 break
             found = self._try(c)
             if found is not None:
                 return found
         for h in hints:
-            found = self._try(h)
+            found = self._try_indexed(h, skip)
             if found is not None:
                 return found
+        return None
+
+    def _try_indexed(self, index: ChunkIndex, skip: int) -> ScanItem | None:
+        """A chunk where the summary's chunk index puts it, even if its own header bytes are damaged."""
+        start = index.chunk_start_offset
+        if start != skip:
+            found = self._try(start)
+            if found is not None:
+                return found
+        rec_off = start + _PREFIX + 32 + len(index.compression.encode()) + 8
+        end = rec_off + index.compressed_size
+        if end > len(self.data) or end != start + index.chunk_length:
+            return None
+        fields = (index.message_start_time, index.message_end_time, index.uncompressed_size, 0, index.compression)
+        (crc,) = struct.unpack_from("<I", self.data, start + _PREFIX + 24)
+        for c in (crc, 0):  # the stored CRC if it still matches, else decompression and record framing decide
+            chunk = _chunk((*fields[:3], c, fields[4]), bytes(self.data[rec_off:end]))
+            result = self._open_chunk(chunk)
+            if result.ok and (c or _decompressed_size_ok(chunk)):
+                self.chunks_read += 1
+                self.problems.append(f"{self.name}: chunk at byte {start} has a damaged header; read via the index")
+                return ScanItem(start, end, chunk, result.records)
         return None
 
     def _try(self, c: int) -> ScanItem | None:
@@ -291,6 +313,14 @@ def _parse_body(opcode: int, body: bytes) -> tuple[Any, int]:
     except _PARSE_ERRORS as exc:
         raise _Bad(f"record 0x{opcode:02x} does not parse ({type(exc).__name__})") from None
     return rec, stream.count
+
+
+def _decompressed_size_ok(chunk: Chunk) -> bool:
+    try:
+        raw = zstandard.ZstdDecompressor().decompress(chunk.data, max_output_size=chunk.uncompressed_size)
+    except Exception:  # noqa: BLE001
+        return chunk.compression == "" and len(chunk.data) == chunk.uncompressed_size
+    return len(raw) == chunk.uncompressed_size
 
 
 def _chunk(fields: tuple[int, int, int, int, str], data: bytes) -> Chunk:
