@@ -185,15 +185,17 @@ def test_recover_keeps_the_input_when_the_rewrite_does_not_verify(
 
 
 # -- item 3: one split file cut inside its first metadata record ---------------------------------------------------
+@pytest.mark.parametrize("into", [11, 20, 30])
 def test_split_file_cut_in_its_metadata_record_fails_alone(
-    tmp_path: Path, split_bag: Path, world: World, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, split_bag: Path, world: World, capsys: pytest.CaptureFixture[str], into: int
 ) -> None:
     bag = _copy(split_bag, tmp_path / "bag")
     files = bag_files(bag)
     per_file = [_count(f)[0] for f in files]
     data = files[1].read_bytes()
     meta = next(r for r in _records(data) if r[1] == 0x0C)
-    files[1].write_bytes(data[: meta[0] + 20])
+    assert meta[2] > into
+    files[1].write_bytes(data[: meta[0] + into])
     got, problems = _count(bag)
     assert got == sum(per_file) - per_file[1]
     assert any(p.startswith(files[1].name) and "ends early" in p for p in problems)
@@ -265,7 +267,7 @@ def test_recover_on_a_full_disk_leaves_the_input_untouched(tmp_path: Path, small
 @pytest.mark.parametrize(
     "content",
     [
-        bytes(random.Random(3).getrandbits(8) for _ in range(300)),
+        b"\x89\xff" + random.Random(3).randbytes(300),
         b"- a\n- b\n",
         b"rosbag2_bagfile_information: [1, 2]\n",
     ],
