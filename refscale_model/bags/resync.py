@@ -109,7 +109,7 @@ class Scanner:
         back = pos  # where a resync may start: a record without a checksum may have had a wrong length
         while pos < size:
             if pos + _PREFIX > size and bytes(self.data[pos:]) == MAGIC[: size - pos]:
-                return
+                break
             try:
                 item = self._parse_at(pos, resync=False)
             except _Bad as exc:
@@ -130,6 +130,7 @@ class Scanner:
                 return
             back = item.end - 1 if isinstance(item.record, Chunk) else item.offset
             pos = item.end
+        self._ends_early(pos, "no footer: the recording did not finish")
 
     # -- one record ------------------------------------------------------------------------------
     def _parse_at(self, pos: int, *, resync: bool) -> ScanItem:
