@@ -278,10 +278,12 @@ def test_broken_metadata_yaml_is_no_traceback(
 ) -> None:
     bag = _copy(small_bag, tmp_path / "bag")
     (bag / "metadata.yaml").write_bytes(content)
-    assert main(["bag", "info", str(bag)]) == 0
-    assert "36 msgs" not in capsys.readouterr().err
+    assert main(["bag", "info", str(bag)]) == 1
+    out = capsys.readouterr().out
+    assert "36 msgs" not in out and "problem: metadata.yaml is unreadable" in out
     assert main(["bag", "recover", str(bag)]) == 0
     assert read_metadata(bag)["message_count"] == 36  # rebuilt from the files
+    assert main(["bag", "info", str(bag)]) == 0
     empty = tmp_path / "empty"
     empty.mkdir()
     (empty / "metadata.yaml").write_bytes(content)

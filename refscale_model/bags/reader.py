@@ -285,11 +285,20 @@ def summarize(path: str | Path) -> BagSummary:
     for raw in reader.raw_messages():
         start = raw.log_time_ns if start is None else min(start, raw.log_time_ns)
         end = raw.log_time_ns if end is None else max(end, raw.log_time_ns)
+    problems = list(reader.problems)
+    p = Path(path)
+    if p.is_dir() and (p / "metadata.yaml").exists():
+        try:
+            meta = read_metadata(p)
+        except (ValueError, OSError):
+            meta = None
+        if not isinstance(meta, dict):
+            problems.append("metadata.yaml is unreadable or not rosbag2 metadata; `refscale bag recover` rebuilds it")
     return BagSummary(
         files=reader.files,
         topics=reader.topics,
         metadata=reader.metadata,
-        problems=list(reader.problems),
+        problems=problems,
         start_ns=start or 0,
         end_ns=end or 0,
         bytes_on_disk=sum(f.stat().st_size for f in reader.files),
