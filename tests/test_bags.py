@@ -320,3 +320,42 @@ def test_writer_refuses_existing_dir_and_unknown_topic(tmp_path: Path) -> None:
     assert [m.data for _, _, m in read_messages(tmp_path / "b")] == ["hi"]
     with pytest.raises(FileExistsError):
         BagWriter(tmp_path / "b")
+
+
+def test_unreadable_split_file_fails_alone_and_is_left_untouched(
+    tmp_path: Path, crop: np.ndarray, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from refscale_model.cli import main
+
+    _write_raw_bag(tmp_path / "raw", crop, n=4)
+    junk = tmp_path / "raw" / "raw_1.mcap"
+    junk.write_bytes(os.urandom(5000))
+    reader = BagReader(tmp_path / "raw")
+    assert sum(1 for _ in reader.raw_messages()) == 20
+    assert any(p.startswith("raw_1.mcap:") for p in reader.problems)
+    assert main(["bag", "info", str(tmp_path / "raw")]) == 1
+    before = junk.read_bytes()
+    assert main(["bag", "recover", "--no-backup", str(tmp_path / "raw")]) == 1
+    err = capsys.readouterr().err
+    assert "raw_1.mcap: not recovered" in err and "Traceback" not in err
+    assert junk.read_bytes() == before and is_complete(bag_files(tmp_path / "raw")[0])
+
+
+def test_resync_after_a_damaged_message_index(tmp_path: Path, crop: np.ndarray) -> None:
+    """A wrong length in a record without a CRC (a message index) is found at the next record; nothing is lost."""
+    _write_raw_bag(tmp_path / "raw", crop, n=10, chunk_size=15_000)
+    f = bag_files(tmp_path / "raw")[0]
+    data = bytearray(f.read_bytes())
+    pos, found = 8, None
+    while pos < len(data) - 8 and found is None:
+        op, n = data[pos], int.from_bytes(data[pos + 1 : pos + 9], "little")
+        found = pos if op == 0x07 else None
+        pos += 9 + n
+    assert found is not None
+    data[found + 1] ^= 0x05  # the index's length is now a few bytes off
+    f.write_bytes(bytes(data))
+    reader = BagReader(f)
+    assert sum(1 for _ in reader.raw_messages()) == 50 and reader.problems
+    recover(tmp_path / "raw")
+    reader = BagReader(f)
+    assert sum(1 for _ in reader.raw_messages()) == 50 and not reader.problems

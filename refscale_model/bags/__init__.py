@@ -41,7 +41,7 @@ from .reader import (
     summarize,
     topics_of,
 )
-from .recover import RecoverReport, is_complete, recover
+from .recover import RecoverError, RecoverReport, is_complete, recover
 from .refscale_format import camera_topics
 from .rosbag2_meta import qos_profiles_yaml
 from .writer import BagWriteError, BagWriter
@@ -53,6 +53,7 @@ __all__ = [
     "BagWriteError",
     "BagWriter",
     "RawMessage",
+    "RecoverError",
     "RecoverReport",
     "TopicInfo",
     "bag_files",

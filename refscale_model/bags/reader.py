@@ -2,7 +2,9 @@
 
 Why a streaming reader: a recording killed mid-write has no summary or footer, which the indexed
 readers need. Reading records front to back yields every chunk that was written completely (its
-CRC is checked) and stops cleanly where the file ends; what was lost is reported in `problems`.
+CRC is checked). A damaged or cut record does not end the read: `resync.Scanner` skips to the next
+record that checks out, so intact chunks after the damage are still read; every skipped byte range
+is reported in `problems`. Each split file is read on its own: one broken file never hides another.
 """
 
 from __future__ import annotations
@@ -13,12 +15,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from mcap.exceptions import McapError
-from mcap.records import Channel, Chunk, Header, Message, Metadata, Schema
-from mcap.stream_reader import StreamReader, breakup_chunk
+from mcap.records import Channel, Header, Message, Metadata, Schema
 from mcap.well_known import MessageEncoding
 from mcap_ros2.decoder import DecoderFactory
 
+from .resync import Scanner, open_mapped, read_summary
 from .rosbag2_meta import read_metadata
 
 
@@ -71,9 +72,14 @@ def bag_files(path: str | Path) -> list[Path]:
     if not p.is_dir():
         raise FileNotFoundError(f"no bag at {p}")
     listed: list[Path] = []
-    meta = read_metadata(p)
-    if meta:
-        listed = [p / Path(x).name for x in meta.get("relative_file_paths") or [] if (p / Path(x).name).is_file()]
+    try:
+        meta = read_metadata(p)
+        names = meta.get("relative_file_paths") if isinstance(meta, dict) else None
+        if isinstance(names, list):
+            listed = [p / Path(str(x)).name for x in names if (p / Path(str(x)).name).is_file()]
+    except (ValueError, OSError):  # metadata.yaml of random bytes: fall back to the files present
+        listed = []
+    listed = list(dict.fromkeys(listed))
 
     def key(f: Path) -> tuple[int, str]:
         m = _SPLIT_INDEX.search(f.name)
@@ -135,34 +141,39 @@ class BagReader:
         return self
 
     def _file_messages(self, path: Path, wanted: set[str] | None) -> Iterator[RawMessage]:
+        """Every message of one file; damage is skipped (see `resync.Scanner`) and noted in `problems`."""
         schemas: dict[int, Schema] = {}
         channels: dict[int, Channel] = {}
-        chunks = 0
-        with open(path, "rb") as fh:
-            reader = StreamReader(fh, emit_chunks=True, validate_crcs=False)
-            records = reader.records
-            while True:
-                try:
-                    record = next(records)
-                except StopIteration:
-                    return
-                except (McapError, EOFError, ValueError, UnicodeDecodeError) as exc:
-                    self._note_stop(path, chunks, exc)
-                    return
-                if isinstance(record, Chunk):
-                    try:
-                        inner = breakup_chunk(record, validate_crc=self.validate_crcs)
-                    except Exception as exc:  # noqa: BLE001 - zstd/CRC errors of a damaged chunk
-                        self.problems.append(f"{path.name}: chunk {chunks} is damaged ({exc}); skipped")
-                        chunks += 1
+        try:
+            data = open_mapped(path)
+        except OSError as exc:
+            self.problems.append(f"{path.name}: cannot be read ({exc.strerror or exc}); skipped")
+            return
+        summary = read_summary(path)
+        hints: list[Any] = []
+        if summary is not None:  # the summary's schemas/channels also decode messages whose chunk lost them
+            for rec in [*summary.schemas.values(), *summary.channels.values()]:
+                self._handle(rec, schemas, channels, wanted)
+            hints = list(summary.chunk_indexes)
+        scanner = Scanner(data, path.name, validate_crcs=self.validate_crcs, hints=hints)
+        unknown: dict[int, int] = {}
+        try:
+            for item in scanner.records():
+                for rec in item.inner if item.inner is not None else [item.record]:
+                    if isinstance(rec, Message) and rec.channel_id not in channels:
+                        unknown[rec.channel_id] = unknown.get(rec.channel_id, 0) + 1
                         continue
-                    chunks += 1
-                else:
-                    inner = [record]
-                for rec in inner:
                     msg = self._handle(rec, schemas, channels, wanted)
                     if msg is not None:
                         yield msg
+        finally:
+            self.problems.extend(scanner.problems)
+            for cid, n in unknown.items():
+                self.problems.append(
+                    f"{path.name}: {n} messages on channel {cid} skipped (its channel record was lost)"
+                )
+            if hasattr(data, "close"):
+                data.close()
 
     def _handle(
         self, rec: Any, schemas: dict[int, Schema], channels: dict[int, Channel], wanted: set[str] | None
@@ -190,7 +201,10 @@ class BagReader:
                 info.count += 1
             if wanted is not None and channel.topic not in wanted:
                 return None
-            schema = schemas[channel.schema_id]
+            schema = schemas.get(channel.schema_id)
+            if schema is None:
+                self.problems.append(f"message on {channel.topic} without its schema skipped")
+                return None
             return RawMessage(
                 channel.topic,
                 schema.name,
@@ -202,13 +216,6 @@ class BagReader:
                 channel,
             )
         return None
-
-    def _note_stop(self, path: Path, chunks: int, exc: Exception) -> None:
-        size = path.stat().st_size
-        self.problems.append(
-            f"{path.name}: file ends early ({type(exc).__name__}) after {chunks} complete chunks; "
-            f"{size} bytes on disk. Messages of complete chunks were read; run `refscale bag recover`."
-        )
 
 
 def _summary_or_none(path: Path) -> Any:
@@ -224,7 +231,7 @@ def _summary_or_none(path: Path) -> Any:
             summary = reader.get_summary()
             metadata = {m.name: dict(m.metadata) for m in reader.iter_metadata()} if summary else {}
             return (summary, metadata) if summary is not None else None
-    except (McapError, OSError, ValueError, EOFError):
+    except Exception:  # noqa: BLE001 - a damaged summary or index: fall back to a full scan
         return None
 
 
@@ -278,11 +285,20 @@ def summarize(path: str | Path) -> BagSummary:
     for raw in reader.raw_messages():
         start = raw.log_time_ns if start is None else min(start, raw.log_time_ns)
         end = raw.log_time_ns if end is None else max(end, raw.log_time_ns)
+    problems = list(reader.problems)
+    p = Path(path)
+    if p.is_dir() and (p / "metadata.yaml").exists():
+        try:
+            meta = read_metadata(p)
+        except (ValueError, OSError):
+            meta = None
+        if not isinstance(meta, dict):
+            problems.append("metadata.yaml is unreadable or not rosbag2 metadata; `refscale bag recover` rebuilds it")
     return BagSummary(
         files=reader.files,
         topics=reader.topics,
         metadata=reader.metadata,
-        problems=list(reader.problems),
+        problems=problems,
         start_ns=start or 0,
         end_ns=end or 0,
         bytes_on_disk=sum(f.stat().st_size for f in reader.files),

@@ -39,16 +39,77 @@ def is_complete(path: str | Path) -> bool:
         return False
 
 
+class RecoverError(OSError):
+    """A file could not be recovered safely; its original was left untouched."""
+
+
 @dataclass
 class RecoverReport:
     """What `recover` did, per file."""
 
     rewritten: list[Path] = field(default_factory=list)
     already_valid: list[Path] = field(default_factory=list)
+    failed: list[Path] = field(default_factory=list)
     messages_kept: int = 0
     bytes_dropped: int = 0
     problems: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
     metadata_rewritten: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+
+def _count(path: Path) -> tuple[int, list[str], bool]:
+    """Messages the resyncing reader gets from a file, its problems, and whether it found an MCAP header."""
+    reader = BagReader(path)
+    n = sum(1 for _ in reader.raw_messages())
+    return n, list(reader.problems), bool(reader.headers)
+
+
+def recover(path: str | Path, *, keep_backup: bool = True, chunk_size: int = 1 << 20) -> RecoverReport:
+    """Rewrite every incomplete or damaged .mcap of a bag (directory or single file) into a valid one.
+
+    A file needs a rewrite when it lacks a footer/summary *or* when reading it hits damage (a file
+    with a footer can still hold a broken record). The rewrite goes to a temporary name, is read
+    back, and replaces the original only if it holds at least the messages the resyncing reader got
+    from the original; otherwise (or on a write error such as ENOSPC) the original stays as it was
+    and the failure is listed in `errors`. The original of a rewritten file is kept as
+    `<name>.mcap.truncated` unless `keep_backup` is False. For a directory, metadata.yaml is then
+    rebuilt from the files' real contents.
+    """
+    p = Path(path)
+    report = RecoverReport()
+    for f in bag_files(p):
+        before, problems, has_header = _count(f)
+        if not problems and is_complete(f):
+            report.already_valid.append(f)
+            continue
+        report.problems += problems
+        if before == 0 and not has_header:
+            report.failed.append(f)
+            report.errors.append(
+                f"{f.name}: not recovered (no MCAP record readable in it); the file was left untouched"
+            )
+            continue
+        try:
+            count, dropped = _rewrite_verified(f, before, keep_backup, chunk_size)
+        except OSError as exc:  # RecoverError, ENOSPC, EFBIG, EIO, ...
+            report.failed.append(f)
+            why = str(exc) if isinstance(exc, RecoverError) or not exc.strerror else exc.strerror
+            report.errors.append(f"{f.name}: not recovered ({why}); the original file was left untouched")
+            continue
+        report.messages_kept += count
+        report.bytes_dropped += dropped
+        report.rewritten.append(f)
+    if p.is_dir():
+        try:
+            write_metadata(p, _stats_from_files(p))
+            report.metadata_rewritten = True
+        except OSError as exc:
+            report.errors.append(f"metadata.yaml not rewritten ({exc.strerror or exc})")
+    return report
 
 
 def _rewrite(src: Path, dst: Path, chunk_size: int) -> tuple[int, list[str]]:
@@ -95,38 +156,41 @@ def _rewrite(src: Path, dst: Path, chunk_size: int) -> tuple[int, list[str]]:
     return count, list(reader.problems)
 
 
-def recover(path: str | Path, *, keep_backup: bool = True, chunk_size: int = 1 << 20) -> RecoverReport:
-    """Rewrite every incomplete .mcap of a bag (directory or single file) into a valid one.
+def _rewrite_verified(f: Path, before: int, keep_backup: bool, chunk_size: int) -> tuple[int, int]:
+    """Rewrite `f` via a temporary file that is verified before it replaces `f`.
 
-    The original of a rewritten file is kept as `<name>.mcap.truncated` unless `keep_backup` is
-    False. For a directory, metadata.yaml is then rebuilt from the files' real contents.
+    Returns (messages in the new file, bytes dropped). On any failure the temporary file is removed
+    and `f` is untouched.
     """
-    p = Path(path)
-    report = RecoverReport()
-    for f in bag_files(p):
-        if is_complete(f):
-            report.already_valid.append(f)
-            continue
-        tmp = f.with_name(f".{f.name}.recovering")
-        tmp.unlink(missing_ok=True)
-        count, problems = _rewrite(f, tmp, chunk_size)
-        report.messages_kept += count
-        report.problems += problems
-        report.bytes_dropped += max(0, f.stat().st_size - tmp.stat().st_size)
+    tmp = f.with_name(f".{f.name}.recovering")
+    tmp.unlink(missing_ok=True)
+    try:
+        count, _ = _rewrite(f, tmp, chunk_size)
+        after, out_problems, _ = _count(tmp)
+        want = max(before, count)
+        if out_problems or after < want:
+            detail = f": {out_problems[0]}" if out_problems else ""
+            raise RecoverError(f"the rewritten file reads back {after} messages, expected {want}{detail}")
+        dropped = max(0, f.stat().st_size - tmp.stat().st_size)
         if keep_backup:
-            os.replace(f, f.with_name(f.name + ".truncated"))
+            backup = f.with_name(f.name + ".truncated")
+            backup.unlink(missing_ok=True)
+            os.link(f, backup)  # the original stays reachable at every instant
         os.replace(tmp, f)
-        report.rewritten.append(f)
-    if p.is_dir():
-        write_metadata(p, _stats_from_files(p))
-        report.metadata_rewritten = True
-    return report
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return after, dropped
 
 
 def _stats_from_files(bag_dir: Path) -> BagStats:
     """Rebuild metadata.yaml counters by reading the (now valid) files, keeping the old custom_data."""
-    old = read_metadata(bag_dir) or {}
-    stats = BagStats(custom_data=dict(old.get("custom_data") or {}))
+    try:
+        old = read_metadata(bag_dir)
+    except (ValueError, OSError):  # metadata.yaml of random bytes
+        old = None
+    custom = old.get("custom_data") if isinstance(old, dict) else None
+    stats = BagStats(custom_data={str(k): str(v) for k, v in custom.items()} if isinstance(custom, dict) else {})
     for f in bag_files(bag_dir):
         fstats = FileStats(f.name)
         reader = BagReader(f)
@@ -140,4 +204,4 @@ def _stats_from_files(bag_dir: Path) -> BagStats:
     return stats
 
 
-__all__ = ["recover", "is_complete", "RecoverReport"]
+__all__ = ["recover", "is_complete", "RecoverReport", "RecoverError"]

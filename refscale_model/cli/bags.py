@@ -215,9 +215,14 @@ def run_reconstruct(args: argparse.Namespace) -> int:
 
 
 def run_recover(args: argparse.Namespace) -> int:
+    """Exit 0: every file valid now; 1: a file could not be recovered (its original kept); 2: no bag there."""
     from refscale_model.bags import recover
 
-    report = recover(args.path, keep_backup=not args.no_backup)
+    try:
+        report = recover(args.path, keep_backup=not args.no_backup)
+    except OSError as exc:  # not a bag, unreadable directory, ...
+        print(f"refscale bag recover: error: {exc.strerror or exc}: {args.path}", file=sys.stderr)
+        return 2
     for f in report.rewritten:
         print(f"recovered: {f}")
     for f in report.already_valid:
@@ -227,16 +232,25 @@ def run_recover(args: argparse.Namespace) -> int:
     print(f"messages kept in recovered files: {report.messages_kept}; bytes dropped: {report.bytes_dropped:,}")
     if report.metadata_rewritten:
         print(f"rewrote {args.path / 'metadata.yaml'}")
-    return 0
+    for e in report.errors:
+        print(f"refscale bag recover: error: {e}", file=sys.stderr)
+    return 0 if report.ok else 1
 
 
 def run_info(args: argparse.Namespace) -> int:
+    """Exit 0: bag reads cleanly; 1: problems found (listed); 2: no bag there / unreadable."""
     from refscale_model.bags import is_complete, summarize
 
-    s = summarize(args.path)
+    try:
+        s = summarize(args.path)
+    except OSError as exc:
+        print(f"refscale bag info: error: {exc.strerror or exc}: {args.path}", file=sys.stderr)
+        return 2
     print(f"bag: {args.path}")
     for f in s.files:
-        print(f"  file: {f.name}  {f.stat().st_size:,} B  {'ok' if is_complete(f) else 'TRUNCATED'}")
+        damaged = any(p.startswith(f"{f.name}:") for p in s.problems)
+        state = "TRUNCATED" if not is_complete(f) else "DAMAGED" if damaged else "ok"
+        print(f"  file: {f.name}  {f.stat().st_size:,} B  {state}")
     print(f"duration: {(s.end_ns - s.start_ns) / 1e9:.3f} s  start: {s.start_ns}  size: {s.bytes_on_disk:,} B")
     for topic, t in sorted(s.topics.items()):
         print(f"  {topic}  [{t.type_name}]  {t.count} msgs")
