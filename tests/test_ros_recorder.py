@@ -456,3 +456,33 @@ def test_run_recorder_for_a_bounded_time_returns_its_report(tmp_path: Path, shar
     assert report.stopped_by == "duration" and report.ok and report.frames == 0
     assert report.bags == [tmp_path / "out" / "rec"] and (tmp_path / "out" / "rec" / "metadata.yaml").is_file()
     assert report.provider == "torch:cpu" and "bag: " in report.summary()
+
+
+def test_lossy_lr_codec_with_a_budget_is_recorded_and_reported(tmp_path: Path, shared_data: Path,
+                                                               probe: Probe) -> None:
+    drive = build_drive(tmp_path / "drive", n=4, hz=10.0)
+    overrides = recorder_overrides(drive, tmp_path / "out", lr_codec="webp", lr_quality=90, target_kbps=300.0)
+    rec = RecorderThread(overrides)
+    diags = probe.diagnostics()
+    player = probe.play(drive.raw_bag, wait_for_subscribers=1)
+    assert player.done.wait(30)
+    wait_for(lambda: any((node_status(a) or {}).get("frames") == "4" for a in diags), 30, "4 frames encoded")
+    report = rec.finish()
+    bag = tmp_path / "out" / "rec"
+    assert report.frames == 4
+    lr = [m for t, _, m in read_messages(bag) if t == fmt.lr_topic(CAM)]
+    assert [m.format for m in lr] == ["webp"] * 4  # CompressedImage a viewer shows as it is
+    metas = [fmt.meta_from_msg(m) for t, _, m in read_messages(bag) if t == fmt.meta_topic(CAM)]
+    assert all(m.lr_codec == "webp" for m in metas) and metas[0].lr_quality == 90
+    cams = [c for a in diags if (c := camera_status(a)) and "kbps" in c]
+    assert cams and cams[-1]["lr_codec"] == "webp" and float(cams[-1]["target_kbps"]) == 300.0
+    assert float(cams[-1]["kbps"]) > 0.0 and "budget_used" in cams[-1]
+
+
+def test_unsupported_lr_codec_is_refused_before_recording(tmp_path: Path, shared_data: Path) -> None:
+    from refscale_model.codecs import CodecError
+
+    drive = build_drive(tmp_path / "drive", n=1)
+    with pytest.raises(CodecError, match="valid choices"):
+        run_recorder(None, recorder_overrides(drive, tmp_path / "out", lr_codec="jpeg2000"), duration_s=0.5)
+    assert not (tmp_path / "out").exists()

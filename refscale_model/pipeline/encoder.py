@@ -76,6 +76,10 @@ class FrameResult:
     smap_bytes: int
     encode_ms: float
     no_reference_reason: str = ""
+    lr_quality: int = -1
+    """Quality this frame's LR was coded with (-1 lossless)."""
+    kbps: float = 0.0
+    """This camera's LR + S_map kbit/s over the rate window (0 without a `target_kbps` budget)."""
 
 
 @dataclass(frozen=True)
@@ -289,6 +293,8 @@ class FrameEncoder:
             len(smap_png),
             encode_ms,
             meta.no_reference_reason,
+            meta.lr_quality,
+            self.stats.kbps.get(topic, 0.0),
         )
 
     def _lr_stream(self, topic: str) -> LrStreamEncoder:

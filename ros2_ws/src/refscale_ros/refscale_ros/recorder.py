@@ -48,11 +48,14 @@ class RecorderNode(Node):
         super().__init__(node_name, context=context, **kwargs)
         self._closed = True  # until fully built: rclpy may destroy a half-built node
         from refscale_model.backends.loader import load_downscaler
+        from refscale_model.pipeline.encoder import LrSettings
         from refscale_model.refcache import ReferenceCache
         from refscale_model.registration import RegistrationConfig
 
         p = self.params = declare(self, PARAMETERS)
         set_log_level(self, p['log_level'])
+        lr = LrSettings.checked(p['lr_codec'], None if p['lr_quality'] < 0 else p['lr_quality'],
+                                p['target_kbps'] or None)
         self.cameras = parse_cameras(string_list(p['cameras']))
         self.passthrough = [passthrough_spec(s) for s in string_list(p['passthrough'])]
         self.backend = load_downscaler(p['weights'], onnx_model=p['onnx_model'] or None,
@@ -62,7 +65,7 @@ class RecorderNode(Node):
                       if p['cache_dir'] else None)
         topics = [c.topic for c in self.cameras]
         self.queue = FrameQueue(topics, p['max_queue'])
-        self.stats = RecorderStats(topics, self.queue, self.backend.provider)
+        self.stats = RecorderStats(topics, self.queue, self.backend.provider, lr)
         self._subs: list[Any] = []
         self.lr_pubs = ({t: self.create_publisher(Image, t + '/refscale/lr_preview',
                                                   qos_profile_sensor_data)
@@ -73,7 +76,8 @@ class RecorderNode(Node):
                 'provider': self.backend.provider, 'cache': self.cache,
                 'registration': (RegistrationConfig() if p['registration']
                                  else RegistrationConfig(estimators=(), fallback='identity')),
-                'camera_names': {c.topic: c.cache_id for c in self.cameras}},
+                'camera_names': {c.topic: c.cache_id for c in self.cameras},
+                'lr_codec': lr.codec, 'lr_quality': lr.quality, 'target_kbps': lr.target_kbps},
             params=p, queue=self.queue, stats=self.stats, logger=self.get_logger(),
             now_ns=lambda: self.get_clock().now().nanoseconds, subscribe=self._subscribe,
             unsubscribe=self._unsubscribe, on_lr=self._publish_lr if p['publish_lr'] else None)

@@ -32,6 +32,12 @@ class CameraCounters:
     latency_sum_ms: float = 0.0
     last_drop_at: float = float('-inf')
     """time.monotonic() of the diagnostics period in which frames were last dropped."""
+    lr_bytes: int = 0
+    """LR + S_map bytes written (all recordings)."""
+    lr_quality: int = -1
+    """Quality of the latest LR frame (-1 lossless)."""
+    kbps: float = 0.0
+    """LR + S_map kbit/s over the rate controller's window (with a budget)."""
 
 
 @dataclass
@@ -90,7 +96,10 @@ class RecordingState:
 class RecorderStats:
     """Counters of every camera and of finished recordings; builds diagnostics and the report."""
 
-    def __init__(self, topics: list[str], queue: FrameQueue, provider: str) -> None:
+    def __init__(self, topics: list[str], queue: FrameQueue, provider: str,
+                 lr: Any = None) -> None:
+        self.lr = lr
+        """`LrSettings` of the recordings (codec, quality, budget), shown per camera."""
         self.counters = {t: CameraCounters() for t in topics}
         self.queue = queue
         self.provider = provider
@@ -186,9 +195,21 @@ class RecorderStats:
             'encode_latency_ms': float(np.mean(lat)) if lat else 0.0,
             'encode_latency_ms_max': float(np.max(lat)) if lat else 0.0,
             'frames_without_reference': c.without_reference,
+            **self._rate_values(c),
             'errors': errors_now,
             **{f'errors.{k}': v for k, v in sorted(c.errors.items())},
         }
+
+    def _rate_values(self, c: CameraCounters) -> dict[str, Any]:
+        """LR codec, quality and bytes/s against the budget (docs/ros.md)."""
+        if self.lr is None:
+            return {}
+        values: dict[str, Any] = {'lr_codec': self.lr.codec, 'lr_quality': c.lr_quality,
+                                  'lr_bytes': c.lr_bytes}
+        if self.lr.target_kbps:
+            values.update(target_kbps=self.lr.target_kbps, kbps=round(c.kbps, 1),
+                          budget_used=round(c.kbps / self.lr.target_kbps, 3))
+        return values
 
     # -- the report -------------------------------------------------------------------------
     def report(self, bags: list[Path], stopped_by: str, write_error: str) -> RecorderReport:
