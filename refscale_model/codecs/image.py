@@ -115,11 +115,15 @@ _CODECS = {"png": PngCodec, "jpeg": JpegCodec, "webp": WebpCodec, "avif": AvifCo
 assert tuple(_CODECS) == CODEC_NAMES
 
 
-@cache
 def get_codec(name: str) -> LrCodec:
     """The codec called `name` (one shared stateless instance)."""
-    if name not in _CODECS:
+    if not isinstance(name, str) or name not in _CODECS:
         raise CodecError(f"unknown LR codec {name!r}; valid choices: {', '.join(CODEC_NAMES)}")
+    return _instance(name)
+
+
+@cache
+def _instance(name: str) -> LrCodec:
     return _CODECS[name]()
 
 
