@@ -20,6 +20,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "refscale_model.cli.sample_drive",
     "refscale_model.cli.onnx",
     "refscale_model.cli.ros",
+    "refscale_model.cli.fleet",
 )
 
 
