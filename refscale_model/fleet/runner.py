@@ -52,6 +52,8 @@ class FleetReport:
     frame_failures: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     reference_problems: dict[str, list[str]] = field(default_factory=dict)
     seconds: float = 0.0
+    startup_s: float = 0.0
+    """Of `seconds`: until every actor had loaded its cache (Ray start, worker processes, imports)."""
     workers: int = 0
     resource: str = "CPU"
 
@@ -62,6 +64,12 @@ class FleetReport:
     @property
     def frames_per_s(self) -> float:
         return self.frames / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def steady_frames_per_s(self) -> float:
+        """Frames/s once the workers were up (without Ray and actor start-up)."""
+        busy = self.seconds - self.startup_s
+        return self.frames / busy if busy > 0 else 0.0
 
 
 class _Progress:
@@ -162,6 +170,7 @@ def fleet_reconstruct(
             report.seconds = time.perf_counter() - t0
             return report
         started = False
+        t_ray = time.perf_counter()
         if not ray.is_initialized():
             kw: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False}
             if address:
@@ -169,6 +178,7 @@ def fleet_reconstruct(
             else:
                 ray.init(num_cpus=workers, **kw)
             started = True
+        ray_start = time.perf_counter() - t_ray
         try:
             _run(ray, jobs, out, cache, manifest, report, output=output, image_format=image_format, weights=weights,
                  workers=workers, device=device, batch_size=batch_size, seed=seed, allow_untrained=allow_untrained,
@@ -176,6 +186,7 @@ def fleet_reconstruct(
         finally:
             if started:
                 ray.shutdown()
+        report.startup_s += ray_start
         storage.remove_stale_temps(out)  # left by attempts killed and retried during this run
     report.seconds = time.perf_counter() - t0
     return report
@@ -202,7 +213,10 @@ def _run(ray: Any, jobs: list[Job], out: str, cache: str | None, manifest: Manif
                                 batch_size=batch_size, z="zero" if seed is None else seed,
                                 allow_untrained=allow_untrained, force=force, progress=counter)
 
+    t_start = time.perf_counter()
     idle = [new_actor() for _ in range(n)]
+    ray.get([a.pid.remote() for a in idle])
+    report.startup_s = time.perf_counter() - t_start
     todo = list(reversed(jobs))
     running: dict[Any, tuple[Any, Job]] = {}
     bar = tqdm(total=report.total, initial=len(report.skipped), disable=not progress, desc="fleet", unit="bag",
