@@ -34,7 +34,7 @@ from refscale_model.fleet import Manifest, fleet_reconstruct  # noqa: E402
 from refscale_model.fleet.runner import MANIFEST_NAME  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
-FRAMES = (6, 8, 10)
+FRAMES = (4, 6, 8)
 
 
 def write_raw_bag(path: Path, frames: list[np.ndarray], positions: list[tuple[float, float]], t0: int = T0) -> Path:
