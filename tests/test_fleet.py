@@ -23,15 +23,11 @@ from test_pipeline import CAM, POSITIONS, T0, World, build_world
 from refscale_model import load_weights
 from refscale_model.bags import BagWriter, msgs, read_messages
 from refscale_model.cli import main
+from refscale_model.fleet import Manifest, fleet_reconstruct  # imports no Ray: the onboard install has none
+from refscale_model.fleet.runner import MANIFEST_NAME
 from refscale_model.pipeline import Reconstructor
 from refscale_model.pipeline.jobs import reconstruct_bag
 from refscale_model.refcache import ReferenceCache
-
-ray = pytest.importorskip("ray")
-pytest.importorskip("fsspec")
-
-from refscale_model.fleet import Manifest, fleet_reconstruct  # noqa: E402
-from refscale_model.fleet.runner import MANIFEST_NAME  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 FRAMES = (4, 6, 8)
@@ -72,6 +68,8 @@ def fleet(tmp_path_factory: pytest.TempPathFactory, shared_data: Path) -> Fleet:
 
 @pytest.fixture(scope="module")
 def ray_session() -> str:
+    ray = pytest.importorskip("ray")  # the [fleet] extra
+    pytest.importorskip("fsspec")
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield ray.get_runtime_context().gcs_address
     ray.shutdown()
