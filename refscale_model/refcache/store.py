@@ -3,7 +3,7 @@
 Why: RefScale only pays off when the car finds a reference of the same place. The cache is a
 directory that the car and the offboard side both hold (the offboard copy is a byte copy)::
 
-    CACHE/index.sqlite          SQLite (WAL): table `refs`, R*Tree `refs_pos`, table `meta`
+    CACHE/index.sqlite          SQLite (WAL while written, rollback journal at rest): `refs`, R*Tree `refs_pos`, `meta`
     CACHE/images/ab/<sha256>.png   every reference image, lossless PNG, named by its file's sha256
 
 Every encoded frame names its reference by id **and** sha256; `get` and `Reference.load_rgb`
@@ -136,7 +136,8 @@ class ReferenceCache:
     """A reference cache directory. Use `ReferenceCache.open(dir)`; safe to share between threads.
 
     Several processes may use one cache: readers never block (WAL), writers wait for each other
-    (busy timeout). One connection per instance, serialised by a lock.
+    (busy timeout). One connection per instance, serialised by a lock. `readonly=True` never writes
+    (also not a `-shm` file), so it works on read-only mounts; see docs/reference-cache.md.
     """
 
     def __init__(self, root: Path, conn: sqlite3.Connection, readonly: bool) -> None:
