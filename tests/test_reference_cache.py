@@ -462,3 +462,73 @@ def test_crash_during_writes_leaves_consistent_cache(tmp_path: Path) -> None:
         files = {p for p in (tmp_path / "images").glob("*/*")}
         assert files == {r.path for r in cache.entries()}
         assert cache.verify().ok
+
+
+# -- degenerate references and the journal mode a writer leaves (issue 20 items 4 and 6) -------------------------
+
+
+@pytest.mark.parametrize("hw", [(1, 1), (2, 2000), (2000, 2), (31, 64), (40, 400)])
+def test_degenerate_reference_is_refused(tmp_path: Path, hw: tuple[int, int]) -> None:
+    from refscale_model.refcache import DegenerateReferenceError
+
+    img = np.full((*hw, 3), 128, np.uint8)
+    with ReferenceCache.open(tmp_path, create=True) as cache:
+        with pytest.raises(DegenerateReferenceError, match="not a usable reference") as info:
+            cache.add(img, "front", LAT0, LON0, 0.0, 1, "r", "d")
+        assert isinstance(info.value, CacheError) and isinstance(info.value, ValueError)
+        assert len(cache) == 0
+        for ok in ((32, 32), (32, 256), (720, 1280)):  # the bounds themselves are fine
+            cache.add(np.full((*ok, 3), 128, np.uint8), "front", LAT0, LON0, 0.0, ok[1], "r", "d")
+        assert len(cache) == 3 and cache.verify().ok
+    assert len(list((tmp_path / "images").glob("*/*"))) == 3
+
+
+def test_add_images_and_build_count_degenerate_references(
+    tmp_path: Path, strip: np.ndarray, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from refscale_model.bags import BagWriter, msgs
+
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    shapes = {"good.png": (TILE_H, TILE_W), "dot.png": (1, 1), "line.png": (2, 2000), "strip.png": (40, 400)}
+    for name, (h, w) in shapes.items():
+        cv2.imwrite(str(folder / name), cv2.resize(strip, (w, h)))
+    (tmp_path / "poses.csv").write_text("file,lat,lon\n" + "".join(f"{n},{LAT0},{LON0}\n" for n in shapes))
+    assert cli("cache", "add-images", str(folder), "--poses", str(tmp_path / "poses.csv"), "--out",
+               str(tmp_path / "c1"), "--no-progress") == 1
+    out = capsys.readouterr().out
+    assert "added: 1" in out and "degenerate: 3" in out, out
+    assert "note: not a usable reference:" in out and "each side must be at least 32 px" in out
+    assert "aspect ratio 10.0 exceeds 8" in out
+
+    bag = tmp_path / "bag"
+    with BagWriter(bag) as w:  # a camera that sends 1×1 frames every other frame, 1 m apart
+        w.add_topic("/gps/fix", msgs.NAV_SAT_FIX)
+        w.add_topic("/cam", msgs.IMAGE)
+        for i in range(20):
+            t = T0 + i * 100_000_000
+            w.write("/gps/fix", msgs.navsatfix_msg(*east_of(LAT0, LON0, float(i)), 30.0, t), t)
+            img = tile(strip, i) if i % 2 else np.zeros((1, 1, 3), np.uint8)
+            w.write("/cam", msgs.image_msg(img, t, "cam"), t)
+    with ReferenceCache.open(tmp_path / "c2", create=True) as cache:
+        report = build_from_bag(cache, bag, "/cam", gps_topic="/gps/fix", every_m=1.0)
+        assert report.degenerate == 10 and report.added == 10, report
+        assert all(r.width == TILE_W for r in cache.entries())
+
+
+def test_writer_leaves_a_rollback_journal_that_opens_without_shm(tmp_path: Path, strip: np.ndarray) -> None:
+    with ReferenceCache.open(tmp_path, create=True) as cache:
+        cache.add(tile(strip, 0), "front", LAT0, LON0, 0.0, 1, "r", "d")
+        assert cache.info().journal_mode == "wal"  # WAL while writing: readers never wait for the writer
+    header = (tmp_path / "index.sqlite").read_bytes()[:20]
+    assert (header[18], header[19]) == (1, 1)  # rollback journal on disk
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["images", "index.sqlite"]
+    reader = ReferenceCache.open(tmp_path, readonly=True)
+    writer = ReferenceCache.open(tmp_path)  # the next writer switches back to WAL
+    assert writer.info().journal_mode == "wal" and len(reader) == 1
+    writer.close()  # another connection still has it open: it stays WAL (switching would need it alone)
+    assert (tmp_path / "index.sqlite").read_bytes()[18] == 2 and len(reader) == 1
+    reader.close()
+    with ReferenceCache.open(tmp_path):
+        pass
+    assert (tmp_path / "index.sqlite").read_bytes()[18] == 1

@@ -120,6 +120,8 @@ class _Graph:
             try:
                 return ort.InferenceSession(str(path), sess_options=options, providers=names, provider_options=opts)
             except Exception as exc:  # noqa: BLE001 - a provider's start failure must not stop the car
+                if type(exc).__name__ in ("InvalidProtobuf", "InvalidGraph", "NoModel"):  # the file, not a provider
+                    raise ValueError(f"{path}: not a valid ONNX model: {str(exc).splitlines()[0]}") from exc
                 if len(wanted) == 1:
                     raise
                 log.warning("%s: could not start %s (%s); falling back to %s", path.name, names[0], exc, names[1])

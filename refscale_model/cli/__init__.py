@@ -10,6 +10,7 @@ so this library never imports it.
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import os
 import sys
@@ -44,16 +45,36 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run one subcommand; user errors (missing files, bad weights, bad input) end with a message, not a trace."""
+    """Run one subcommand; errors end with one line on stderr, not a traceback.
+
+    Exit 2: bad input or usage (missing/unreadable/existing paths, bad weights, damaged cache index);
+    exit 1: the run itself failed (disk full, I/O error). `REFSCALE_TRACEBACK=1` re-raises instead.
+    """
+    from refscale_model.refcache.errors import CacheError
+
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except (FileNotFoundError, IsADirectoryError, ValueError) as exc:
+    except (CacheError, ValueError, OSError) as exc:
         if os.environ.get("REFSCALE_TRACEBACK"):
             raise
-        print(f"refscale {args.command}: error: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return 2
+        code = 1 if isinstance(exc, OSError) and exc.errno in _RUN_FAILED_ERRNOS else 2
+        print(f"refscale {args.command}: error: {_one_line(exc)}", file=sys.stderr)
+        return code
 
+
+_RUN_FAILED_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EFBIG})
+"""OS errors that fail a run which had valid input (exit 1); every other OSError is a bad path (exit 2)."""
+
+
+def _one_line(exc: BaseException) -> str:
+    """`Type: message` on one line; for an OSError the strerror and the path(s) it names."""
+    if isinstance(exc, OSError) and exc.strerror:
+        paths = " -> ".join(str(p) for p in (exc.filename, exc.filename2) if p is not None)
+        text = f"{exc.strerror}: {paths}" if paths else exc.strerror
+    else:
+        text = str(exc) or type(exc).__name__
+    return f"{type(exc).__name__}: {' '.join(text.split())}"
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import sys
 from pathlib import Path
 from typing import Any
@@ -48,6 +49,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--seed", type=int, default=None, help="sample z with this seed (default z = 0)")
     r.add_argument("--verify-against", type=Path, default=None, metavar="RAW_BAG", help="print PSNR/SSIM per frame")
     r.add_argument("--force", action="store_true", help="go on although the bag names other weights")
+    r.add_argument("--overwrite", action="store_true", help="--format png: replace PNG files already in --out")
     r.add_argument("--allow-untrained", action="store_true")
     r.add_argument("--no-progress", action="store_true")
     r.set_defaults(func=run_reconstruct)
@@ -164,6 +166,9 @@ def run_reconstruct(args: argparse.Namespace) -> int:
     from refscale_model.pipeline.jobs import reconstruct_bag
     from refscale_model.weights import WeightsError
 
+    if problem := _out_problem(args):
+        print(f"refscale reconstruct: error: {problem}", file=sys.stderr)
+        return 2
     bag_meta = metadata_of(args.bag).get(fmt.METADATA_NAME, {})
     weights = args.weights or bag_meta.get("model_id")
     if not weights:
@@ -191,11 +196,24 @@ def run_reconstruct(args: argparse.Namespace) -> int:
             bar.write(note, file=sys.stderr if note.startswith("frame failed") else sys.stdout)
 
     provenance = {"source_bag": str(args.bag), "weights": str(weights), "z": "zero" if z == "zero" else f"seed {z}"}
+    done = [0]
+
+    def counting(item: Any, note: str) -> None:
+        done[0] += 0 if note.startswith("frame failed") else 1
+        on_frame(item, note)
+
     try:
         report = reconstruct_bag(
             args.bag, args.out, rec, output=args.format, image_format=args.image_format, provenance=provenance,
-            verify_against=args.verify_against, on_frame=on_frame,
+            verify_against=args.verify_against, on_frame=counting, overwrite=args.overwrite,
         )
+    except OSError as exc:
+        if exc.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO):
+            raise
+        bar.close()
+        print(f"refscale reconstruct: error: {exc.strerror} writing {args.out}; the {done[0]} frames written before "
+              "it are complete (no partial file left)", file=sys.stderr)
+        return 1
     finally:
         bar.close()
         if cache is not None:
@@ -212,6 +230,21 @@ def run_reconstruct(args: argparse.Namespace) -> int:
         print(line)
     print(f"wrote {args.out}")
     return 0 if report.ok else 1
+
+
+def _out_problem(args: argparse.Namespace) -> str | None:
+    """Why `reconstruct --out` cannot be used (checked before any work), or None."""
+    out: Path = args.out
+    for parent in out.parents:
+        if parent.exists() and not parent.is_dir():
+            return f"--out {out}: {parent} is a file, not a directory"
+    if out.exists() and not out.is_dir():
+        return f"--out {out} exists and is not a directory"
+    if args.format == "bag" and out.exists():
+        return f"--out {out} already exists; choose a new directory for the output bag"
+    if args.format == "png" and not args.overwrite and out.is_dir() and any(out.glob("*/*.png")):
+        return f"--out {out} already holds PNG frames; not overwriting them (pass --overwrite to replace them)"
+    return None
 
 
 def run_recover(args: argparse.Namespace) -> int:

@@ -118,7 +118,7 @@ def run_add_images(args: argparse.Namespace) -> int:
         )
         _print_report(report)
         print(f"entries in cache: {len(cache)}")
-    return 1 if report.bad_images else 0
+    return 1 if report.bad_images or report.degenerate else 0
 
 
 def run_info(args: argparse.Namespace) -> int:

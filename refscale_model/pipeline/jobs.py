@@ -6,6 +6,11 @@ return typed reports and never print, so every caller shows the same figures its
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import hashlib
+import os
+import tempfile
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -122,9 +127,23 @@ class RawFrames:
         return rgb
 
 
+_SAFE_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-.")
+
+
 def safe_name(topic: str) -> str:
-    """A folder name for a topic that cannot leave the output folder."""
-    return topic.strip("/").replace("/", "__") or "root"
+    """A single folder name for a topic: never empty, `.`, `..`, absolute or holding a separator.
+
+    `/cam/front` -> `cam__front`; characters outside [A-Za-z0-9_.-] become `%XX`; a `.` or `..`
+    part becomes `%2E` / `%2E%2E`, so `/..` cannot climb out of the output folder.
+    """
+    parts = []
+    for part in topic.split("/"):
+        if not part:
+            continue
+        enc = "".join(c if c in _SAFE_CHARS else "".join(f"%{b:02X}" for b in c.encode()) for c in part)
+        parts.append(enc.replace(".", "%2E") if enc in (".", "..") else enc)
+    name = "__".join(parts) or "root"
+    return name if len(name) <= 200 else f"{name[:150]}~{hashlib.sha256(name.encode()).hexdigest()[:16]}"
 
 
 @dataclass
@@ -152,11 +171,16 @@ def reconstruct_bag(
     provenance: Mapping[str, str] | None = None,
     verify_against: str | Path | None = None,
     on_frame: Callable[[ReconstructedFrame | FrameFailure, str], None] | None = None,
+    overwrite: bool = False,
 ) -> ReconstructReport:
     """Rebuild every frame of `bag` into `out`: a bag (`output="bag"`, Image rgb8 or PNG) or PNG files.
 
     Non-RefScale topics are copied into an output bag. `on_frame(item, note)` sees each frame as it
     is done (note: a verify line or a failure message), for progress bars and logs.
+
+    PNG output: each file is written under a temporary name and renamed when complete, so a full
+    disk or a crash never leaves a truncated PNG under a frame's name; an existing file is never
+    replaced unless `overwrite` (`FileExistsError` otherwise, files written before it stay).
     """
     from refscale_model.metrics import psnr, ssim
 
@@ -183,7 +207,7 @@ def reconstruct_bag(
                     on_frame(item, f"frame failed [{item.kind}]: {item.message}")
                 continue
             report.rebuilt[item.camera_topic] += 1
-            _write_frame(item, writer, out, image_format)
+            _write_frame(item, writer, out, image_format, overwrite)
             note = ""
             if raw_frames is not None:
                 original = raw_frames.get(item.camera_topic, item.stamp_ns)
@@ -202,11 +226,12 @@ def reconstruct_bag(
     return report
 
 
-def _write_frame(item: ReconstructedFrame, writer: BagWriter | None, out: Path, image_format: str) -> None:
+def _write_frame(item: ReconstructedFrame, writer: BagWriter | None, out: Path, image_format: str,
+                 overwrite: bool = False) -> None:
     if writer is None:
         folder = out / safe_name(item.camera_topic)
         folder.mkdir(exist_ok=True)
-        (folder / f"{item.stamp_ns}.png").write_bytes(encode_png(item.rgb))
+        write_png_atomic(folder / f"{item.stamp_ns}.png", encode_png(item.rgb), overwrite)
         return
     if image_format == "png":
         m = {"header": msgs.header(item.stamp_ns, item.frame_id), "format": "png", "data": encode_png(item.rgb)}
@@ -214,3 +239,34 @@ def _write_frame(item: ReconstructedFrame, writer: BagWriter | None, out: Path, 
     else:
         msg = msgs.image_msg(item.rgb, item.stamp_ns, item.frame_id)
         writer.write(item.camera_topic, msg, item.log_time_ns, type_name=msgs.IMAGE)
+
+
+def write_png_atomic(path: Path, data: bytes, overwrite: bool = False) -> None:
+    """Write `data` to a temporary file beside `path`, fsync, then move it to `path`.
+
+    Without `overwrite` an existing `path` is kept and `FileExistsError` raised (the link is
+    atomic, so a file appearing meanwhile is not replaced either). On any error (full disk) the
+    temporary file is removed and `path` is untouched.
+    """
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        if overwrite:
+            os.replace(tmp, path)
+        else:
+            try:
+                os.link(tmp, path)
+            except FileExistsError:
+                raise FileExistsError(
+                    f"{path} already exists; not overwriting it (pass --overwrite to replace existing frames)"
+                ) from None
+            except OSError as exc:  # no hard links here (FAT, some FUSE): check, then rename
+                if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK) or path.exists():
+                    raise
+                os.replace(tmp, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)

@@ -7,7 +7,9 @@ files, atomic writes), `importers` (CSV folders and raw bags). Geodesy lives in 
 from refscale_model.geo import haversine_m, navsatfix_position, pseudo_latlon
 from refscale_model.refcache.errors import (
     CacheError,
+    CacheIndexError,
     CacheNotFoundError,
+    DegenerateReferenceError,
     ReferenceMismatchError,
     ReferenceMissingError,
 )
@@ -16,8 +18,10 @@ from refscale_model.refcache.store import CacheInfo, Reference, ReferenceCache, 
 
 __all__ = [
     "CacheError",
+    "CacheIndexError",
     "CacheInfo",
     "CacheNotFoundError",
+    "DegenerateReferenceError",
     "ImportReport",
     "Reference",
     "ReferenceCache",

@@ -17,3 +17,14 @@ class CacheNotFoundError(ReferenceMissingError, FileNotFoundError):
 
 class ReferenceMismatchError(CacheError):
     """The reference exists but its content hash differs from what was asked for / recorded."""
+
+
+class CacheIndexError(CacheError, ValueError):
+    """The index cannot be used: not an SQLite file, damaged, unreadable here, or another schema version.
+
+    A `ValueError` too: to the CLI and the ROS nodes it is bad input (exit 2), not a crash.
+    """
+
+
+class DegenerateReferenceError(CacheError, ValueError):
+    """An image too small or too elongated to register against (see `files.check_reference_size`)."""

@@ -16,6 +16,21 @@ PNG_LEVEL = 3
 """Lossless either way; 3 is ~3× faster to write than 9 for ~5 % more bytes (the cache writes a lot)."""
 
 
+MIN_SIDE_PX = 32
+"""Smallest accepted side of a reference: registration (ORB, ECC pyramids) needs a few dozen pixels."""
+MAX_ASPECT = 8.0
+"""Largest accepted long/short side ratio: wider strips are not camera frames and break registration."""
+
+
+def check_reference_size(height: int, width: int) -> str | None:
+    """Why an image of this size cannot be a reference, or None when it can."""
+    if min(height, width) < MIN_SIDE_PX:
+        return f"{width}x{height} px: each side must be at least {MIN_SIDE_PX} px"
+    if max(height, width) / min(height, width) > MAX_ASPECT:
+        return f"{width}x{height} px: aspect ratio {max(height, width) / min(height, width):.1f} exceeds {MAX_ASPECT:g}"
+    return None
+
+
 def encode_reference_png(image_rgb: np.ndarray) -> bytes:
     """PNG bytes of a reference image (RGB uint8 H×W×3 only) at the cache's compression level."""
     if image_rgb.dtype != np.uint8 or image_rgb.ndim != 3 or image_rgb.shape[2] != 3:

@@ -16,6 +16,7 @@ import numpy as np
 
 from refscale_model.bags import bag_files, msgs, read_messages
 from refscale_model.geo import Track, haversine_m, navsatfix_position, yaw_to_heading_deg
+from refscale_model.refcache.files import check_reference_size
 from refscale_model.refcache.store import ReferenceCache
 from refscale_model.utils import progress_bar
 
@@ -29,6 +30,8 @@ class ImportReport:
     images_seen: int = 0
     no_pose: int = 0
     bad_images: int = 0
+    degenerate: int = 0
+    """Images refused as references (too small or too elongated; see `files.check_reference_size`)."""
     poses: int = 0
     no_fix: int = 0
     distance_m: float = 0.0
@@ -69,6 +72,10 @@ def add_images(
         if bgr is None:
             report.bad_images += 1
             report.notes.append(f"cannot read {images_dir / row['file']}")
+            continue
+        if (why := check_reference_size(*bgr.shape[:2])) is not None:
+            report.degenerate += 1
+            report.notes.append(f"not a usable reference: {images_dir / row['file']}: {why}")
             continue
         cache.add(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), cam, lat, lon, heading, stamp, rte, drv)
         report.added += 1
@@ -192,6 +199,10 @@ def build_from_bag(
             except ImageDecodeError as exc:
                 report.bad_images += 1
                 report.notes.append(f"frame at {stamp}: {exc}")
+                continue
+            if (why := check_reference_size(*rgb.shape[:2])) is not None:
+                report.degenerate += 1
+                report.notes.append(f"frame at {stamp}: not a usable reference: {why}")
                 continue
             cache.add(rgb, camera, lat, lon, heading, stamp, route, drive)
             report.added += 1

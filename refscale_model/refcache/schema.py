@@ -34,10 +34,13 @@ CREATE VIRTUAL TABLE IF NOT EXISTS refs_pos USING rtree (id, min_lat, max_lat, m
 COLUMNS = "id, sha256, route, drive, camera, stamp_ns, lat, lon, heading_deg, width, height"
 
 
-def read_meta(conn: sqlite3.Connection, key: str) -> str | None:
+def read_meta(conn: sqlite3.Connection, key: str, *, strict: bool = False) -> str | None:
+    """A `meta` value; None if absent. Without `strict` also None when the table cannot be read."""
     try:
         row = conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
-    except sqlite3.OperationalError:
+    except sqlite3.OperationalError as exc:
+        if strict and "no such table" not in str(exc):
+            raise
         return None
     return None if row is None else str(row[0])
 

@@ -3,7 +3,7 @@
 Why: RefScale only pays off when the car finds a reference of the same place. The cache is a
 directory that the car and the offboard side both hold (the offboard copy is a byte copy)::
 
-    CACHE/index.sqlite          SQLite (WAL): table `refs`, R*Tree `refs_pos`, table `meta`
+    CACHE/index.sqlite          SQLite (WAL while written, rollback journal at rest): `refs`, R*Tree `refs_pos`, `meta`
     CACHE/images/ab/<sha256>.png   every reference image, lossless PNG, named by its file's sha256
 
 Every encoded frame names its reference by id **and** sha256; `get` and `Reference.load_rgb`
@@ -27,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import math
+import os
 import sqlite3
 import threading
 import time
@@ -40,11 +41,19 @@ import numpy as np
 from refscale_model.geo import degree_boxes, haversine_m, heading_diff_deg, pseudo_latlon
 from refscale_model.refcache.errors import (
     CacheError,
+    CacheIndexError,
     CacheNotFoundError,
+    DegenerateReferenceError,
     ReferenceMismatchError,
     ReferenceMissingError,
 )
-from refscale_model.refcache.files import decode_png, encode_reference_png, image_hw, write_atomic
+from refscale_model.refcache.files import (
+    check_reference_size,
+    decode_png,
+    encode_reference_png,
+    image_hw,
+    write_atomic,
+)
 from refscale_model.refcache.schema import COLUMNS as _COLUMNS
 from refscale_model.refcache.schema import IMAGES_DIR, INDEX_NAME, SCHEMA_VERSION, init_schema, read_meta
 from refscale_model.utils import progress_bar
@@ -127,7 +136,8 @@ class ReferenceCache:
     """A reference cache directory. Use `ReferenceCache.open(dir)`; safe to share between threads.
 
     Several processes may use one cache: readers never block (WAL), writers wait for each other
-    (busy timeout). One connection per instance, serialised by a lock.
+    (busy timeout). One connection per instance, serialised by a lock. `readonly=True` never writes
+    (also not a `-shm` file), so it works on read-only mounts; see docs/reference-cache.md.
     """
 
     def __init__(self, root: Path, conn: sqlite3.Connection, readonly: bool) -> None:
@@ -159,26 +169,29 @@ class ReferenceCache:
             if not create or readonly:
                 raise CacheNotFoundError(f"no reference cache at {root} (missing {INDEX_NAME})")
             (root / IMAGES_DIR).mkdir(parents=True, exist_ok=True)
-        if readonly:
-            conn = sqlite3.connect(
-                f"{index.resolve().as_uri()}?mode=ro",
-                uri=True,
-                timeout=busy_timeout_s,
-                check_same_thread=False,
-                isolation_level=None,
-            )
-        else:
-            conn = sqlite3.connect(index, timeout=busy_timeout_s, check_same_thread=False, isolation_level=None)
-            init_schema(conn, odom_origin)
-        conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_s * 1000)}")
-        version = read_meta(conn, "schema_version")
+        try:
+            conn = _connect_readonly(index, busy_timeout_s) if readonly else _connect_writable(index, busy_timeout_s)
+        except sqlite3.DatabaseError as exc:
+            raise CacheIndexError(f"{index}: cannot use the cache index: {exc}") from exc
+        try:
+            if not readonly:
+                init_schema(conn, odom_origin)
+            version = read_meta(conn, "schema_version", strict=True)
+        except sqlite3.DatabaseError as exc:
+            conn.close()
+            raise CacheIndexError(f"{index}: cannot use the cache index: {exc}") from exc
         if version != SCHEMA_VERSION:
             conn.close()
-            raise CacheError(f"{index}: unsupported cache schema version {version!r} (expected {SCHEMA_VERSION})")
+            raise CacheIndexError(
+                f"{index}: unsupported cache schema version {version!r} (expected {SCHEMA_VERSION})"
+            )
         return cls(root, conn, readonly)
 
     def close(self) -> None:
+        """Close; a writer also hands the index back in rollback-journal mode (see `_leave_wal`)."""
         with self._lock:
+            if not self.readonly:
+                _leave_wal(self._conn)
             self._conn.close()
 
     def __enter__(self) -> ReferenceCache:
@@ -233,6 +246,8 @@ class ReferenceCache:
         existing = self._find(drive, camera, stamp_ns)
         if existing is not None:
             return existing
+        if image_rgb.ndim >= 2 and (why := check_reference_size(*image_rgb.shape[:2])) is not None:
+            raise DegenerateReferenceError(f"not a usable reference: {why}")
         data = encode_reference_png(image_rgb)
         sha = hashlib.sha256(data).hexdigest()
         path = self.image_path(sha)
@@ -477,6 +492,82 @@ class ReferenceCache:
             return (0.0, 0.0)
         lat, lon = (float(v) for v in raw.split(","))
         return lat, lon
+
+
+def _connect_writable(index: Path, busy_timeout_s: float) -> sqlite3.Connection:
+    conn = sqlite3.connect(index, timeout=busy_timeout_s, check_same_thread=False, isolation_level=None)
+    conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_s * 1000)}")
+    return conn
+
+
+def _connect_readonly(index: Path, busy_timeout_s: float) -> sqlite3.Connection:
+    """`mode=ro`, or `immutable=1` for a WAL-mode index in a directory this process cannot write.
+
+    A WAL reader needs the `-shm` file; on a read-only mount it cannot create one and every read
+    fails. `immutable=1` reads the main file alone, which is only right when it holds every
+    commit, i.e. when no `-wal` file lies beside it (a writer that closed cleanly checkpointed
+    and removed it). With a `-wal` left behind (a writer crashed) we refuse rather than silently
+    drop its commits.
+    """
+
+    def connect(params: str) -> sqlite3.Connection:
+        conn = sqlite3.connect(
+            f"{index.resolve().as_uri()}?{params}",
+            uri=True,
+            timeout=busy_timeout_s,
+            check_same_thread=False,
+            isolation_level=None,
+        )
+        conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_s * 1000)}")
+        return conn
+
+    conn = connect("mode=ro")
+    try:
+        conn.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
+        return conn
+    except sqlite3.OperationalError:
+        conn.close()
+        if not _is_wal(index) or _dir_writable(index.parent):
+            raise
+    wal = index.with_name(index.name + "-wal")
+    if wal.exists() and wal.stat().st_size > 0:
+        raise CacheIndexError(
+            f"{index}: a crashed writer left {wal.name} with commits not yet in the index, and the directory is "
+            "read-only here; open the cache once from a writable mount (e.g. `refscale cache verify`) to apply them"
+        )
+    return connect("mode=ro&immutable=1")
+
+
+def _is_wal(index: Path) -> bool:
+    """True if the index file's header says WAL (file format bytes 18/19 = 2)."""
+    try:
+        with open(index, "rb") as fh:
+            header = fh.read(20)
+    except OSError:
+        return False
+    return len(header) == 20 and header[18] == 2 and header[19] == 2
+
+
+def _dir_writable(path: Path) -> bool:
+    try:
+        return os.access(path, os.W_OK) and not os.statvfs(path).f_flag & os.ST_RDONLY
+    except OSError:
+        return False
+
+
+def _leave_wal(conn: sqlite3.Connection) -> None:
+    """Checkpoint and switch the index back to a rollback journal, if no other connection has it open.
+
+    A rollback-journal index opens read-only anywhere (also where no `-shm` can be created, e.g. a
+    `:ro` Docker volume). The next writer switches it to WAL again. Best effort: while other
+    processes hold the index it stays in WAL, which is consistent too.
+    """
+    try:
+        conn.execute("PRAGMA busy_timeout = 0")
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        conn.execute("PRAGMA journal_mode = DELETE")
+    except sqlite3.DatabaseError:
+        pass
 
 
 def __getattr__(name: str) -> Any:

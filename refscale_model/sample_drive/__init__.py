@@ -157,6 +157,22 @@ def _existing(out: Path, expected: dict) -> dict | None:
     return found
 
 
+def _own_output(bag: Path) -> bool:
+    """True for a bag directory this generator wrote: only its metadata.yaml and .mcap files.
+
+    Anything else in DIR/drive_a (a user's file, a folder, another tool's bag) makes `generate_sample_drive`
+    refuse to replace it without `force`.
+    """
+    if bag.is_symlink() or not bag.is_dir():
+        return False
+    entries = list(bag.iterdir())
+    return any(p.name == "metadata.yaml" for p in entries) and all(
+        p.is_file() and not p.is_symlink()
+        and (p.name == "metadata.yaml" or (p.name.startswith(f"{bag.name}_") and p.name.endswith(".mcap")))
+        for p in entries
+    )
+
+
 def generate_sample_drive(
     out_dir: str | Path,
     frames: int = 200,
@@ -178,6 +194,12 @@ def generate_sample_drive(
     bags = {name: out / name for name in DRIVE_NAMES}
     if not force and (found := _existing(out, expected)) is not None:
         return SampleDrive(out, found, regenerated=False, bags=bags)
+    if not force:
+        for path in bags.values():
+            if (path.exists() or path.is_symlink()) and not _own_output(path):
+                raise ValueError(
+                    f"{path} exists and is not an earlier sample-drive bag; not replacing it (use --force)"
+                )
     t0 = time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
     (out / "manifest.json").unlink(missing_ok=True)  # invalid until every bag is complete
