@@ -46,6 +46,13 @@ class RefScaleConfig:
     all zero (gated). One network's S_map = 0 mode was measured below a network trained only for
     that case, so a frame with nothing to gain from a reference is never coded worse than by the
     no-reference INN. Set when shipping (`tools/attach_noref_fallback.py`), never in training."""
+    lr_restore_hidden: int = 0
+    """Hidden channels of the decoder-side `LRRestorer` that cleans a lossy-coded LR before the inverse
+    (offboard only: the onboard forward does not change); 0 = none, the lossless-PNG model."""
+    hr_refine_hidden: int = 0
+    """Hidden channels of the decoder-side `HRRefiner` that adds (reference) detail to the rebuilt frame; 0 = none."""
+    decoder_layers: int = 4
+    """3×3 convolutions in each decoder-side network."""
     lambda_hr: float = 1.0
     lambda_lr: float = 4.0
     lambda_distr: float = 1.0
@@ -71,12 +78,19 @@ class RefScaleConfig:
             raise ValueError("smap_levels must be in [2, 256]")
         if not 0.0 <= self.smap_gate < 1.0:
             raise ValueError("smap_gate must be in [0, 1)")
+        if self.lr_restore_hidden < 0 or self.hr_refine_hidden < 0 or self.decoder_layers < 2:
+            raise ValueError("decoder hidden channels must be >= 0 and decoder_layers >= 2")
         if self.noref_fallback and not self.use_reference:
             raise ValueError("noref_fallback needs a referenced model (use_reference=True)")
 
     def fallback_config(self) -> RefScaleConfig:
         """The architecture of the no-reference INN a `noref_fallback` model carries."""
         return dataclasses.replace(self, use_reference=False, smap_gate=0.0, noref_fallback=False)
+
+    @property
+    def has_decoder(self) -> bool:
+        """Whether decoder-side networks run after the inverse (a codec-aware model)."""
+        return self.lr_restore_hidden > 0 or self.hr_refine_hidden > 0
 
     @property
     def stages(self) -> int:
