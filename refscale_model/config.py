@@ -134,7 +134,7 @@ class RefScaleConfig:
 
     @classmethod
     def preset(cls, name: str) -> RefScaleConfig:
-        """The shipped configurations: 'x2', 'x4', 'x2-noref', 'x4-noref'."""
+        """The shipped configurations: 'x2', 'x4', 'x2-lossy' and each one's '-noref' form."""
         presets = {
             # σ 0.7 at 2×: with 1.2 the similar-region guide threw away more than a 2× reference gives back
             # (measured: the reference model lost ~1.3 dB to the no-reference one at equal steps)
@@ -145,9 +145,11 @@ class RefScaleConfig:
             # stored as 2×2 cell means (HR/16, as at 2×): 4–5 % fewer bytes for ≤ 0.09 dB (measured)
             "x4": cls(scale=4, blocks=(2, 4), lambda_lr=16.0, smap_factor=4, smap_pool=2),
         }
-        base, _, suffix = name.partition("-")
-        if base not in presets or suffix not in ("", "noref"):
-            raise ValueError(f"unknown preset {name!r}; choose x2, x4, x2-noref or x4-noref")
+        # the codec-aware x2 (a JPEG/WebP LR): the x2 INN plus the decoder-side LR restorer and HR refiner
+        presets["x2-lossy"] = dataclasses.replace(presets["x2"], lr_restore_hidden=32, hr_refine_hidden=32)
+        base, suffix = (name[: -len("-noref")], "noref") if name.endswith("-noref") else (name, "")
+        if base not in presets:
+            raise ValueError(f"unknown preset {name!r}; choose x2, x4, x2-lossy or one of them with -noref")
         config = presets[base]
         return dataclasses.replace(config, use_reference=False) if suffix == "noref" else config
 
