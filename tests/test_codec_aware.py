@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from refscale_model.config import RefScaleConfig
+from refscale_model.metrics import psnr
 from refscale_model.models.refscale import RefScale, attach_noref_fallback
 from refscale_model.training.codec_loop import codec_straight_through, draw_codecs, roundtrip_rgb
 from refscale_model.training.losses import compute_losses
@@ -121,3 +122,43 @@ def test_onboard_half_does_not_depend_on_the_decoder_side(tmp_path: Path) -> Non
     assert again.fallback is not None and again.fallback.hr_refine is not None
     assert torch.equal(again.upscale(after.lr, after.smap, ref, after.size),
                        model.upscale(after.lr, after.smap, ref, after.size))
+
+
+def _code_and_rebuild(
+    model: RefScale, target: np.ndarray, ref: np.ndarray, codec: str, quality: int
+) -> tuple[int, float]:
+    """(bytes of the codec's LR + stored S_map PNG, PSNR of the rebuilt frame) for one real frame."""
+    from refscale_model.evaluation.pairs import to_tensor, to_uint8
+    from refscale_model.io.images import encode_png, stored_smap
+
+    r = to_tensor(ref)
+    enc = model.downscale(to_tensor(target), r)
+    smap = stored_smap(enc.smap[0, 0].numpy())
+    dec, nbytes = roundtrip_rgb(enc.lr[0].permute(1, 2, 0).numpy(), codec, quality)
+    lr = torch.from_numpy(dec).permute(2, 0, 1)[None].contiguous()
+    if smap is None:
+        out = model.upscale(lr, None, None, enc.size)
+    else:
+        out = model.upscale(lr, enc.smap, r, enc.size)
+        nbytes += len(encode_png(smap))
+    return nbytes, psnr(target, to_uint8(out))
+
+
+@pytest.mark.parametrize("codec", ["jpeg", "webp"])
+def test_shipped_lossy_weights_beat_lossless_ones_through_the_same_codec(shared_data: Path, codec: str) -> None:
+    """On a real validation pair, x2-lossy at q40 beats shipped x2 given at least as many bytes of the same codec."""
+    from refscale_model.evaluation.pairs import prepare_reference, read_eval_pairs
+    from refscale_model.registration import RegistrationConfig
+    from refscale_model.training.data import read_rgb
+
+    pair = read_eval_pairs(shared_data / "webcam_tilde" / "pairs.csv", "val")[0]
+    target = read_rgb(pair.target)
+    ref, _ = prepare_reference(target, read_rgb(pair.reference), False, RegistrationConfig(fallback="none"))
+    lossy_bytes, lossy_db = _code_and_rebuild(load_model("x2-lossy"), target, ref, codec, 40)
+    lossless = load_model("x2")
+    for quality in range(40, 101, 10):  # the lossless net gets the first quality that spends as many bytes
+        nbytes, db = _code_and_rebuild(lossless, target, ref, codec, quality)
+        if nbytes >= lossy_bytes:
+            break
+    assert nbytes >= lossy_bytes
+    assert lossy_db > db + 0.05, f"{codec}: x2-lossy {lossy_db:.2f} dB at {lossy_bytes} B, x2 {db:.2f} dB at {nbytes} B"

@@ -52,6 +52,45 @@ def bd_rate(anchor: list[list[float]], test: list[list[float]]) -> float:
     return float((math.exp(mean_diff) - 1) * 100)
 
 
+def bd_psnr(anchor: list[list[float]], test: list[list[float]]) -> float:
+    """Bjøntegaard delta PSNR (dB) of `test` against `anchor` over their overlapping log-rate range
+    (defined where BD-rate is not: a curve that beats the anchor's best PSNR at its own lowest rate)."""
+    ra, pa = np.log([pt[0] for pt in anchor]), np.array([pt[1] for pt in anchor])
+    rt, pt = np.log([pt[0] for pt in test]), np.array([pt[1] for pt in test])
+    lo, hi = max(ra.min(), rt.min()), min(ra.max(), rt.max())
+    if hi <= lo:
+        return float("nan")
+    deg = min(3, len(anchor) - 1, len(test) - 1)
+    ia = np.polyint(np.polyfit(ra, pa, deg))
+    it = np.polyint(np.polyfit(rt, pt, deg))
+    return float(((np.polyval(it, hi) - np.polyval(it, lo)) - (np.polyval(ia, hi) - np.polyval(ia, lo))) / (hi - lo))
+
+
+def summarise(curves: dict[str, dict[str, list[list[float]]]], codecs: list[str]) -> dict[str, object]:
+    """BD-rate (%) and BD-PSNR (dB) of every method against every other, per codec."""
+    out: dict[str, object] = {}
+    for key, fn in (("bd_rate_percent", bd_rate), ("bd_psnr_db", bd_psnr)):
+        out[key] = {
+            codec: {
+                name: {o: round(fn(curves[o][codec], curves[name][codec]), 2) for o in curves if o != name}
+                for name in curves if name != "bicubic"
+            }
+            for codec in codecs
+        }
+    return out
+
+
+def print_set(curves: dict[str, dict[str, list[list[float]]]], summary: dict, codecs: list[str]) -> None:
+    for codec in codecs:
+        for name in curves:
+            pts = "  ".join(f"q{int(q)}:{b:.3f}bpp/{p:.2f}dB" for b, p, q in curves[name][codec])
+            print(f"  {codec:4s} {name:28s} {pts}")
+        for name, row in summary["bd_rate_percent"][codec].items():
+            print(f"  {codec:4s} BD-rate {name:24s} " + "  ".join(f"vs {k}: {v:+.1f}%" for k, v in row.items()))
+        for name, row in summary["bd_psnr_db"][codec].items():
+            print(f"  {codec:4s} BD-PSNR {name:24s} " + "  ".join(f"vs {k}: {v:+.2f}dB" for k, v in row.items()))
+
+
 def bicubic_lr(hr: np.ndarray, scale: int) -> np.ndarray:
     """The bicubic baseline's LR (anti-aliased bicubic of the replicate-padded frame), uint8."""
     x = to_tensor(hr)
@@ -67,10 +106,13 @@ def bicubic_up(lr: np.ndarray, size: tuple[int, int], scale: int) -> np.ndarray:
 
 
 def measure_set(
-    set_dir: Path, limit: int, models: dict[str, RefScale], codecs: list[str], qualities: list[int]
+    set_dir: Path, limit: int, models: dict[str, RefScale], codecs: list[str], qualities: list[int],
+    split: str = "val",
 ) -> dict[str, dict[str, list[list[float]]]]:
-    """{method: {codec: [[mean bpp, mean PSNR] per quality]}} over the first `limit` validation pairs."""
-    pairs = read_eval_pairs(set_dir / "pairs.csv", "val")[:limit]
+    """{method: {codec: [[mean bpp, mean PSNR, quality] per quality]}} over `limit` pairs of the split
+    (validation: its first pairs; training: evenly spaced ones, to pick between variants without validation)."""
+    pairs = read_eval_pairs(set_dir / "pairs.csv", "val" if split == "val" else "train")
+    pairs = pairs[:limit] if split == "val" else pairs[:: max(1, len(pairs) // limit)][:limit]
     sums: dict[tuple[str, str, int], list[float]] = {}
 
     def add(method: str, codec: str, q: int, bits: float, db: float) -> None:
@@ -119,34 +161,34 @@ def main() -> int:
     ap.add_argument("--codecs", nargs="+", default=["jpeg", "webp"])
     ap.add_argument("--qualities", type=int, nargs="+", default=[20, 35, 50, 70, 90])
     ap.add_argument("--data", type=Path, default=None)
+    ap.add_argument("--split", choices=["val", "train"], default="val",
+                    help="train: evenly spaced training pairs, for choosing between trained variants")
     ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--recompute", type=Path, nargs="*", default=[],
+                    help="only print the BD tables of earlier --out JSON files (no images are coded)")
     ap.add_argument("--out", type=Path, default=None, help="write the curves and BD-rates as JSON")
     args = ap.parse_args()
+    if args.recompute:
+        for path in args.recompute:
+            for set_name, entry in json.loads(path.read_text()).items():
+                if isinstance(entry, dict) and "curves" in entry:
+                    codecs = list(next(iter(entry["curves"].values())))
+                    print(f"== {set_name} ({path})")
+                    print_set(entry["curves"], summarise(entry["curves"], codecs), codecs)
+        return 0
     if args.threads:
         torch.set_num_threads(args.threads)
     root = args.data or default_data_root()
     models = {str(m): load_model(m) for m in args.models}
     shas = {k: m.weights_sha256 for k, m in models.items()}
-    report: dict[str, object] = {"qualities": args.qualities, "models": shas}
+    report: dict[str, object] = {"qualities": args.qualities, "split": args.split, "models": shas}
     for spec in args.sets:
         set_name, _, limit = spec.partition(":")
-        curves = measure_set(root / set_name, int(limit or 8), models, args.codecs, args.qualities)
-        bd = {
-            codec: {
-                name: {ref_name: round(bd_rate(curves[ref_name][codec], curves[name][codec]), 2)
-                       for ref_name in ["bicubic", *models] if ref_name != name}
-                for name in curves if name != "bicubic"
-            }
-            for codec in args.codecs
-        }
-        report[set_name] = {"curves": curves, "bd_rate_percent": bd}
-        print(f"== {set_name} ({limit} val pairs)")
-        for codec in args.codecs:
-            for name in curves:
-                pts = "  ".join(f"q{int(q)}:{b:.3f}bpp/{p:.2f}dB" for b, p, q in curves[name][codec])
-                print(f"  {codec:4s} {name:28s} {pts}")
-            for name, row in bd[codec].items():
-                print(f"  {codec:4s} BD-rate {name:24s} " + "  ".join(f"vs {k}: {v:+.1f}%" for k, v in row.items()))
+        curves = measure_set(root / set_name, int(limit or 8), models, args.codecs, args.qualities, args.split)
+        summary = summarise(curves, args.codecs)
+        report[set_name] = {"curves": curves, **summary}
+        print(f"== {set_name} ({limit} {args.split} pairs)")
+        print_set(curves, summary, args.codecs)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(report, indent=1) + "\n")
