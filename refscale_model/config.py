@@ -46,6 +46,13 @@ class RefScaleConfig:
     all zero (gated). One network's S_map = 0 mode was measured below a network trained only for
     that case, so a frame with nothing to gain from a reference is never coded worse than by the
     no-reference INN. Set when shipping (`tools/attach_noref_fallback.py`), never in training."""
+    lr_restore_hidden: int = 0
+    """Hidden channels of the decoder-side `LRRestorer` that cleans a lossy-coded LR before the inverse
+    (offboard only: the onboard forward does not change); 0 = none, the lossless-PNG model."""
+    hr_refine_hidden: int = 0
+    """Hidden channels of the decoder-side `HRRefiner` that adds (reference) detail to the rebuilt frame; 0 = none."""
+    decoder_layers: int = 4
+    """3×3 convolutions in each decoder-side network."""
     lambda_hr: float = 1.0
     lambda_lr: float = 4.0
     lambda_distr: float = 1.0
@@ -71,12 +78,19 @@ class RefScaleConfig:
             raise ValueError("smap_levels must be in [2, 256]")
         if not 0.0 <= self.smap_gate < 1.0:
             raise ValueError("smap_gate must be in [0, 1)")
+        if self.lr_restore_hidden < 0 or self.hr_refine_hidden < 0 or self.decoder_layers < 2:
+            raise ValueError("decoder hidden channels must be >= 0 and decoder_layers >= 2")
         if self.noref_fallback and not self.use_reference:
             raise ValueError("noref_fallback needs a referenced model (use_reference=True)")
 
     def fallback_config(self) -> RefScaleConfig:
         """The architecture of the no-reference INN a `noref_fallback` model carries."""
         return dataclasses.replace(self, use_reference=False, smap_gate=0.0, noref_fallback=False)
+
+    @property
+    def has_decoder(self) -> bool:
+        """Whether decoder-side networks run after the inverse (a codec-aware model)."""
+        return self.lr_restore_hidden > 0 or self.hr_refine_hidden > 0
 
     @property
     def stages(self) -> int:
@@ -120,7 +134,7 @@ class RefScaleConfig:
 
     @classmethod
     def preset(cls, name: str) -> RefScaleConfig:
-        """The shipped configurations: 'x2', 'x4', 'x2-noref', 'x4-noref'."""
+        """The shipped configurations: 'x2', 'x4', 'x2-lossy' and each one's '-noref' form."""
         presets = {
             # σ 0.7 at 2×: with 1.2 the similar-region guide threw away more than a 2× reference gives back
             # (measured: the reference model lost ~1.3 dB to the no-reference one at equal steps)
@@ -131,9 +145,11 @@ class RefScaleConfig:
             # stored as 2×2 cell means (HR/16, as at 2×): 4–5 % fewer bytes for ≤ 0.09 dB (measured)
             "x4": cls(scale=4, blocks=(2, 4), lambda_lr=16.0, smap_factor=4, smap_pool=2),
         }
-        base, _, suffix = name.partition("-")
-        if base not in presets or suffix not in ("", "noref"):
-            raise ValueError(f"unknown preset {name!r}; choose x2, x4, x2-noref or x4-noref")
+        # the codec-aware x2 (a JPEG/WebP LR): the x2 INN plus the decoder-side LR restorer and HR refiner
+        presets["x2-lossy"] = dataclasses.replace(presets["x2"], lr_restore_hidden=32, hr_refine_hidden=32)
+        base, suffix = (name[: -len("-noref")], "noref") if name.endswith("-noref") else (name, "")
+        if base not in presets:
+            raise ValueError(f"unknown preset {name!r}; choose x2, x4, x2-lossy or one of them with -noref")
         config = presets[base]
         return dataclasses.replace(config, use_reference=False) if suffix == "noref" else config
 

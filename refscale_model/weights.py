@@ -23,6 +23,8 @@ PRESET_FILES = {
     "x4": "refscale_x4",
     "x2-noref": "refscale_x2_noref",
     "x4-noref": "refscale_x4_noref",
+    "x2-lossy": "refscale_x2_lossy",  # codec-aware (JPEG/WebP LR): refscale_model/weights/refscale_x2_lossy.md
+    "x2-lossy-noref": "refscale_x2_lossy_noref",
 }
 
 

@@ -37,6 +37,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--smap-factor", type=int, default=None, help="override the S_map grid (1/factor of the features)")
     p.add_argument("--smap-pool", type=int, default=None, help="override the S_map storage pooling (cells per side)")
     p.add_argument("--smap-levels", type=int, default=None, help="override the S_map quantisation levels")
+    p.add_argument("--codecs", nargs="*", default=[], choices=["jpeg", "webp"],
+                   help="lossy LR codecs in the training forward pass, one drawn per sample (default: none, PNG)")
+    p.add_argument("--codec-quality", type=int, nargs=2, default=[20, 95], metavar=("LO", "HI"),
+                   help="closed range of the per-sample codec quality")
+    p.add_argument("--lr-restore-hidden", type=int, default=None, help="decoder-side LR restorer channels (0 = none)")
+    p.add_argument("--hr-refine-hidden", type=int, default=None, help="decoder-side HR refiner channels (0 = none)")
+    p.add_argument("--decoder-layers", type=int, default=None, help="convolutions per decoder-side network")
+    p.add_argument("--decoder-lr-mult", type=float, default=1.0, help="learning-rate multiplier of the decoder side")
+    p.add_argument("--lambda-lr", type=float, default=None, help="override the LR guidance weight")
     p.set_defaults(func=run)
 
 
@@ -60,6 +69,10 @@ def run(args: argparse.Namespace) -> int:
         "smap_factor": args.smap_factor,
         "smap_pool": args.smap_pool,
         "smap_levels": args.smap_levels,
+        "lr_restore_hidden": args.lr_restore_hidden,
+        "hr_refine_hidden": args.hr_refine_hidden,
+        "decoder_layers": args.decoder_layers,
+        "lambda_lr": args.lambda_lr,
     }
     model_cfg = dataclasses.replace(model_cfg, **{k: v for k, v in overrides.items() if v is not None})
     cfg = TrainConfig(
@@ -81,6 +94,9 @@ def run(args: argparse.Namespace) -> int:
         max_seconds=args.max_seconds,
         workers=args.workers,
         tf32=args.tf32,
+        codecs=list(args.codecs),
+        codec_quality=(int(args.codec_quality[0]), int(args.codec_quality[1])),
+        decoder_lr_mult=args.decoder_lr_mult,
     )
     final = train(cfg, args.out, resume=args.resume, init=args.init)
     print(f"final weights: {final}")

@@ -11,6 +11,7 @@ from torch import Tensor, nn
 
 from refscale_model.config import RefScaleConfig
 from refscale_model.layers import FlowBlock, HaarSqueeze, RefEncoder, expand_similarity, similarity_map
+from refscale_model.models.decoder import HRRefiner, LRRestorer
 from refscale_model.quantise import (
     lr_from_uint8,
     lr_to_uint8,
@@ -76,6 +77,14 @@ class RefScale(nn.Module):
             if stage > 0 and cfg.use_reference:
                 self.cond_down.append(nn.Conv2d(cond_ch, cond_ch, 3, stride=2, padding=1))
         self.z_channels = channels - LR_CHANNELS
+        # decoder side (offboard only; absent by default, so lossless models keep their exact state dict)
+        self.lr_restore = (
+            LRRestorer(cfg.lr_restore_hidden, cfg.decoder_layers, cfg.scale, cfg.use_reference)
+            if cfg.lr_restore_hidden else None
+        )
+        self.hr_refine = (
+            HRRefiner(cfg.hr_refine_hidden, cfg.decoder_layers, cfg.use_reference) if cfg.hr_refine_hidden else None
+        )
         self.fallback: RefScale | None = RefScale(cfg.fallback_config()) if cfg.noref_fallback else None
         """The no-reference INN for frames without a usable reference (`RefScaleConfig.noref_fallback`)."""
         self.weights_sha256: str | None = None
@@ -171,6 +180,24 @@ class RefScale(nn.Module):
             x = squeeze.inverse(x)
         return x
 
+    def decode_padded(self, lr: Tensor, z: Tensor, cond: Condition, ref_p: Tensor | None) -> Tensor:
+        """Decoder side on padded sizes: restore the (lossy-decoded) LR, invert, refine; float HR, unclamped.
+
+        Without decoder networks this is exactly `inverse_flow`. The decoder networks see the reference
+        only through S_map (`cond.smap`), so an unmatched region gets no reference detail.
+        """
+        use_ref = ref_p is not None and cond.smap is not None
+        if self.lr_restore is not None:
+            s_lr = (expand_similarity(cond.smap, lr.shape[-2:], self.config.smap_upsampling(self.config.scale))
+                    if use_ref else None)
+            lr = self.lr_restore(lr, ref_p if use_ref else None, s_lr)
+        hr = self.inverse_flow(lr, z, cond)
+        if self.hr_refine is not None:
+            half = (hr.shape[-2] // 2, hr.shape[-1] // 2)
+            s_half = expand_similarity(cond.smap, half, self.config.smap_upsampling(2)) if use_ref else None
+            hr = self.hr_refine(hr, ref_p if use_ref else None, s_half)
+        return hr
+
     def sample_z(self, lr: Tensor, z: str | int) -> Tensor:
         shape = (lr.shape[0], self.z_channels, lr.shape[2], lr.shape[3])
         if z == "zero":
@@ -251,9 +278,14 @@ class RefScale(nn.Module):
                 ref_p, smap_from_levels(smap, self.config.smap_levels, lr_f.dtype), like
             )
         else:
+            ref_p = None
             like = lr_f.new_zeros(lr_f.shape[0], 3, *padded)
             cond = self.condition_from_smap(None, None, like)
-        hr = self.inverse_flow(lr_f, self.sample_z(lr_f, z), cond)[..., : size[0], : size[1]].clamp(0.0, 1.0)
+        if self.config.has_decoder:
+            hr = self.decode_padded(lr_f, self.sample_z(lr_f, z), cond, ref_p)
+        else:
+            hr = self.inverse_flow(lr_f, self.sample_z(lr_f, z), cond)
+        hr = hr[..., : size[0], : size[1]].clamp(0.0, 1.0)
         if self.fallback is not None and use_ref:
             empty = self.empty_smaps(smap)  # coded by the fallback (see `downscale`)
             if bool(empty.any()):

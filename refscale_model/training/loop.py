@@ -25,6 +25,7 @@ from tqdm import tqdm
 
 from refscale_model.config import RefScaleConfig
 from refscale_model.models.refscale import RefScale
+from refscale_model.training.codec_loop import draw_codecs
 from refscale_model.training.data import RevisitDataset, default_data_root
 from refscale_model.training.losses import compute_losses
 from refscale_model.weights import load_weights, save_weights
@@ -57,6 +58,12 @@ class TrainConfig:
     whichever of steps and time is further along."""
     workers: int = 0
     """Background processes cutting crops (0: in the training process, fully deterministic)."""
+    codecs: list[str] = field(default_factory=list)
+    """Lossy LR codecs run in the forward pass, one drawn per sample (`training.codec_loop`); empty: PNG."""
+    codec_quality: tuple[int, int] = (20, 95)
+    """Closed range the per-sample codec quality is drawn from (uniform)."""
+    decoder_lr_mult: float = 1.0
+    """Learning-rate multiplier of the decoder-side networks: they start from zero while the INN fine-tunes."""
     tf32: bool = False
     """Let CUDA convolutions and matmuls run in TF32 (10-bit mantissa). Off by default so a GPU run
     trains the same fp32 function the CPU evaluates; measured on an H100: no quality difference
@@ -195,9 +202,19 @@ def train(
     model = load_weights(resume) if resume else RefScale(model_cfg)
     if init and not resume:  # a shipped model's attached fallback INN is not part of what trains
         init_state = load_weights(init).state_dict()
-        model.load_state_dict({k: v for k, v in init_state.items() if not k.startswith("fallback.")})
+        missing, unexpected = model.load_state_dict(
+            {k: v for k, v in init_state.items() if not k.startswith("fallback.")}, strict=False
+        )
+        decoder_side = ("lr_restore.", "hr_refine.")  # new decoder-side networks start from their zero init
+        if unexpected or any(not k.startswith(decoder_side) for k in missing):
+            raise ValueError(f"--init weights do not fit: missing {missing}, unexpected {unexpected}")
     model = model.to(device).train()
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=(0.9, 0.999))
+    decoder_params = [p for n, p in model.named_parameters() if n.startswith(("lr_restore.", "hr_refine."))]
+    decoder_ids = {id(p) for p in decoder_params}
+    groups = [{"params": [p for p in model.parameters() if id(p) not in decoder_ids], "lr_mult": 1.0}]
+    if decoder_params:
+        groups.append({"params": decoder_params, "lr_mult": cfg.decoder_lr_mult})
+    opt = torch.optim.Adam(groups, lr=cfg.lr, betas=(0.9, 0.999))
     start = _load_optimizer(opt, Path(str(resume).replace(".safetensors", ".optim")), rng) if resume else 0
     data_root = Path(cfg.data_root) if cfg.data_root else default_data_root()
     dataset = RevisitDataset(
@@ -218,13 +235,15 @@ def train(
         if cfg.max_seconds > 0 and elapsed >= cfg.max_seconds:
             break
         for group in opt.param_groups:
-            group["lr"] = learning_rate(cfg, step, elapsed)
+            group["lr"] = learning_rate(cfg, step, elapsed) * group.get("lr_mult", 1.0)
         hr_u8, ref_u8, keep = next(batches)
         hr = hr_u8.to(device, non_blocking=True).float().div_(255)
         ref = ref_u8.to(device, non_blocking=True).float().div_(255)
         keep = keep.to(device, non_blocking=True)
         sample_z = bool(rng.random() < cfg.z_sample_share)
-        terms = compute_losses(model, hr, ref if model_cfg.use_reference else None, keep=keep, sample_z=sample_z)
+        draws = draw_codecs(rng, hr.shape[0], cfg.codecs, cfg.codec_quality) if cfg.codecs else None
+        terms = compute_losses(model, hr, ref if model_cfg.use_reference else None, keep=keep, sample_z=sample_z,
+                               codec_draws=draws)
         opt.zero_grad(set_to_none=True)
         terms.total.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
@@ -233,7 +252,7 @@ def train(
             values = terms.as_floats()  # reading the loss waits for the GPU: only every 10th step
             bar.set_postfix({k: f"{v:.4f}" for k, v in values.items()})
             log.writerow([step, *(f"{values[k]:.6f}" for k in ("total", "hr", "lr", "distr")),
-                          f"{group['lr']:.2e}", f"{time.time() - t0:.1f}"])
+                          f"{opt.param_groups[0]['lr']:.2e}", f"{time.time() - t0:.1f}"])
             log_fh.flush()
         if (step + 1) % cfg.checkpoint_every == 0 and step + 1 < cfg.steps:
             ckpt = run_dir / "checkpoints" / f"step_{step + 1:07d}.safetensors"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -11,6 +12,7 @@ from torch import Tensor, nn
 from refscale_model.layers import expand_similarity
 from refscale_model.models.refscale import RefScale
 from refscale_model.quantise import quantise_lr
+from refscale_model.training.codec_loop import CodecDraw, codec_straight_through
 
 
 @dataclass
@@ -61,6 +63,7 @@ def compute_losses(
     ref: Tensor | None,
     keep: Tensor | None = None,
     sample_z: bool = False,
+    codec_draws: Sequence[CodecDraw] | None = None,
 ) -> LossTerms:
     """All loss terms for one batch of same-size, already padded HR/reference crops.
 
@@ -68,6 +71,9 @@ def compute_losses(
     (`sample_z`). S_map is not detached in the LR guidance (eq. 5 as written): where the INN keeps
     detail in the LR because the reference cannot supply it, the LR is nearer the bicubic target and
     the guidance pulls S down there; the HR term pulls S up where the reference helps.
+
+    `codec_draws` (one per sample): the stored LR goes through that real lossy codec before the decoder
+    side (straight-through gradient), so the HR term scores what a fleet's decoder actually rebuilds.
     """
     cfg = model.config
     cond = model.condition(hr, ref, keep)
@@ -83,7 +89,13 @@ def compute_losses(
         loss_lr = (((bic - lr) ** 2) * (1 - s) + ((blur - lr) ** 2) * s).sum() / n_hr
     loss_distr = (z**2).sum() / n_hr
     z_in = torch.randn_like(z) if sample_z else torch.zeros_like(z)
-    hr_hat = model.inverse_flow(quantise_lr(lr), z_in, cond)
+    lr_stored = quantise_lr(lr)
+    if codec_draws is not None:
+        lr_stored = codec_straight_through(lr_stored, codec_draws)
+    if cfg.has_decoder:
+        hr_hat = model.decode_padded(lr_stored, z_in, cond, ref if cond.smap is not None else None)
+    else:
+        hr_hat = model.inverse_flow(lr_stored, z_in, cond)
     loss_hr = (hr - hr_hat).abs().sum() / n_hr
     total = cfg.lambda_hr * loss_hr + cfg.lambda_lr * loss_lr + cfg.lambda_distr * loss_distr
     if cond.smap is not None and cfg.lambda_smap_tv > 0:

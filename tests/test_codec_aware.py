@@ -1,0 +1,164 @@
+"""Codec-aware RefScale: the real codec in the training loop, the decoder side, and the shipped lossy weights."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from refscale_model.config import RefScaleConfig
+from refscale_model.metrics import psnr
+from refscale_model.models.refscale import RefScale, attach_noref_fallback
+from refscale_model.training.codec_loop import codec_straight_through, draw_codecs, roundtrip_rgb
+from refscale_model.training.losses import compute_losses
+from refscale_model.weights import load_model, load_weights, save_weights
+
+
+def _smooth_lr(seed: int = 0, size: tuple[int, int] = (24, 32)) -> torch.Tensor:
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.rand(2, 3, size[0] // 4, size[1] // 4, generator=gen)
+    x = torch.nn.functional.interpolate(x, size=size, mode="bilinear", align_corners=False)
+    return torch.round(x * 255) / 255
+
+
+@pytest.mark.parametrize("codec,quality", [("jpeg", 20), ("jpeg", 90), ("webp", 30)])
+def test_codec_forward_is_the_real_decode(codec: str, quality: int) -> None:
+    """What training feeds the decoder is byte for byte what OpenCV decodes from the stored file."""
+    lr = _smooth_lr()
+    draws = draw_codecs(np.random.default_rng(0), 2, [codec], (quality, quality))
+    out = codec_straight_through(lr, draws)
+    ext, flag = {"jpeg": (".jpg", cv2.IMWRITE_JPEG_QUALITY), "webp": (".webp", cv2.IMWRITE_WEBP_QUALITY)}[codec]
+    for i in range(2):
+        rgb = (lr[i].permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8)
+        ok, buf = cv2.imencode(ext, cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [flag, quality])
+        assert ok
+        expected = cv2.cvtColor(cv2.imdecode(buf, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+        got = (out[i].detach().permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8)
+        assert np.array_equal(got, expected)
+    assert not torch.equal(out, lr), "a lossy codec must change the image"
+
+
+def test_codec_gradient_is_straight_through() -> None:
+    lr = _smooth_lr().requires_grad_(True)
+    weights = torch.randn_like(lr)
+    out = codec_straight_through(lr, draw_codecs(np.random.default_rng(1), 2, ["jpeg", "webp"], (20, 95)))
+    (out * weights).sum().backward()
+    assert lr.grad is not None and torch.equal(lr.grad, weights)
+
+
+def test_codec_draws_cover_the_range_and_reject_nonsense() -> None:
+    draws = draw_codecs(np.random.default_rng(2), 400, ["jpeg", "webp"], (20, 95))
+    qualities = [d.quality for d in draws]
+    assert min(qualities) >= 20 and max(qualities) <= 95 and len(set(qualities)) > 40
+    assert {d.codec for d in draws} == {"jpeg", "webp"}
+    with pytest.raises(ValueError):
+        draw_codecs(np.random.default_rng(0), 1, ["jpeg"], (0, 50))
+    with pytest.raises(ValueError):
+        roundtrip_rgb(np.zeros((8, 8, 3), np.uint8), "png", 50)
+
+
+def test_codec_loss_trains_the_forward_through_the_codec() -> None:
+    """The HR term rebuilds from the decoded LR, and its gradient still reaches the onboard forward."""
+    torch.manual_seed(0)
+    model = RefScale(RefScaleConfig.preset("x2-lossy-noref")).train()
+    hr = torch.nn.functional.interpolate(torch.rand(2, 3, 8, 8), size=(32, 32), mode="bilinear")
+    draws = draw_codecs(np.random.default_rng(3), 2, ["jpeg"], (20, 20))
+    lossy = compute_losses(model, hr, None, codec_draws=draws)
+    clean = compute_losses(model, hr, None)
+    assert float(lossy.hr.detach()) > float(clean.hr.detach())  # the codec's error is seen by the HR term
+    model.zero_grad()
+    (lossy.hr).backward()
+    first_block = model.stages[0][0]
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in first_block.parameters())
+
+
+def test_default_config_has_no_decoder_side() -> None:
+    """Lossless models keep exactly their state dict (shipped files load strictly, run bit-identically)."""
+    for name in ("x2", "x2-noref", "x4"):
+        model = RefScale(RefScaleConfig.preset(name))
+        assert model.lr_restore is None and model.hr_refine is None
+        assert not any(k.startswith(("lr_restore.", "hr_refine.")) for k in model.state_dict())
+
+
+def test_zero_initialised_decoder_leaves_the_inverse_unchanged() -> None:
+    """A freshly attached decoder side starts from the lossless model's output (fine-tuning starts there)."""
+    shipped = load_model("x2")
+    config = dataclasses.replace(shipped.config, lr_restore_hidden=8, hr_refine_hidden=8)
+    model = RefScale(config).eval()
+    missing, unexpected = model.load_state_dict(shipped.state_dict(), strict=False)
+    assert not unexpected and missing and all(".lr_restore." in f".{k}" or ".hr_refine." in f".{k}" for k in missing)
+    torch.manual_seed(1)
+    hr = torch.nn.functional.interpolate(torch.rand(1, 3, 8, 8), size=(48, 64), mode="bilinear")
+    ref = (hr + 0.02 * torch.randn_like(hr)).clamp(0, 1)
+    enc = shipped.downscale(hr, ref)
+    assert torch.equal(model.downscale(hr, ref).lr, enc.lr)
+    assert torch.equal(model.upscale(enc.lr, enc.smap, ref, enc.size), shipped.upscale(enc.lr, enc.smap, ref, enc.size))
+
+
+def test_onboard_half_does_not_depend_on_the_decoder_side(tmp_path: Path) -> None:
+    """The decoder side runs offboard only: changing it changes the rebuild, never the stored LR/S_map."""
+    torch.manual_seed(2)
+    model = attach_noref_fallback(
+        RefScale(RefScaleConfig.preset("x2-lossy")), RefScale(RefScaleConfig.preset("x2-lossy-noref"))
+    )
+    hr = torch.nn.functional.interpolate(torch.rand(1, 3, 8, 8), size=(64, 64), mode="bilinear")
+    ref = hr.clone()
+    before = model.downscale(hr, ref)
+    up_before = model.upscale(before.lr, before.smap, ref, before.size)
+    with torch.no_grad():
+        for net in (model.lr_restore, model.hr_refine, model.fallback.lr_restore, model.fallback.hr_refine):
+            for p in net.parameters():
+                p.add_(0.05 * torch.randn_like(p))
+    after = model.downscale(hr, ref)
+    assert torch.equal(before.lr, after.lr) and torch.equal(before.smap, after.smap)
+    assert not torch.equal(up_before, model.upscale(after.lr, after.smap, ref, after.size))
+    path = tmp_path / "m.safetensors"
+    save_weights(model, path)
+    again = load_weights(path)
+    assert again.fallback is not None and again.fallback.hr_refine is not None
+    assert torch.equal(again.upscale(after.lr, after.smap, ref, after.size),
+                       model.upscale(after.lr, after.smap, ref, after.size))
+
+
+def _code_and_rebuild(
+    model: RefScale, target: np.ndarray, ref: np.ndarray, codec: str, quality: int
+) -> tuple[int, float]:
+    """(bytes of the codec's LR + stored S_map PNG, PSNR of the rebuilt frame) for one real frame."""
+    from refscale_model.evaluation.pairs import to_tensor, to_uint8
+    from refscale_model.io.images import encode_png, stored_smap
+
+    r = to_tensor(ref)
+    enc = model.downscale(to_tensor(target), r)
+    smap = stored_smap(enc.smap[0, 0].numpy())
+    dec, nbytes = roundtrip_rgb(enc.lr[0].permute(1, 2, 0).numpy(), codec, quality)
+    lr = torch.from_numpy(dec).permute(2, 0, 1)[None].contiguous()
+    if smap is None:
+        out = model.upscale(lr, None, None, enc.size)
+    else:
+        out = model.upscale(lr, enc.smap, r, enc.size)
+        nbytes += len(encode_png(smap))
+    return nbytes, psnr(target, to_uint8(out))
+
+
+@pytest.mark.parametrize("codec", ["jpeg", "webp"])
+def test_shipped_lossy_weights_beat_lossless_ones_through_the_same_codec(shared_data: Path, codec: str) -> None:
+    """On a real validation pair, x2-lossy at q40 beats shipped x2 given at least as many bytes of the same codec."""
+    from refscale_model.evaluation.pairs import prepare_reference, read_eval_pairs
+    from refscale_model.registration import RegistrationConfig
+    from refscale_model.training.data import read_rgb
+
+    pair = read_eval_pairs(shared_data / "webcam_tilde" / "pairs.csv", "val")[0]
+    target = read_rgb(pair.target)
+    ref, _ = prepare_reference(target, read_rgb(pair.reference), False, RegistrationConfig(fallback="none"))
+    lossy_bytes, lossy_db = _code_and_rebuild(load_model("x2-lossy"), target, ref, codec, 40)
+    lossless = load_model("x2")
+    for quality in range(40, 101, 10):  # the lossless net gets the first quality that spends as many bytes
+        nbytes, db = _code_and_rebuild(lossless, target, ref, codec, quality)
+        if nbytes >= lossy_bytes:
+            break
+    assert nbytes >= lossy_bytes
+    assert lossy_db > db + 0.05, f"{codec}: x2-lossy {lossy_db:.2f} dB at {lossy_bytes} B, x2 {db:.2f} dB at {nbytes} B"
