@@ -98,7 +98,6 @@ def frames_from_bag(
     from refscale_model.bags import BagReader, msgs
     from refscale_model.bags.reader import topics_of
     from refscale_model.io import rosimg
-    from refscale_model.pipeline.encoder import _stamp_or
     from refscale_model.pipeline.pose import PoseTracker
     from refscale_model.refcache.store import ReferenceCache
     from refscale_model.registration import align_reference
@@ -117,12 +116,12 @@ def frames_from_bag(
         for raw in reader.raw_messages([camera, *pose_topics]):
             msg = reader.decode(raw)
             if raw.topic != camera:
-                tracker.update(raw.type_name, msg, _stamp_or(msg, raw.log_time_ns))
+                tracker.update(raw.type_name, msg, msgs.stamp_or(msg, raw.log_time_ns))
                 continue
             seen += 1
             if (seen - 1) % every:
                 continue
-            stamp = _stamp_or(msg, raw.log_time_ns)
+            stamp = msgs.stamp_or(msg, raw.log_time_ns)
             try:
                 rgb = rosimg.image_from_msg(msg)
             except rosimg.ImageDecodeError as exc:
@@ -448,8 +447,11 @@ def run_scoreboard(
     if every < 1:
         raise ValueError(f"--every must be >= 1, got {every}")
     model = None if weights == "skip" else load_model(weights)
-    if noref_weights is None and weights in ("x2", "x4"):
-        noref_weights = f"{weights}-noref"
+    if noref_weights is None:
+        from refscale_model.weights import PRESET_FILES
+
+        if f"{weights}-noref" in PRESET_FILES:  # x2 -> x2-noref, x2-lossy -> x2-lossy-noref
+            noref_weights = f"{weights}-noref"
     noref = None if noref_weights in (None, "skip") else load_model(noref_weights)
     sources: list[tuple[str, str, list[RdFrame], list[str]]] = []
     if bag is not None:
