@@ -78,3 +78,22 @@ def test_rd_cli_rejects_bad_options(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert "0–100" in capsys.readouterr().err
     assert main(["rd", "--out", str(tmp_path)]) == 2
     assert "either --pairs" in capsys.readouterr().err
+
+
+def test_rd_cli_on_a_drive_bag(tmp_path: Path) -> None:
+    """The bag mode: frames of a raw drive with the references the onboard encoder would pick."""
+    from refscale_model.sample_drive import generate_sample_drive
+
+    drive = generate_sample_drive(tmp_path / "drive", frames=12, size=(320, 192))
+    cam = "/camera/front/image_raw"
+    assert main(["cache", "build", "--bag", str(drive.drive_a), "--camera", cam, "--gps", "/gps/fix",
+                 "--every", "3", "--out", str(tmp_path / "cache")]) == 0
+    out = tmp_path / "rd"
+    rc = main(["rd", "--bag", str(drive.drive_b), "--cache", str(tmp_path / "cache"), "--camera", cam,
+               "--every", "4", "--limit", "2", "--jpeg", "50,90", "--lr-codecs", "jpeg", "--anchors", "jpeg",
+               "--methods", "bicubic,refscale", "--out", str(out), "--no-progress"])
+    assert rc == 0
+    s = next(iter(json.loads((out / "rd.json").read_text())["sets"].values()))
+    assert s["frames"] >= 1
+    names = {f"{p['method']}+{p['codec']}" for p in s["points"]}
+    assert {"fullres+jpeg", "bicubic+jpeg", "refscale+jpeg"} <= names
