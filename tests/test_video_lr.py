@@ -239,3 +239,20 @@ def test_bad_video_settings_fail_clearly(tmp_path: Path, world: World) -> None:
                  "--lr-codec", "h264", "--gop", "0"]) == 2
     assert not out.exists()
     shutil.rmtree(out, ignore_errors=True)
+
+
+def test_rd_sequence_curves(world: World) -> None:
+    """`refscale rd --bag` sequence curves: full-res and bicubic-LR h264 on the same frames, same crf sweep."""
+    from refscale_model.evaluation import rd
+
+    frames = [rd.RdFrame(f"f{i}", f, None) for i, f in enumerate(world.frames)]
+    cfg = rd.RdConfig(qualities={"h264": [24, 36]}, methods=("bicubic",), video_codecs=("h264",), gop=GOP)
+    points = rd.score_sequences(frames, None, None, cfg, progress=False)["points"]
+    by = {(p["method"], p["quality"]): p for p in points}
+    assert set(by) == {("fullres", 24), ("fullres", 36), ("bicubic", 24), ("bicubic", 36)}
+    assert all(p["frames"] == N for p in points)
+    for m in ("fullres", "bicubic"):
+        assert by[(m, 24)]["bpp"] > by[(m, 36)]["bpp"] and by[(m, 24)]["psnr"] > by[(m, 36)]["psnr"]
+    assert by[("bicubic", 24)]["bpp"] < by[("fullres", 24)]["bpp"]  # a quarter of the pixels
+    summary = rd.summarise(points)["curves"]["bicubic+h264"]
+    assert set(summary["vs_video"]) == {"h264"} and set(summary["psnr_at_seq_bpp"]) == {"0.02", "0.05", "0.1", "0.2"}
