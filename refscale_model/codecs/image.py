@@ -126,8 +126,9 @@ def get_codec(name: str) -> LrCodec:
         from refscale_model.codecs.video import is_video_codec
 
         if is_video_codec(name):
-            raise CodecError(f"{name!r} is a video LR codec: frames decode only in stream order; "
-                             "use open_stream_encoder / open_stream_decoder")
+            raise CodecError(f"{name!r} is a video LR codec (frames decode only in stream order: use "
+                             f"open_stream_encoder / open_stream_decoder); get_codec's valid choices: "
+                             f"{', '.join(CODEC_NAMES)}")
         raise CodecError(f"unknown LR codec {name!r}; valid choices: {', '.join(LR_CODEC_NAMES)}")
     return _CODECS[name]()
 
