@@ -149,6 +149,14 @@ def test_second_decoder_reads_the_stored_stream(video_bag) -> None:
     assert len(pictures) == len(ours) == N
     for a, b in zip(pictures, ours, strict=True):
         assert np.array_equal(a, b)
+    # a third-party reader (rosbags) deserialises the messages with the embedded CompressedVideo schema
+    from rosbags.highlevel import AnyReader
+
+    with AnyReader([bag]) as reader:
+        conns = [c for c in reader.connections if c.topic == fmt.lr_topic(CAM)]
+        theirs = [reader.deserialize(raw, c.msgtype) for c, _, raw in reader.messages(connections=conns)]
+    assert [bytes(m.data) for m in theirs] == _lr_payloads(bag)
+    assert {(m.format, m.frame_id, conns[0].msgtype) for m in theirs} == {(codec, "cam_front", msgs.COMPRESSED_VIDEO)}
 
 
 def test_lost_keyframe_fails_its_gop_visibly(video_bag) -> None:
