@@ -13,7 +13,7 @@ ROS_PKG := ros2_ws/src/refscale_ros
 $(STAMP): pyproject.toml $(ROS_PKG)/setup.py
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[ros,onnx,dev]'
+	$(PY) -m pip install -q -e '.[ros,onnx,dev,fleet]'
 	$(PY) -m pip install -q -e $(ROS_PKG)
 	touch $(STAMP)
 

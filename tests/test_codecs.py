@@ -71,6 +71,8 @@ def test_stream_wrappers_are_keyframes(lr_image: np.ndarray) -> None:
 def test_bad_names_and_qualities() -> None:
     with pytest.raises(CodecError, match="valid choices: png, jpeg, webp, avif"):
         get_codec("h264")
+    with pytest.raises(CodecError, match="valid choices"):
+        get_codec(["jpeg"])  # type: ignore[arg-type]
     assert issubclass(CodecError, ValueError)
     img = np.zeros((16, 16, 3), np.uint8)
     for bad in (-1, 101, 50.0, True, "80"):

@@ -27,3 +27,17 @@ def test_short_demo_end_to_end(tmp_path: Path) -> None:
     text = (settings.out_dir / "summary.md").read_text()
     assert "rebuilt frames PSNR" in text
     assert (settings.out_dir / "frame_01.png").stat().st_size > 1000
+    # against the field on the same frames: every full-resolution codec got a curve and an answer
+    assert summary.field_frames >= 1 and set(summary.field_bytes) >= {"jpeg", "webp", "x265-intra"}
+    assert "Against the field" in text and (settings.out_dir / "rd.png").stat().st_size > 1000
+
+
+def test_short_demo_with_a_lossy_lr(tmp_path: Path) -> None:
+    settings = DemoSettings(
+        out_dir=tmp_path / "out", drive_dir=tmp_path / "drive", frames=8, size=(320, 192),
+        figures=0, domain_id=150 + (os.getpid() + 7) % 50, allow_untrained=True,
+        lr_codec="webp", lr_quality=70, field_frames=2,
+    )
+    summary = run_demo(settings)
+    assert summary.recorded >= 1 and summary.rebuilt == summary.recorded and not summary.failures
+    assert summary.lr_codec == "webp" and "(LR webp + S_map)" in (settings.out_dir / "summary.md").read_text()

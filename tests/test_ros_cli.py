@@ -14,6 +14,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -27,6 +28,7 @@ from test_ros_recorder import (  # noqa: E402, F401 - fixtures are used by name
     RECORD_YAML,
     Probe,
     build_drive,
+    camera_status,
     node_status,
     probe,
     ros_domain,
@@ -141,3 +143,43 @@ def test_disk_full_is_an_error_in_diagnostics_and_exit_1(
     with ReferenceCache.open(drive.cache, readonly=True) as cache:  # frames before the failure are readable
         items = list(Reconstructor(load_weights(x2_weights), cache).run(tmp_path / "out" / "rec"))
     assert any(isinstance(i, ReconstructedFrame) for i in items)
+
+
+def test_sigkill_after_an_idle_spell_loses_no_frame(
+    tmp_path: Path, shared_data: Path, x2_weights: Path, probe: Probe
+) -> None:
+    """A chunk is closed by the idle worker too: frames recorded before a quiet spell survive a SIGKILL."""
+    drive = build_drive(tmp_path / "drive", n=6, hz=5.0)
+    diags = probe.diagnostics()
+    out = tmp_path / "out"
+    cmd = refscale(
+        "record", "--params", str(RECORD_YAML),
+        "-p", f"cameras:=['{CAM}:Image:{CAM_ID}']", "-p", f"cache_dir:={drive.cache}",
+        "-p", f"weights:={x2_weights}", "-p", f"output_dir:={out}", "-p", "bag_name:=rec",
+        "-p", "diagnostics_period_s:=0.2", "-p", "flush_interval_s:=0.5", "--duration", "120",
+    )  # fmt: skip
+    proc = subprocess.Popen(cmd, env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: any(node_status(a) for a in diags) or proc.poll() is not None, 90, "recorder up")
+        assert proc.poll() is None, proc.communicate()
+        assert probe.play(drive.raw_bag, wait_for_subscribers=1).done.wait(60)
+        n = len(drive.frames)
+
+        def settled() -> int | None:  # every frame received and handled (encoded or dropped, counted)
+            cams = [c for a in diags if (c := camera_status(a))]
+            last = cams[-1] if cams else {}
+            done = int(last.get("encoded", 0)) + int(last.get("dropped", 0))
+            return int(last["encoded"]) if last and int(last["received"]) == n and done == n else None
+
+        encoded = wait_for(settled, 90, "all frames handled")
+        time.sleep(2.0)  # idle: nothing arrives, the queue is empty
+        proc.send_signal(signal.SIGKILL)
+        proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == -signal.SIGKILL
+    with ReferenceCache.open(drive.cache, readonly=True) as cache:
+        items = list(Reconstructor(load_weights(x2_weights), cache).run(out / "rec"))
+    assert encoded >= 1 and len([i for i in items if isinstance(i, ReconstructedFrame)]) == encoded

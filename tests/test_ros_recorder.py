@@ -375,6 +375,7 @@ def test_diagnostics_report_rates_latency_provider(recorded: Recorded) -> None:
     assert max(float(n["bytes_per_s"]) for n in nodes) > 0.0
     assert all(int(c["queue_depth"]) <= int(c["queue_max"]) == 16 for c in cams)
     assert cams[-1]["dropped"] == "0" and cams[-1]["frames_without_reference"] == "0"
+    assert cams[-1]["missed_upstream"] == "0"  # a steady 5 Hz drive: no stamp gaps
 
 
 def test_publisher_faster_than_encoder_keeps_queue_bounded_and_counts_drops(

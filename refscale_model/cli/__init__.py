@@ -23,6 +23,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "refscale_model.cli.bags",
     "refscale_model.cli.sample_drive",
     "refscale_model.cli.onnx",
+    "refscale_model.cli.fleet",
 )
 ENTRY_POINT_GROUP = "refscale.commands"
 

@@ -5,10 +5,14 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from refscale_model.refcache.distribution import CheckBagReport
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("cache", help="reference cache: build from a bag, add images, info, verify")
+    p = sub.add_parser("cache", help="reference cache: build, add images, info, verify, export, merge, check-bag")
     cmds = p.add_subparsers(dest="cache_command", required=True)
 
     b = cmds.add_parser("build", help="keyframes every N metres of a raw ROS 2 bag -> cache")
@@ -39,6 +43,26 @@ def register(sub: argparse._SubParsersAction) -> None:
     v.add_argument("--no-decode", action="store_true", help="only rehash, do not decode the PNGs")
     v.add_argument("--remove-orphans", action="store_true", help="delete image files no entry names")
     v.set_defaults(func=run_verify)
+
+    x = cmds.add_parser("export", help="cut a car-sized cache (ids kept) from a master cache")
+    x.add_argument("master", type=Path, help="master cache directory")
+    where = x.add_mutually_exclusive_group(required=True)
+    where.add_argument("--bbox", help="MINLAT,MINLON,MAXLAT,MAXLON")
+    where.add_argument("--route", type=Path, metavar="BAG", help="entries near the NavSatFix track of this bag")
+    where.add_argument("--near-track", type=Path, metavar="CSV", help="entries near a CSV track (lat, lon columns)")
+    x.add_argument("--radius", type=float, default=50.0, metavar="M", help="distance to the track (default 50 m)")
+    x.add_argument("--out", type=Path, required=True, help="car cache directory (created)")
+    x.set_defaults(func=run_export)
+
+    m = cmds.add_parser("merge", help="fold a car cache into the master (dedupe by hash; never overwrite)")
+    m.add_argument("src", type=Path, help="car cache directory")
+    m.add_argument("--into", type=Path, required=True, metavar="MASTER", help="master cache directory")
+    m.set_defaults(func=run_merge)
+
+    c = cmds.add_parser("check-bag", help="every reference a RefScale bag needs, and whether the cache has it")
+    c.add_argument("bag", type=Path)
+    c.add_argument("--cache", type=Path, required=True)
+    c.set_defaults(func=run_check_bag)
 
 
 def _common_ids(p: argparse.ArgumentParser) -> None:
@@ -139,4 +163,66 @@ def run_verify(args: argparse.Namespace) -> int:
     for path in report.orphans:
         print(f"{'REMOVED' if path in removed else 'ORPHAN '}  {path} (no entry names it)")
     print("OK" if report.ok else "FAILED")
+    return 0 if report.ok else 1
+
+
+def run_export(args: argparse.Namespace) -> int:
+    from refscale_model.refcache import ReferenceCache
+    from refscale_model.refcache import distribution as dist
+
+    bbox = track = None
+    if args.bbox:
+        parts = [float(v) for v in args.bbox.split(",")]
+        if len(parts) != 4:
+            raise ValueError(f"--bbox {args.bbox!r}: need MINLAT,MINLON,MAXLAT,MAXLON")
+        bbox = (parts[0], parts[1], parts[2], parts[3])
+    elif args.route:
+        track = dist.track_from_bag(args.route)
+    else:
+        track = dist.track_from_csv(args.near_track)
+    with ReferenceCache.open(args.master, readonly=True) as master:
+        refs = dist.select_entries(master, bbox=bbox, track=track, radius_m=args.radius)
+        report = dist.export_cache(master, args.out, refs)
+    for line in report.skipped_bad:
+        print(f"SKIPPED  {line}")
+    print(f"selected: {report.selected}, copied: {report.copied}, images in {args.out}: {report.images}")
+    return 0 if not report.skipped_bad else 1
+
+
+def run_merge(args: argparse.Namespace) -> int:
+    from refscale_model.refcache import ReferenceCache
+    from refscale_model.refcache import distribution as dist
+
+    with ReferenceCache.open(args.src, readonly=True) as src, ReferenceCache.open(args.into) as master:
+        report = dist.merge_cache(src, master)
+    for old, new in report.renumbered:
+        print(f"RENUMBERED  source id {old} -> master id {new} (frames naming it resolve by sha256)")
+    for line in report.conflicts:
+        print(f"CONFLICT  {line}")
+    for line in report.bad_source:
+        print(f"BAD       {line}")
+    print(f"entries: {report.seen}, added: {report.added}, duplicates: {report.duplicates}, "
+          f"conflicts: {len(report.conflicts)}, bad: {len(report.bad_source)}")
+    return 0 if report.ok else 1
+
+
+def print_check(r: CheckBagReport) -> None:
+    """The lines `cache check-bag` and `fleet reconstruct` print for a `CheckBagReport`."""
+    for need in r.needed:
+        flag = "OK      " if need.status == "ok" else f"{need.status.upper():8s}"
+        line = f"{flag} id={need.id} sha256={need.sha256} frames={need.frames}"
+        print(line + (f": {need.detail}" if need.detail else ""))
+    for p in r.problems:
+        print(f"problem: {p}")
+    print(f"{r.bag}: {r.frames} frames, {len(r.needed)} references, "
+          f"{len(r.bad)} missing/mismatched, {r.frames_without_reference} frames without reference")
+
+
+def run_check_bag(args: argparse.Namespace) -> int:
+    from refscale_model.refcache import ReferenceCache
+    from refscale_model.refcache.distribution import check_bag
+
+    with ReferenceCache.open(args.cache, readonly=True) as cache:
+        report = check_bag(args.bag, cache)
+    print_check(report)
     return 0 if report.ok else 1

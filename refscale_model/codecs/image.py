@@ -119,17 +119,21 @@ _CODECS = {"png": PngCodec, "jpeg": JpegCodec, "webp": WebpCodec, "avif": AvifCo
 assert tuple(_CODECS) == CODEC_NAMES
 
 
-@cache
 def get_codec(name: str) -> LrCodec:
     """The codec called `name` (one shared stateless instance)."""
-    if name not in _CODECS:
+    if not isinstance(name, str) or name not in _CODECS:
         from refscale_model.codecs.video import is_video_codec
 
-        if is_video_codec(name):
+        if isinstance(name, str) and is_video_codec(name):
             raise CodecError(f"{name!r} is a video LR codec (frames decode only in stream order: use "
                              f"open_stream_encoder / open_stream_decoder); get_codec's valid choices: "
                              f"{', '.join(CODEC_NAMES)}")
         raise CodecError(f"unknown LR codec {name!r}; valid choices: {', '.join(LR_CODEC_NAMES)}")
+    return _instance(name)
+
+
+@cache
+def _instance(name: str) -> LrCodec:
     return _CODECS[name]()
 
 

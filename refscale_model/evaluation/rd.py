@@ -89,7 +89,7 @@ class RdConfig:
 
 def frames_from_pairs(csv_path: Path, split: str = "all", limit: int | None = None) -> list[RdFrame]:
     """Targets of a pairs.csv with references prepared exactly as `refscale eval` (no registration)."""
-    from refscale_model.evaluation.pairs import prepare_reference, read_eval_pairs
+    from refscale_model.evaluation.pairs import read_eval_pairs, reference_for_frame
     from refscale_model.registration import RegistrationConfig
     from refscale_model.training.data import read_rgb
 
@@ -97,7 +97,8 @@ def frames_from_pairs(csv_path: Path, split: str = "all", limit: int | None = No
     frames = []
     for pair in pairs:
         target = read_rgb(pair.target)
-        ref, info = prepare_reference(target, read_rgb(pair.reference), False, RegistrationConfig(fallback="none"))
+        unregistered = RegistrationConfig(when_unregistered="none")
+        ref, info = reference_for_frame(target, read_rgb(pair.reference), False, unregistered)
         rel = pair.target.relative_to(csv_path.parent)
         frames.append(RdFrame(str(rel), target, ref, {"reference": str(pair.reference.relative_to(csv_path.parent)),
                                                       **info}))

@@ -188,6 +188,8 @@ class FrameEncoder:
         self._last_flush = time.monotonic()
         self._refs: LruCache[int, tuple[np.ndarray, Any]] = LruCache(8)
         self._closed = False
+        self._unflushed = False
+        """Something was written since the last chunk close."""
         self._lr_streams: dict[str, LrStreamEncoder] = {}
         self._lr_prev: dict[str, int] = {}
         """Per camera: stamp of the last LR frame written (video: what the next P-frame predicts from)."""
@@ -217,6 +219,9 @@ class FrameEncoder:
             except OSError:
                 self.stats.errors["write"] += 1
                 raise
+            except Exception as exc:  # a bug or a library failure: count it, the frame is not written
+                self.stats.errors["internal"] += 1
+                raise FrameError("internal", f"{topic}: unexpected {type(exc).__name__}: {exc}") from exc
 
     def passthrough(
         self,
@@ -238,6 +243,7 @@ class FrameEncoder:
                 self.writer.write(topic, msg, log_time)
                 self.poses.update(type_name, msg, log_time)
             self.stats.passthrough += 1
+            self._unflushed = True
             self._maybe_flush()
 
     def update_pose(self, type_name: str, msg: Any, log_time_ns: int) -> None:
@@ -325,6 +331,7 @@ class FrameEncoder:
         self.stats.bytes_out += len(lr_coded.data) + len(smap_png)
         self._account_rate(topic, len(lr_coded.data) + len(smap_png), stamp, quality)
         self.stats.encode_s += encode_ms / 1e3
+        self._unflushed = True
         self._maybe_flush()
         return FrameResult(
             topic,
@@ -408,7 +415,12 @@ class FrameEncoder:
         except CacheError as exc:
             self.stats.errors["reference_cache"] += 1
             return None, None, None, f"reference cache: {exc}"
-        warped, reg = align_reference(rgb, ref_rgb, self.registration, prepared=prepared)
+        except Exception as exc:  # noqa: BLE001 - e.g. OpenCV on a degenerate reference: code without it
+            return None, None, None, f"reference unusable: {type(exc).__name__}: {exc}"
+        try:
+            warped, reg = align_reference(rgb, ref_rgb, self.registration, prepared=prepared)
+        except Exception as exc:  # noqa: BLE001 - registration must not cost the frame: code it without reference
+            return None, None, None, f"registration error: {type(exc).__name__}: {exc}"
         if warped is None:
             return ref, None, reg, f"registration failed (confidence {reg.confidence:.2f})"
         return ref, warped, reg, ""
@@ -423,7 +435,20 @@ class FrameEncoder:
             entry = self._refs.put(ref.id, (rgb, prepare_features(rgb, self.registration)))
         return entry
 
+    def flush_if_due(self) -> None:
+        """Close the open chunk once `flush_interval_s` has passed since the last close.
+
+        Call it when idle (the recorder's worker does, between frames): a chunk is otherwise closed
+        only by the next message, and a recording killed after a quiet spell would lose it.
+        """
+        with self._lock:
+            if not self._closed:
+                self._maybe_flush()
+
     def _maybe_flush(self) -> None:
-        if self.flush_interval_s is not None and time.monotonic() - self._last_flush >= self.flush_interval_s:
+        if not self._unflushed:
+            self._last_flush = time.monotonic()
+        elif self.flush_interval_s is not None and time.monotonic() - self._last_flush >= self.flush_interval_s:
             self.writer.flush()
             self._last_flush = time.monotonic()
+            self._unflushed = False

@@ -38,6 +38,12 @@ class DemoSettings:
     figures: int = 3
     domain_id: int | None = None
     allow_untrained: bool = False
+    lr_codec: str = 'png'
+    """LR codec of the recording (png lossless, jpeg, webp, avif)."""
+    lr_quality: int = -1
+    """Its quality 0-100 (-1: the codec default)."""
+    field_frames: int = 8
+    """Frames the field comparison (JPEG, WebP, AVIF, x265 on them) codes; 0 = skip it."""
 
 
 def _dir_bytes(path: Path) -> int:
@@ -95,6 +101,8 @@ def record(
         'output_dir': str(bags_dir),
         'bag_name': 'drive_b_refscale',
         'shutdown_drain_s': 30.0,
+        'lr_codec': settings.lr_codec,
+        'lr_quality': settings.lr_quality,
     }
     ready, stop = threading.Event(), threading.Event()
     reports: list[RecorderReport] = []
@@ -195,7 +203,9 @@ def run_demo(settings: DemoSettings) -> DemoSummary:
     (out / 'summary.md').write_text(
         '# RefScale demo\n\n'
         + text
-        + '\n\nFigures `frame_NN.png`: raw | LR | S_map | rebuilt | |error| x8.\n\n'
+        + '\n\nFigures `frame_NN.png`: raw | LR | S_map | rebuilt | |error| x8; `rd.png`: the '
+        + 'rate-distortion curves of the full-resolution codecs on the same frames, with the '
+        + 'RefScale operating point starred.\n\n'
         + 'Timings (s): '
         + ', '.join(f'{k} {v:.1f}' for k, v in summary.seconds.items())
         + '\n'

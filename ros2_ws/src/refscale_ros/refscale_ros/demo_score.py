@@ -40,6 +40,13 @@ class DemoSummary:
     rebuilt: int = 0
     failures: dict[str, int] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
+    lr_codec: str = 'png'
+    field_frames: int = 0
+    field_psnr: float = 0.0
+    """RefScale's mean PSNR on the frames of the field comparison."""
+    field_refscale_bytes: float = 0.0
+    field_bytes: dict[str, float | None] = field(default_factory=dict)
+    """Per full-resolution codec: bytes per frame for RefScale's PSNR (None: out of its range)."""
 
     def table(self) -> str:
         ratio_raw = self.raw_bytes_per_frame / max(self.refscale_bytes_per_frame, 1)
@@ -56,7 +63,8 @@ class DemoSummary:
             ('raw rgb8 bytes per frame', f'{self.raw_bytes_per_frame:,.0f}'),
             ('lossless PNG of the raw frame, bytes', f'{self.png_bytes_per_frame:,.0f}'),
             (f'JPEG q{JPEG_QUALITY} bytes per frame', f'{self.jpeg_bytes_per_frame:,.0f}'),
-            ('RefScale bytes per frame (LR + S_map PNG)', f'{self.refscale_bytes_per_frame:,.0f}'),
+            (f'RefScale bytes per frame (LR {self.lr_codec} + S_map)',
+             f'{self.refscale_bytes_per_frame:,.0f}'),
             (
                 'compression vs raw / lossless PNG / JPEG',
                 f'{ratio_raw:.1f}x / {ratio_png:.2f}x / {ratio_jpeg:.2f}x',
@@ -75,6 +83,22 @@ class DemoSummary:
             ),
         ]
         lines = ['| | |', '|---|---|'] + [f'| {k} | {v} |' for k, v in rows]
+        return '\n'.join(lines) + self.field_table()
+
+    def field_table(self) -> str:
+        """Bytes each full-resolution codec needs to reach RefScale's PSNR on the same frames."""
+        if not self.field_bytes:
+            return ''
+        lines = ['', '', f'Against the field on {self.field_frames} of the same frames: RefScale '
+                 f'{self.field_refscale_bytes:,.0f} bytes per frame at {self.field_psnr:.2f} dB.',
+                 '', '| full-resolution codec | bytes per frame for the same PSNR | vs RefScale |',
+                 '|---|---:|---:|']
+        for codec, nbytes in self.field_bytes.items():
+            if nbytes is None:
+                lines.append(f'| {codec} | outside its measured range | |')
+            else:
+                ratio = nbytes / max(self.field_refscale_bytes, 1.0)
+                lines.append(f'| {codec} | {nbytes:,.0f} | {ratio:.2f}x |')
         return '\n'.join(lines)
 
 
@@ -122,6 +146,8 @@ def reconstruct_and_score(
     from refscale_model.weights import load_model
 
     raw = _raw_frames(drive_b)
+    stored_bytes = _stored_bytes(bag)
+    field_frames: list[tuple[np.ndarray, np.ndarray, int]] = []
     model = load_model(settings.weights, allow_untrained=settings.allow_untrained)
     scores, jpeg_scores, refscale_bytes, jpeg_bytes, png_bytes = [], [], [], [], []
     with ReferenceCache.open(cache_dir, readonly=True) as cache:
@@ -136,16 +162,14 @@ def reconstruct_and_score(
                 summary.failures['no_raw_frame'] = summary.failures.get('no_raw_frame', 0) + 1
                 continue
             enc = stored[item.stamp_ns]
-            refscale_bytes.append(
-                len(encode_png(enc.lr))
-                + (len(encode_png(enc.smap)) if enc.smap is not None else 0)
-            )
+            refscale_bytes.append(stored_bytes.get(item.stamp_ns, 0))
             bgr = cv2.cvtColor(truth, cv2.COLOR_RGB2BGR)
             ok, jpg = cv2.imencode('.jpg', bgr, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
             jpeg_bytes.append(len(jpg))
             png_bytes.append(len(encode_png(truth)))
             jpeg_rgb = cv2.cvtColor(cv2.imdecode(jpg, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
             scores.append((psnr(truth, item.rgb), ssim(truth, item.rgb)))
+            field_frames.append((truth, item.rgb, refscale_bytes[-1]))
             jpeg_scores.append((psnr(truth, jpeg_rgb), ssim(truth, jpeg_rgb)))
             if len(scores) <= settings.figures:
                 _figure(
@@ -165,3 +189,39 @@ def reconstruct_and_score(
         summary.png_bytes_per_frame = float(np.mean(png_bytes))
     h, w = settings.size[1], settings.size[0]
     summary.raw_bytes_per_frame = float(h * w * 3)
+    summary.lr_codec = settings.lr_codec
+    if settings.field_frames > 0 and field_frames:
+        _against_the_field(settings, field_frames, summary)
+
+
+def _stored_bytes(bag: Path) -> dict[int, int]:
+    """Per frame stamp: the LR + S_map payload bytes the bag really holds."""
+    from refscale_model.bags import msgs, read_messages
+    from refscale_model.bags import refscale_format as fmt
+
+    out: dict[int, int] = {}
+    for topic, _t, msg in read_messages(bag):
+        parts = fmt.split_topic(topic)
+        if parts is not None and parts[1] in ('lr', 'smap'):
+            stamp = msgs.stamp_ns(msg)
+            out[stamp] = out.get(stamp, 0) + len(bytes(msg.data))
+    return out
+
+
+def _against_the_field(settings: DemoSettings, frames: list[tuple[np.ndarray, np.ndarray, int]],
+                       summary: DemoSummary) -> None:
+    """JPEG, WebP, AVIF and x265 intra on spaced frames: bytes to match RefScale, and a plot."""
+    from refscale_model.evaluation.field import anchor_curves, bytes_to_reach, plot_field
+
+    pick = np.linspace(0, len(frames) - 1, min(settings.field_frames, len(frames))).round()
+    chosen = [frames[int(i)] for i in sorted(set(pick.tolist()))]
+    summary.field_frames = len(chosen)
+    summary.field_psnr = float(np.mean([psnr(t, r) for t, r, _ in chosen]))
+    summary.field_refscale_bytes = float(np.mean([b for _, _, b in chosen]))
+    curves = anchor_curves([t for t, _, _ in chosen])
+    summary.field_bytes = {c: bytes_to_reach(pts, summary.field_psnr) for c, pts in curves.items()}
+    h, w = chosen[0][0].shape[:2]
+    bpp = 8 * summary.field_refscale_bytes / (h * w)
+    title = 'demo drive B: full-resolution codecs vs RefScale'
+    plot_field(curves, {f'RefScale ({settings.lr_codec} LR)': (bpp, summary.field_psnr)},
+               str(settings.out_dir / 'rd.png'), title)

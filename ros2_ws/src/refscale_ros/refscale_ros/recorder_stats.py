@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 from refscale_ros.diagnostics import Status, Task
 from refscale_ros.frame_queue import FrameQueue
+from refscale_ros.stamp_gaps import StampGapDetector
 
 DROP_WARN_HOLD_S = 5.0
 """A camera's diagnostics stay WARN this long after its last dropped frame."""
@@ -32,6 +33,8 @@ class CameraCounters:
     latency_sum_ms: float = 0.0
     last_drop_at: float = float('-inf')
     """time.monotonic() of the diagnostics period in which frames were last dropped."""
+    missed_upstream: int = 0
+    """Frames that never arrived: gaps in the header stamps (lost in DDS or before it)."""
     lr_bytes: int = 0
     """LR + S_map bytes written (all recordings)."""
     lr_quality: int = -1
@@ -58,6 +61,8 @@ class RecorderReport:
     bytes_on_disk: int
     encode_ms_mean: float
     write_error: str = ''
+    missed_upstream: int = 0
+    """Frames that never reached the recorder (header stamp gaps), all cameras."""
 
     @property
     def ok(self) -> bool:
@@ -73,7 +78,8 @@ class RecorderReport:
                 f"{topic}: received {c['received']}, encoded {c['encoded']}, "
                 f"dropped {c['dropped'] + c['dropped_at_stop']} "
                 f"(queue full {c['dropped']}, at stop {c['dropped_at_stop']}), "
-                f"without reference {c['without_reference']}, errors {dict(c['errors']) or 0}")
+                f"without reference {c['without_reference']}, errors {dict(c['errors']) or 0}, "
+                f"never arrived {c['missed_upstream']}")
         ratio = self.bytes_in / self.bytes_out if self.bytes_out else float('nan')
         lines.append(f'frames: {self.frames}; camera payload {self.bytes_in:,} B -> '
                      f'{self.bytes_out:,} B (ratio {ratio:.2f}); '
@@ -101,6 +107,7 @@ class RecorderStats:
         self.lr = lr
         """`LrSettings` of the recordings (codec, quality, budget), shown per camera."""
         self.counters = {t: CameraCounters() for t in topics}
+        self.gaps = {t: StampGapDetector() for t in topics}
         self.queue = queue
         self.provider = provider
         self.totals: Counter[str] = Counter()
@@ -195,6 +202,7 @@ class RecorderStats:
             'encode_latency_ms': float(np.mean(lat)) if lat else 0.0,
             'encode_latency_ms_max': float(np.max(lat)) if lat else 0.0,
             'frames_without_reference': c.without_reference,
+            'missed_upstream': c.missed_upstream,
             **self._rate_values(c),
             'errors': errors_now,
             **{f'errors.{k}': v for k, v in sorted(c.errors.items())},
@@ -229,4 +237,5 @@ class RecorderStats:
             bytes_in=self.totals['bytes_in'], bytes_out=self.totals['bytes_out'],
             bytes_on_disk=self.totals['bytes_on_disk'],
             encode_ms_mean=self.totals['encode_ms'] / frames if frames else 0.0,
-            write_error=write_error)
+            write_error=write_error,
+            missed_upstream=sum(c.missed_upstream for c in self.counters.values()))

@@ -12,29 +12,17 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, UTC
-import itertools
 from pathlib import Path
 import threading
 import time
 from typing import Any
 
 import numpy as np
+from refscale_ros.bag_paths import new_bag_path
 from refscale_ros.frame_queue import FrameQueue
+from refscale_ros.lr_preview import LrTap
 from refscale_ros.recorder_stats import RecorderStats, RecordingState
-
-
-class _Tap:
-    """Downscaler wrapper that keeps the last LR frame (for the live preview topic)."""
-
-    def __init__(self, inner: Any) -> None:
-        self.inner = inner
-        self.last_lr: np.ndarray | None = None
-
-    def downscale(self, hr: np.ndarray, ref: np.ndarray | None) -> tuple[np.ndarray, Any]:
-        lr, smap = self.inner.downscale(hr, ref)
-        self.last_lr = lr
-        return lr, smap
+from refscale_ros.stamp_gaps import stamp_or_zero
 
 
 @dataclass
@@ -57,7 +45,7 @@ class Recording:
                  on_lr: Callable[[str, Any, np.ndarray], None] | None = None) -> None:
         self.encoder_args = dict(encoder_args)
         if on_lr is not None:
-            self._tap: _Tap | None = _Tap(self.encoder_args['downscaler'])
+            self._tap: LrTap | None = LrTap(self.encoder_args['downscaler'])
             self.encoder_args['downscaler'] = self._tap
         else:
             self._tap = None
@@ -94,7 +82,8 @@ class Recording:
             if self.bag is not None:
                 return self.bag.path
             p = self.params
-            path = self._new_bag_path()
+            path = new_bag_path(self.params['output_dir'], self.params['bag_name'],
+                                self.params['bag_prefix'])
             writer = BagWriter(
                 path,
                 split_max_bytes=int(p['split_size_mb'] * 1e6) if p['split_size_mb'] > 0 else None,
@@ -172,18 +161,6 @@ class Recording:
         self.log.info(f'finished {bag.path}: {s.frames} frames, {sum(left.values())} queued '
                       'entries not encoded at stop')
 
-    def _new_bag_path(self) -> Path:
-        out = Path(self.params['output_dir']).expanduser()
-        out.mkdir(parents=True, exist_ok=True)
-        name = self.params['bag_name'] or '{}_{}'.format(
-            self.params['bag_prefix'], datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ'))
-        path = out / name
-        for i in itertools.count(2):
-            if not path.exists():
-                return path
-            path = out / f'{name}_{i}'
-        raise AssertionError('unreachable')
-
     # -- callbacks (never block) ------------------------------------------------------------
     def on_frame(self, topic: str, msg: Any) -> None:
         """Queue a camera frame (the oldest is dropped, and counted, when the queue is full)."""
@@ -191,6 +168,7 @@ class Recording:
             return
         c = self.stats.counters[topic]
         c.received += 1
+        c.missed_upstream += self.stats.gaps[topic].add(stamp_or_zero(msg))
         if not self.queue.put_frame(topic, (self.now_ns(), msg)):
             c.dropped += 1
 
@@ -203,17 +181,35 @@ class Recording:
     def _work(self) -> None:
         while not self._quit.is_set():
             got = self.queue.get(timeout=0.1)
-            if got is None:
-                continue
             with self._rec_lock:
                 bag = self.bag
+                if got is None:  # idle: close the open chunk, so a kill now loses nothing
+                    self._flush_idle(bag)
+                    continue
+                key = got[0]
                 if bag is None or bag.failed:
+                    if key != 'other':  # every frame ends in one counter
+                        self.stats.counters[key].errors['not_recording'] += 1
                     continue
                 try:
                     self._process(bag, *got)
                 except Exception as exc:  # noqa: BLE001 - a bug must not kill the recording
+                    if key != 'other':
+                        self.stats.counters[key].errors['internal'] += 1
                     self.stats.last_error = f'internal: {exc!r}'
                     self.log.error(f'worker: {exc!r}')
+
+    def _flush_idle(self, bag: OpenBag | None) -> None:
+        from refscale_model.bags import BagWriteError
+
+        if bag is None or bag.failed:
+            return
+        try:
+            bag.encoder.flush_if_due()
+        except BagWriteError as exc:
+            bag.failed = self.write_error = str(exc)
+            self.accepting = False
+            self.log.error(f'recording stopped: cannot write {bag.path}: {exc}')
 
     def _process(self, bag: OpenBag, key: str, item: Any) -> None:
         from refscale_model.bags import BagWriteError
