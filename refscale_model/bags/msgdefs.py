@@ -41,6 +41,12 @@ std_msgs/Header header
 string format
 uint8[] data
 """,
+    "foxglove_msgs/msg/CompressedVideo": """\
+builtin_interfaces/Time timestamp
+string frame_id
+uint8[] data
+string format
+""",
     "sensor_msgs/msg/CameraInfo": """\
 std_msgs/Header header
 uint32 height

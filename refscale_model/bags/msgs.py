@@ -24,6 +24,8 @@ NAV_SAT_FIX = "sensor_msgs/msg/NavSatFix"
 ODOMETRY = "nav_msgs/msg/Odometry"
 DIAGNOSTIC_ARRAY = "diagnostic_msgs/msg/DiagnosticArray"
 STRING = "std_msgs/msg/String"
+COMPRESSED_VIDEO = "foxglove_msgs/msg/CompressedVideo"
+"""Foxglove's video frame type (no std_msgs/Header: `timestamp` + `frame_id` at the top level)."""
 
 
 def header(stamp_ns: int, frame_id: str = "") -> dict[str, Any]:
@@ -39,8 +41,11 @@ def field(msg: Any, name: str) -> Any:
 
 
 def stamp_ns(msg_or_header: Any) -> int:
-    """Nanoseconds of a message's `header.stamp` (or of a header / Time passed directly)."""
+    """Nanoseconds of a message's `header.stamp` (or of a header / Time passed directly; the
+    top-level `timestamp` of a foxglove_msgs/CompressedVideo)."""
     h = field(msg_or_header, "header")
+    if h is None and field(msg_or_header, "timestamp") is not None:
+        h = field(msg_or_header, "timestamp")
     h = msg_or_header if h is None else h
     stamp = field(h, "stamp")
     stamp = h if stamp is None else stamp
@@ -58,7 +63,12 @@ def stamp_or(msg: Any, fallback_ns: int) -> int:
 
 def frame_id(msg: Any) -> str:
     h = field(msg, "header")
-    return str(field(h, "frame_id") or "") if h is not None else ""
+    return str(field(h, "frame_id") or "") if h is not None else str(field(msg, "frame_id") or "")
+
+
+def compressed_video_msg(stamp: int, frame: str, fmt: str, data: bytes) -> dict[str, Any]:
+    """foxglove_msgs/CompressedVideo dict: one access unit (Annex B for h264/h265) of a video stream."""
+    return {"timestamp": header(stamp)["stamp"], "frame_id": frame, "data": data, "format": fmt}
 
 
 def image_msg(rgb: np.ndarray, stamp: int, frame: str = "", encoding: str = "rgb8") -> dict[str, Any]:

@@ -4,7 +4,9 @@ Per camera topic `T` (e.g. `/cam/front/image_raw`) an encoded bag holds, all wit
 frame's header (stamp + frame_id):
 
 - `T/refscale/lr`    sensor_msgs/msg/CompressedImage: the 8-bit LR frame (RGB) coded with the
-                     bag's LR codec, format "png" (lossless), "jpeg", "webp" or "avif"
+                     bag's LR codec, format "png" (lossless), "jpeg", "webp" or "avif"; with a
+                     video LR codec foxglove_msgs/msg/CompressedVideo, format "h264" / "h265":
+                     one Annex B access unit per frame, IDR + parameter sets every `lr_gop` frames
 - `T/refscale/smap`  sensor_msgs/msg/CompressedImage, format "png": grey S_map levels 0..L-1
                      (absent for frames encoded without a reference)
 - `T/refscale/meta`  diagnostic_msgs/msg/DiagnosticArray with one DiagnosticStatus whose
@@ -27,8 +29,11 @@ from typing import Any
 import numpy as np
 
 FORMAT = "refscale-bag/2"
-"""Written by this version: adds the LR codec (`lr_codec`, `lr_quality`) to every frame record."""
-READABLE_FORMATS = ("refscale-bag/1", FORMAT)
+"""Written for still-image LR codecs: adds the LR codec (`lr_codec`, `lr_quality`) to every frame record."""
+FORMAT_VIDEO = "refscale-bag/3"
+"""Written for video LR (h264/h265): LR as CompressedVideo, plus `lr_keyframe`, `lr_prev_stamp_ns` and
+`lr_encoder` per frame. Older readers refuse these frames by name instead of misreading them."""
+READABLE_FORMATS = ("refscale-bag/1", FORMAT, FORMAT_VIDEO)
 """Format 1 bags (lossless PNG LR only) read as frames with `lr_codec = "png"`."""
 METADATA_NAME = "refscale"
 """Name of the bag-level MCAP metadata record (model, config, software version)."""
@@ -94,7 +99,14 @@ class FrameMeta:
     lr_codec: str = "png"
     """Codec of the LR message (`refscale_model.codecs` name); format 1 bags are all png."""
     lr_quality: int = -1
-    """Codec quality 0–100 the frame was coded with; -1 for lossless."""
+    """Codec quality 0–100 the frame was coded with; -1 for lossless; the crf 0–51 for h264/h265."""
+    lr_keyframe: bool = True
+    """Video LR: this frame is an IDR access unit with its parameter sets (image codecs: always)."""
+    lr_prev_stamp_ns: int = 0
+    """Video LR predicted frame: stamp of the frame it follows in the camera's stream (0: keyframe).
+    The offboard decoder checks it, so a missing frame breaks the GOP visibly, not silently."""
+    lr_encoder: str = ""
+    """Video LR: the encoder that ran (libx264, libx265, h264_nvenc, hevc_nvenc)."""
     format: str = FORMAT
     extra: dict[str, str] = field(default_factory=dict)
 
@@ -189,6 +201,7 @@ def bag_metadata(
 
 __all__ = [
     "FORMAT",
+    "FORMAT_VIDEO",
     "READABLE_FORMATS",
     "METADATA_NAME",
     "FrameMeta",

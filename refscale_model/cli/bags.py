@@ -21,12 +21,21 @@ def register(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--drop", action="append", default=[], metavar="TOPIC", help="do not pass this topic through")
     e.add_argument("--split-size", type=float, default=None, metavar="MB", help="start a new file after MB")
     e.add_argument("--split-duration", type=float, default=None, metavar="S", help="start a new file after S seconds")
-    e.add_argument("--lr-codec", default="png", metavar="{png,jpeg,webp,avif}",
-                   help="LR codec: png (lossless, default), jpeg, webp or avif")
+    e.add_argument("--lr-codec", default="png", metavar="{png,jpeg,webp,avif,h264,h265}",
+                   help="LR codec: png (lossless, default), jpeg, webp, avif, or video: h264, h265 "
+                        "(foxglove_msgs/CompressedVideo)")
     e.add_argument("--lr-quality", type=int, default=None, metavar="Q",
-                   help="LR codec quality 0-100 (default: the codec's own; the start value with --target-kbps)")
+                   help="LR codec quality 0-100 (default: the codec's own; the start value with --target-kbps); "
+                        "for h264/h265 the crf (same as --lr-crf)")
+    e.add_argument("--lr-crf", type=int, default=None, metavar="CRF",
+                   help="h264/h265: constant rate factor 0-51, lower is better (default 28 / 30)")
+    e.add_argument("--gop", type=int, default=None, metavar="N",
+                   help="h264/h265: a keyframe (IDR + parameter sets) every N frames (default 10 = 1 s at 10 Hz)")
+    e.add_argument("--lr-encoder", default="auto", metavar="{auto,cpu,gpu,ENCODER}",
+                   help="h264/h265 encoder: auto (NVENC when it works, else libx264/libx265), cpu, gpu or a name")
     e.add_argument("--target-kbps", type=float, default=None, metavar="K",
-                   help="per-camera LR + S_map budget in kbit/s: the quality adapts to hold it (lossy codecs)")
+                   help="per-camera LR + S_map budget in kbit/s: the quality adapts to hold it (lossy codecs); "
+                        "h264/h265: the encoder's VBV caps the LR stream at 90 %% of it")
     e.add_argument("--device", default="cpu", help="torch device for the PyTorch downscaler")
     e.add_argument("--allow-untrained", action="store_true", help="use a fresh model when preset weights are missing")
     e.add_argument("--no-progress", action="store_true")
@@ -103,7 +112,12 @@ def run_encode_bag(args: argparse.Namespace) -> int:
     from refscale_model.pipeline.jobs import encode_bag
 
     try:
-        lr = LrSettings.checked(args.lr_codec, args.lr_quality, args.target_kbps)
+        if args.lr_crf is not None and args.lr_quality is not None and args.lr_crf != args.lr_quality:
+            raise CodecError("give --lr-crf or --lr-quality, not both (for h264/h265 they are the same setting)")
+        if args.lr_crf is not None and args.lr_codec not in ("h264", "h265"):
+            raise CodecError(f"--lr-crf is for the video codecs h264/h265; {args.lr_codec!r} takes --lr-quality")
+        quality = args.lr_crf if args.lr_crf is not None else args.lr_quality
+        lr = LrSettings.checked(args.lr_codec, quality, args.target_kbps, args.gop, args.lr_encoder)
     except CodecError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -123,7 +137,8 @@ def run_encode_bag(args: argparse.Namespace) -> int:
             camera_ids=dict(item.split("=", 1) for item in args.camera_id), drop=args.drop,
             split_max_bytes=int(args.split_size * 1e6) if args.split_size else None,
             split_max_duration_s=args.split_duration, progress=bar.update,
-            encoder_options={"lr_codec": lr.codec, "lr_quality": lr.quality, "target_kbps": lr.target_kbps},
+            encoder_options={"lr_codec": lr.codec, "lr_quality": lr.quality, "target_kbps": lr.target_kbps,
+                             **({"lr_gop": lr.gop, "lr_encoder": lr.encoder} if lr.video else {})},
         )
     except BagWriteError as exc:
         print(f"error: {exc}; frames written before it are readable (`refscale bag recover {args.out}`)",
@@ -149,8 +164,10 @@ def _print_encode_report(report: Any, args: argparse.Namespace) -> None:
     print(f"frames without reference: {s.frames_without_reference}")
     print(f"passed through: {s.passthrough} messages")
     print(f"camera payload: {s.bytes_in:,} B in -> {s.bytes_out:,} B out (LR+S_map), ratio {s.compression_ratio:.2f}")
-    quality = ", ".join(f"{t} q{q}" for t, q in sorted(s.lr_quality.items()) if q >= 0)
-    print(f"LR codec: {s.lr_codec}" + (f" ({quality})" if quality else "")
+    knob = "crf" if s.lr_encoder else "q"
+    quality = ", ".join(f"{t} {knob}{q}" for t, q in sorted(s.lr_quality.items()) if q >= 0)
+    print(f"LR codec: {s.lr_codec}" + (f" via {s.lr_encoder}, gop {args.gop or 10}" if s.lr_encoder else "")
+          + (f" ({quality})" if quality else "")
           + (f", budget {s.target_kbps:g} kbit/s per camera" if s.target_kbps else ""))
     ratio = report.bytes_in / max(1, report.bytes_out)
     print(f"bag on disk: {report.bytes_in:,} B in -> {report.bytes_out:,} B out, ratio {ratio:.2f}")

@@ -30,6 +30,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     for codec, default in (("jpeg", "30,50,70,90"), ("webp", "30,50,70,90"), ("avif", "30,50,70,85")):
         q.add_argument(f"--{codec}", type=_ints, default=_ints(default), metavar="Q,..", help=f"qualities ({default})")
     q.add_argument("--crf", type=_ints, default=_ints("22,28,34,40"), metavar="CRF,..", help="x265 crf (22,28,34,40)")
+    q.add_argument("--video-crf", type=_ints, default=_ints("22,27,32,37"), metavar="CRF,..",
+                   help="crf sweep of the sequence curves, full-res and LR alike (22,27,32,37)")
+    q.add_argument("--video-codecs", default="h264,h265",
+                   help="with --bag: code the frames in order as video, full-res and each method's LR ('' : none)")
+    q.add_argument("--gop", type=int, default=10, help="keyframe interval of the sequence curves (10)")
     q.add_argument("--lr-codecs", default="png,jpeg,webp,avif", help="LR codecs of the rescaling methods")
     q.add_argument("--methods", default="bicubic,noref,refscale", help="rescaling methods")
     q.add_argument("--anchors", default="jpeg,webp,avif,x265-intra,x265-ref", help="full-resolution anchors")
@@ -55,8 +60,10 @@ def run(args: argparse.Namespace) -> int:
         pairs=args.pairs, split=args.split, limit=args.limit, bag=args.bag, cache=args.cache, camera=args.camera,
         camera_id=args.camera_id, every=args.every, weights=args.weights, noref_weights=args.noref_weights,
         config=rd.RdConfig(
-            qualities={"jpeg": args.jpeg, "webp": args.webp, "avif": args.avif, "x265": args.crf},
+            qualities={"jpeg": args.jpeg, "webp": args.webp, "avif": args.avif, "x265": args.crf,
+                       "h264": args.video_crf, "h265": args.video_crf},
             lr_codecs=_names(args.lr_codecs), methods=_names(args.methods), anchors=_names(args.anchors),
+            video_codecs=_names(args.video_codecs), gop=args.gop,
         ),
         out=args.out, progress=not args.no_progress,
     )

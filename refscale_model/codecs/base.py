@@ -8,6 +8,10 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 
 CODEC_NAMES: tuple[str, ...] = ("png", "jpeg", "webp", "avif")
+"""Still-image codecs (`get_codec`): every frame decodes alone."""
+VIDEO_CODEC_NAMES: tuple[str, ...] = ("h264", "h265")
+"""Video codecs (`open_stream_encoder/decoder` only): frames decode in stream order from a keyframe."""
+LR_CODEC_NAMES: tuple[str, ...] = CODEC_NAMES + VIDEO_CODEC_NAMES
 
 
 class CodecError(ValueError):

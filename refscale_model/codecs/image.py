@@ -9,15 +9,19 @@ from __future__ import annotations
 
 import io
 from functools import cache
+from typing import Any
 
 import cv2
 import numpy as np
 
 from refscale_model.codecs.base import (
     CODEC_NAMES,
+    LR_CODEC_NAMES,
     CodecError,
     EncodedLr,
     LrCodec,
+    LrStreamDecoder,
+    LrStreamEncoder,
     check_image,
     check_quality,
 )
@@ -118,7 +122,13 @@ assert tuple(_CODECS) == CODEC_NAMES
 def get_codec(name: str) -> LrCodec:
     """The codec called `name` (one shared stateless instance)."""
     if not isinstance(name, str) or name not in _CODECS:
-        raise CodecError(f"unknown LR codec {name!r}; valid choices: {', '.join(CODEC_NAMES)}")
+        from refscale_model.codecs.video import is_video_codec
+
+        if isinstance(name, str) and is_video_codec(name):
+            raise CodecError(f"{name!r} is a video LR codec (frames decode only in stream order: use "
+                             f"open_stream_encoder / open_stream_decoder); get_codec's valid choices: "
+                             f"{', '.join(CODEC_NAMES)}")
+        raise CodecError(f"unknown LR codec {name!r}; valid choices: {', '.join(LR_CODEC_NAMES)}")
     return _instance(name)
 
 
@@ -152,11 +162,22 @@ class ImageStreamDecoder:
         return self.codec.decode(frame)
 
 
-def open_stream_encoder(name: str) -> ImageStreamEncoder:
-    """A fresh per-camera encoder for codec `name` (video codecs will return their own stream type)."""
+def open_stream_encoder(name: str, **video: Any) -> LrStreamEncoder:
+    """A fresh per-camera encoder for codec `name`. Video codecs (h264, h265) take `crf`, `gop`,
+    `target_kbps`, `encoder` (see `VideoStreamEncoder`); image codecs take none."""
+    from refscale_model.codecs.video import VideoStreamEncoder, is_video_codec
+
+    if is_video_codec(name):
+        return VideoStreamEncoder(name, **video)
+    if video:
+        raise CodecError(f"image codec {name!r} takes no stream options ({', '.join(video)})")
     return ImageStreamEncoder(get_codec(name))
 
 
-def open_stream_decoder(name: str) -> ImageStreamDecoder:
-    """A fresh per-camera decoder for codec `name`."""
+def open_stream_decoder(name: str) -> LrStreamDecoder:
+    """A fresh per-camera decoder for codec `name` (stateful for video codecs: feed frames in coded order)."""
+    from refscale_model.codecs.video import VideoStreamDecoder, is_video_codec
+
+    if is_video_codec(name):
+        return VideoStreamDecoder(name)
     return ImageStreamDecoder(get_codec(name))

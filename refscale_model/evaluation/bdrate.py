@@ -68,8 +68,10 @@ def psnr_overlap(anchor: Sequence[Point], test: Sequence[Point]) -> tuple[float,
     return (lo, hi) if hi > lo else None
 
 
-def bd_rate(anchor: Sequence[Point], test: Sequence[Point], samples: int = 1001) -> float | None:
+def bd_rate(anchor: Sequence[Point], test: Sequence[Point], samples: int = 1001,
+            max_psnr: float | None = None) -> float | None:
     """BD-rate of `test` against `anchor` in percent; None when the curves share no PSNR range.
+    `max_psnr` caps the range averaged over (e.g. the anchor's PSNR at 0.1 bpp: "below 0.1 bpp").
 
     Read it with `psnr_overlap`: over a range of a few tenths of a dB it says little."""
     overlap = psnr_overlap(anchor, test)
@@ -77,6 +79,10 @@ def bd_rate(anchor: Sequence[Point], test: Sequence[Point], samples: int = 1001)
         return None
     a, b = rd_hull(anchor), rd_hull(test)
     lo, hi = overlap
+    if max_psnr is not None:
+        hi = min(hi, max_psnr)
+        if hi <= lo:
+            return None
     qs = np.linspace(lo, hi, samples)
     curves = []
     for pts in (a, b):

@@ -9,6 +9,12 @@ Curves, all on the same frames: `fullres` anchors (jpeg, webp, avif, x265-intra,
 and per LR codec the rescaling methods `bicubic` (anti-aliased bicubic down as `refscale eval`,
 bicubic up), `noref` (the no-reference INN) and `refscale` (reference prepared as `refscale
 eval` does, z = 0).
+
+Sequences (`--bag`): the drive's frames in order are also coded as video — the full-resolution
+frames with h264/h265 (`fullres+h265`), and each method's LR frames with the same codec, the
+same encoder settings (`codecs.video`: zero-latency, no B-frames, IDR every `gop`) and the same
+crf sweep (`refscale+h265`, ...). Rate is the mean over the sequence of each frame's bytes
+(keyframes included) per HR pixel.
 """
 
 from __future__ import annotations
@@ -26,7 +32,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from refscale_model.codecs import get_codec
+from refscale_model.codecs import get_codec, open_stream_decoder, open_stream_encoder
 from refscale_model.evaluation.anchors import AnchorUnavailable, x265_available, x265_given_reference, x265_intra
 from refscale_model.evaluation.bdrate import bd_rate, psnr_overlap, quality_at_rate
 from refscale_model.io.images import encode_png, stored_smap
@@ -40,6 +46,9 @@ own headers. (x265-ref also needs to name its reference: it gets the same 40 byt
 X265_REF_META_BYTES = 40
 
 RATES_BPP = (0.05, 0.1, 0.2, 0.4, 0.8)
+SEQ_RATES_BPP = (0.02, 0.05, 0.1, 0.2)
+"""Rates of the sequence (video) table: where a fleet's video uplink lives."""
+VIDEO_CODECS = ("h264", "h265")
 RESCALE_METHODS = ("bicubic", "noref", "refscale")
 IMAGE_CODECS = ("jpeg", "webp", "avif")
 ANCHORS = ("jpeg", "webp", "avif", "x265-intra", "x265-ref")
@@ -48,6 +57,8 @@ DEFAULT_QUALITIES: dict[str, list[int]] = {
     "webp": [30, 50, 70, 90],
     "avif": [30, 50, 70, 85],
     "x265": [22, 28, 34, 40],
+    "h264": [22, 27, 32, 37],
+    "h265": [22, 27, 32, 37],
 }
 
 
@@ -69,6 +80,11 @@ class RdConfig:
     """LR codecs of the rescaling methods (png: the lossless LR shipped today, one point)."""
     methods: tuple[str, ...] = RESCALE_METHODS
     anchors: tuple[str, ...] = ANCHORS
+    video_codecs: tuple[str, ...] = VIDEO_CODECS
+    """Sequence curves (bag frames only): full-res and every method's LR coded as this video."""
+    gop: int = 10
+    video_encoder: str = "cpu"
+    """Encoder of the video curves (cpu: libx264/libx265, deterministic; see `codecs.choose_encoder`)."""
 
 
 def frames_from_pairs(csv_path: Path, split: str = "all", limit: int | None = None) -> list[RdFrame]:
@@ -96,6 +112,7 @@ def frames_from_bag(
     entry for the pose so far (NavSatFix / Odometry topics of the bag), registered onto the frame
     (default `RegistrationConfig`, as `FrameEncoder`). Frames without a reference are left out (noted)."""
     from refscale_model.bags import BagReader, msgs
+    from refscale_model.bags.msgs import stamp_or as _stamp_or
     from refscale_model.bags.reader import topics_of
     from refscale_model.io import rosimg
     from refscale_model.pipeline.pose import PoseTracker
@@ -274,7 +291,7 @@ def score_frames(
                     break
                 acc.add("fullres", anchor, crf, hr, coded.decoded, coded.nbytes + extra, coded.enc_ms, coded.dec_ms)
         # rescaling methods × LR codecs
-        for method in config.methods:
+        for method in config.methods if config.lr_codecs else ():
             if method == "bicubic":
                 lr = bicubic_lr(hr, scale)
             elif method == "noref":
@@ -295,6 +312,66 @@ def score_frames(
                     out, u = _timed(lr.rebuild, dec_lr)
                     nbytes = len(data) + lr.side_bytes + META_BYTES[method]
                     acc.add(method, codec_name, q, hr, out, nbytes, lr.down_ms + e, d + u)
+    return {"points": acc.points(), "skipped": skipped}
+
+
+def _method_lrs(frames: list[RdFrame], method: str, model: RefScale | None, noref: RefScale | None,
+                scale: int) -> list[_Lr] | str:
+    """Every frame's LR for `method`, or why the method cannot run."""
+    if method == "bicubic":
+        return [bicubic_lr(f.target, scale) for f in frames]
+    if method == "noref":
+        return "no no-reference weights given" if noref is None else [model_lr(noref, f.target, None) for f in frames]
+    return "no RefScale weights given" if model is None else [model_lr(model, f.target, f.reference) for f in frames]
+
+
+def _code_sequence(codec: str, crf: int, images: list[np.ndarray], config: RdConfig) -> list[tuple[np.ndarray, int,
+                                                                                                   float, float]]:
+    """The images in order as one video stream: per frame (decoded, bytes, enc ms, dec ms)."""
+    enc = open_stream_encoder(codec, crf=crf, gop=config.gop, encoder=config.video_encoder)
+    dec = open_stream_decoder(codec)
+    out = []
+    for img in images:
+        coded, e = _timed(enc.encode, img)
+        rgb, d = _timed(dec.decode, coded, img.shape[:2])
+        out.append((rgb, len(coded.data), e, d))
+    return out
+
+
+def score_sequences(
+    frames: list[RdFrame],
+    model: RefScale | None,
+    noref: RefScale | None,
+    config: RdConfig | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Video curves on `frames` taken as one sequence (in order): {"points": [...], "skipped": {...}}."""
+    from tqdm import tqdm
+
+    config = config or RdConfig()
+    acc, skipped = _Acc(), {}
+    scale = (model or noref).config.scale if (model or noref) else 2
+    jobs = [(m, c, q) for m in ("fullres", *config.methods) for c in config.video_codecs for q in config.qualities[c]]
+    bar = tqdm(total=len(jobs), desc="rd sequences", disable=not progress)
+    lrs: dict[str, list[_Lr] | str] = {}
+    for method, codec, crf in jobs:
+        bar.update(1)
+        if method == "fullres":
+            for f, (rgb, n, e, d) in zip(frames, _code_sequence(codec, crf, [f.target for f in frames], config),
+                                         strict=True):
+                acc.add("fullres", codec, crf, f.target, rgb, n, e, d)
+            continue
+        if method not in lrs:
+            lrs[method] = _method_lrs(frames, method, model, noref, scale)
+        lr = lrs[method]
+        if isinstance(lr, str):
+            skipped[method] = lr
+            continue
+        coded = _code_sequence(codec, crf, [x.lr for x in lr], config)
+        for f, x, (dec_lr, n, e, d) in zip(frames, lr, coded, strict=True):
+            out, u = _timed(x.rebuild, dec_lr)
+            acc.add(method, codec, crf, f.target, out, n + x.side_bytes + META_BYTES[method], x.down_ms + e, d + u)
+    bar.close()
     return {"points": acc.points(), "skipped": skipped}
 
 
@@ -329,6 +406,19 @@ def summarise(points: list[dict[str, Any]]) -> dict[str, Any]:
             "enc_ms": float(np.mean([p["enc_ms"] for p in v])),
             "dec_ms": float(np.mean([p["dec_ms"] for p in v])),
         }
+        if k.split("+", 1)[1] in VIDEO_CODECS:
+            table[k]["psnr_at_seq_bpp"] = {str(r): quality_at_rate(rd[k], r) for r in SEQ_RATES_BPP}
+            table[k]["vs_video"] = {}
+            for codec in VIDEO_CODECS:
+                a = f"fullres+{codec}"
+                if a not in rd:
+                    continue
+                cap = quality_at_rate(rd[a], 0.1)
+                table[k]["vs_video"][codec] = {
+                    "bd_rate": bd_rate(rd[a], rd[k]), "overlap_db": psnr_overlap(rd[a], rd[k]),
+                    "bd_rate_below_0.1bpp": bd_rate(rd[a], rd[k], max_psnr=cap) if cap is not None else None,
+                    "psnr_at_0.1bpp_of_anchor": cap,
+                }
     return {"best_fullres": best, "curves": table}
 
 
@@ -364,6 +454,25 @@ def markdown(result: dict[str, Any]) -> str:
                 f"{_bd(c['bd_rate_vs_best'], c['overlap_db_vs_best'])} | "
                 + " | ".join(_f(c["psnr_at_bpp"][str(r)], ".2f") for r in RATES_BPP)
                 + f" | {c['bpp_range'][0]:.3f}–{c['bpp_range'][1]:.3f} | {c['enc_ms']:.1f} | {c['dec_ms']:.1f} |")
+        video = {k: c for k, c in summ["curves"].items() if "vs_video" in c and c["points"] >= 2}
+        if video:
+            lines += ["", f"### Sequences (video, gop {result.get('gop', '')}, crf {result['qualities'].get('h265')})",
+                      "", "BD-rate of each video curve against full-resolution video with the same codec settings; "
+                      "`<0.1` averages only over the PSNR range the anchor reaches below 0.1 bpp.", ""]
+            head = ("| curve | pts | BD vs full-res H.265 | BD vs H.265 <0.1 | BD vs full-res H.264 | "
+                    "BD vs H.264 <0.1 | " + " | ".join(f"PSNR@{r}" for r in SEQ_RATES_BPP)
+                    + " | bpp range | enc ms | dec ms |")
+            lines += [head, "|" + "---|" * (head.count("|") - 1)]
+            for k, c in sorted(video.items(), key=lambda kv: (kv[0].split("+")[1], kv[0])):
+                cells = []
+                for codec in ("h265", "h264"):
+                    vs = c["vs_video"].get(codec)
+                    cells += ["", ""] if vs is None else [_bd(vs["bd_rate"], vs["overlap_db"]),
+                                                          _f(vs["bd_rate_below_0.1bpp"], "+.1f")]
+                lines.append(f"| {k} | {c['points']} | " + " | ".join(cells) + " | "
+                             + " | ".join(_f(c["psnr_at_seq_bpp"][str(r)], ".2f") for r in SEQ_RATES_BPP)
+                             + f" | {c['bpp_range'][0]:.3f}–{c['bpp_range'][1]:.3f} | {c['enc_ms']:.1f} | "
+                             f"{c['dec_ms']:.1f} |")
         singles = [p for p in s["points"] if p["codec"] == "png"]
         if singles:
             lines += ["", "Lossless LR (PNG, shipped today):", "", "| method | bpp | PSNR | SSIM |",
@@ -465,13 +574,17 @@ def run_scoreboard(
         "noref_weights": noref_weights, "noref_weights_sha256": getattr(noref, "weights_sha256", None),
         "scale": (model or noref).config.scale if (model or noref) else 2,
         "meta_bytes": META_BYTES, "x265_ref_meta_bytes": X265_REF_META_BYTES,
-        "qualities": config.qualities, "sets": {},
+        "qualities": config.qualities, "gop": config.gop, "sets": {},
     }
     for name, source, frames, notes in sources:
         if not frames:
             raise ValueError(f"no frames selected from {source}")
         t0 = time.time()
         scored = score_frames(frames, model, noref, config, progress)
+        if config.video_codecs and name == (bag.name if bag is not None else None):
+            seq = score_sequences(frames, model, noref, config, progress)
+            scored["points"] += seq["points"]
+            scored["skipped"].update({f"{k} (sequences)": v for k, v in seq["skipped"].items()})
         result["sets"][name] = {"source": source, "frames": len(frames), "frame_names": [f.name for f in frames],
                                 "seconds": round(time.time() - t0, 1), "notes": notes, **scored}
     write_outputs(result, out)
@@ -491,10 +604,15 @@ def _check_config(config: RdConfig, codec_names: tuple[str, ...]) -> None:
     for a in config.anchors:
         if a not in ANCHORS:
             raise ValueError(f"unknown anchor {a!r}; valid choices: {', '.join(ANCHORS)}")
+    for c in config.video_codecs:
+        if c not in VIDEO_CODECS:
+            raise CodecError(f"unknown video codec {c!r}; valid choices: {', '.join(VIDEO_CODECS)}")
+    if isinstance(config.gop, bool) or not isinstance(config.gop, int) or config.gop < 1:
+        raise ValueError(f"gop must be an int >= 1, got {config.gop!r}")
     for codec, qs in config.qualities.items():
         for q in qs:
-            if codec == "x265":
+            if codec in ("x265", *VIDEO_CODECS):
                 if not 0 <= q <= 51:
-                    raise ValueError(f"x265 crf must be 0–51, got {q}")
+                    raise ValueError(f"{codec} crf must be 0–51, got {q}")
             else:
                 check_quality(codec, q, False)

@@ -16,7 +16,7 @@ import numpy as np
 
 from refscale_model.bags import BagReader, RawMessage, metadata_of, msgs
 from refscale_model.bags import refscale_format as fmt
-from refscale_model.codecs import get_codec
+from refscale_model.codecs import CodecError, LrStreamDecoder, get_codec, is_video_codec, open_stream_decoder
 from refscale_model.io.images import decode_png
 from refscale_model.utils import LruCache
 
@@ -67,22 +67,35 @@ class FrameAssembler:
     arrived. In a bag the meta is written last (`meta_closes=True`): a frame whose meta arrives
     without its other parts never completes and fails as `incomplete` at once. Live, parts arrive
     in any order; at most `max_pending` frames wait, the oldest are failed as `incomplete`.
+
+    Video LR (foxglove_msgs/CompressedVideo, h264/h265): each camera has one stateful decoder that
+    decodes the LR messages in arrival (= coded) order. A predicted frame is only given out when the
+    frame its meta says it follows (`lr_prev_stamp_ns`) was the one decoded just before it and was
+    itself good; otherwise (its GOP start or a frame of its GOP is missing) it fails as
+    `corrupt_frame` until the next keyframe.
     """
 
     def __init__(self, *, meta_closes: bool, max_pending: int | None = None) -> None:
         self.meta_closes = meta_closes
         self.max_pending = max_pending
         self._pending: OrderedDict[tuple[str, int], tuple[int, dict[str, Any]]] = OrderedDict()
+        self._video: dict[str, _VideoChain] = {}
 
     def add(self, camera: str, kind: str, msg: Any, log_time_ns: int) -> list[EncodedFrame | FrameFailure]:
         """Take one part (`kind`: lr, smap or meta); returns the frames it completed or failed."""
         key = (camera, msgs.stamp_ns(msg))
         log_time, slot = self._pending.setdefault(key, (log_time_ns, {}))
         slot[kind] = msg
+        if kind == "lr" and is_video_codec(str(msgs.field(msg, "format") or "")):
+            slot["video"] = self._video.setdefault(camera, _VideoChain()).decode(key[1], msg)
         out: list[EncodedFrame | FrameFailure] = []
         if self.meta_closes and kind == "meta" or self._complete(slot):
             del self._pending[key]
-            out.append(self.assemble(camera, key[1], log_time, slot))
+            frame = self.assemble(camera, key[1], log_time, slot)
+            chain = self._video.get(camera)
+            if chain is not None and "video" in slot:
+                frame = chain.check(frame, slot["video"])
+            out.append(frame)
         while self.max_pending is not None and len(self._pending) > self.max_pending:
             (cam, stamp), (t, _slot) = self._pending.popitem(last=False)
             out.append(_incomplete(cam, stamp, t, "evicted before all its parts arrived"))
@@ -115,11 +128,78 @@ class FrameAssembler:
         if "lr" not in slot or (meta.has_smap and "smap" not in slot):
             return FrameFailure(camera, stamp, log_time, "incomplete", f"{camera} @ {stamp}: LR or S_map missing")
         try:
-            lr = get_codec(meta.lr_codec).decode(bytes(slot["lr"].data))
+            if "video" in slot:  # decoded on arrival by the camera's stream decoder (checked by the caller)
+                lr = slot["video"].rgb
+                if lr is None:
+                    raise CodecError(slot["video"].error)
+                if "lr_size" in meta.extra:
+                    h, w = (int(v) for v in meta.extra["lr_size"].split("x"))
+                    lr = lr[:h, :w]
+            elif is_video_codec(meta.lr_codec):
+                raise CodecError(f"{meta.lr_codec} LR outside a stream: decode with FrameAssembler.add")
+            else:
+                lr = get_codec(meta.lr_codec).decode(bytes(slot["lr"].data))
             smap = decode_png(bytes(slot["smap"].data)) if meta.has_smap else None
         except ValueError as exc:
             return FrameFailure(camera, stamp, log_time, "corrupt_frame", f"{camera} @ {stamp}: {exc}")
         return EncodedFrame(camera, stamp, msgs.frame_id(slot["meta"]), log_time, meta, lr, smap)
+
+
+@dataclass
+class _VideoLr:
+    """One video LR message as the camera's decoder saw it."""
+
+    rgb: np.ndarray | None
+    error: str
+    after: int | None
+    """Stamp of the LR decoded just before this one by the same decoder (None: first)."""
+    keyframe: bool
+
+
+class _VideoChain:
+    """Per camera: the stream decoder and which decoded frames are good (an unbroken chain from an IDR)."""
+
+    def __init__(self) -> None:
+        self.decoder: LrStreamDecoder | None = None
+        self.format = ""
+        self.last: int | None = None
+        self.good: LruCache[int, bool] = LruCache(64)
+
+    def decode(self, stamp: int, msg: Any) -> _VideoLr:
+        from refscale_model.codecs.video import is_self_contained_keyframe
+
+        fmt_name, data = str(msgs.field(msg, "format")), bytes(msgs.field(msg, "data") or b"")
+        if self.decoder is None or fmt_name != self.format:
+            self.decoder, self.format = open_stream_decoder(fmt_name), fmt_name
+        after, self.last = self.last, stamp
+        key = is_self_contained_keyframe(fmt_name, data)
+        try:
+            return _VideoLr(self.decoder.decode(data), "", after, key)
+        except CodecError as exc:
+            return _VideoLr(None, str(exc), after, key)
+
+    def check(self, frame: EncodedFrame | FrameFailure, lr: _VideoLr) -> EncodedFrame | FrameFailure:
+        """The frame, or a `corrupt_frame` failure when it does not continue a good chain from its keyframe."""
+        if isinstance(frame, FrameFailure):
+            self.good.put(frame.stamp_ns, False)
+            return frame
+        m = frame.meta
+        if m.lr_keyframe and lr.keyframe:
+            ok, why = True, ""
+        elif m.lr_keyframe:
+            ok, why = False, "meta says keyframe but the LR is no IDR with parameter sets"
+        elif lr.after != m.lr_prev_stamp_ns:
+            ok, why = False, (f"predicted from frame {m.lr_prev_stamp_ns}, but the decoder's previous frame was "
+                              f"{lr.after} (a frame of its GOP or its GOP start is missing)")
+        elif not self.good.get(m.lr_prev_stamp_ns):
+            ok, why = False, f"the frame it predicts from ({m.lr_prev_stamp_ns}) did not decode"
+        else:
+            ok, why = True, ""
+        self.good.put(frame.stamp_ns, ok)
+        if ok:
+            return frame
+        return FrameFailure(frame.camera_topic, frame.stamp_ns, frame.log_time_ns, "corrupt_frame",
+                            f"{frame.camera_topic} @ {frame.stamp_ns}: video LR: {why}")
 
 
 def _incomplete(camera: str, stamp: int, log_time: int, why: str) -> FrameFailure:

@@ -21,7 +21,14 @@ import numpy as np
 from refscale_model.backends.base import Downscaler, ModelInfo
 from refscale_model.bags import BagWriter, msgs
 from refscale_model.bags import refscale_format as fmt
-from refscale_model.codecs import CodecError, LrStreamEncoder, RateController, get_codec, open_stream_encoder
+from refscale_model.codecs import (
+    CodecError,
+    LrStreamEncoder,
+    RateController,
+    get_codec,
+    is_video_codec,
+    open_stream_encoder,
+)
 from refscale_model.io import rosimg
 from refscale_model.io.images import encode_png, stored_smap
 from refscale_model.pipeline.pose import Pose, PoseTracker
@@ -59,6 +66,8 @@ class EncoderStats:
     kbps: dict[str, float] = field(default_factory=dict)
     """Per camera: LR + S_map kbit/s over the rate controller's window (with a `target_kbps` budget)."""
     target_kbps: float | None = None
+    lr_encoder: str = ""
+    """Video LR: the encoder that runs (libx264, libx265, h264_nvenc, hevc_nvenc)."""
 
     @property
     def compression_ratio(self) -> float:
@@ -84,15 +93,38 @@ class FrameResult:
 
 @dataclass(frozen=True)
 class LrSettings:
-    """How a recording codes its LR frames: codec, quality (None: codec default), kbit/s budget."""
+    """How a recording codes its LR frames: codec, quality (None: codec default), kbit/s budget.
+
+    For the video codecs (h264, h265) `quality` is the crf 0–51 (lower is better), `gop` the
+    keyframe interval in frames and `encoder` the encoder that runs (libx264, hevc_nvenc, ...)."""
 
     codec: str = "png"
     quality: int | None = None
     target_kbps: float | None = None
+    gop: int | None = None
+    encoder: str = ""
+
+    @property
+    def video(self) -> bool:
+        return is_video_codec(self.codec)
 
     @classmethod
-    def checked(cls, codec: str, quality: int | None, target_kbps: float | None) -> LrSettings:
+    def checked(
+        cls, codec: str, quality: int | None, target_kbps: float | None, gop: int | None = None,
+        encoder: str = "auto",
+    ) -> LrSettings:
         """Validated settings; `CodecError` (a ValueError) names what is wrong and the valid choices."""
+        if is_video_codec(codec):
+            from refscale_model.codecs import DEFAULT_CRF, check_crf, check_gop, choose_encoder
+
+            if target_kbps is not None and (isinstance(target_kbps, bool) or not float(target_kbps) > 0):
+                raise CodecError(f"target_kbps must be a number > 0, got {target_kbps!r}")
+            crf = check_crf(codec, quality)
+            kbps = None if target_kbps is None else float(target_kbps)
+            return cls(codec, DEFAULT_CRF[codec] if crf is None else crf, kbps, check_gop(gop),
+                       choose_encoder(codec, encoder))
+        if gop is not None:
+            raise CodecError(f"gop is a video codec setting (h264, h265); {codec!r} codes every frame alone")
         lr = get_codec(codec)
         if quality is not None:
             from refscale_model.codecs import check_quality
@@ -131,13 +163,17 @@ class FrameEncoder:
         lr_codec: str = "png",
         lr_quality: int | None = None,
         target_kbps: float | None = None,
+        lr_gop: int | None = None,
+        lr_encoder: str = "auto",
     ) -> None:
         """`lr_codec` / `lr_quality` (0–100, None: the codec's default) / `target_kbps` (per camera
         LR + S_map budget; the quality then adapts, starting at `lr_quality`): a bad combination
-        raises `CodecError` here, before anything is written."""
+        raises `CodecError` here, before anything is written. Video codecs (h264, h265): `lr_quality`
+        is the crf 0–51, `lr_gop` the keyframe interval, `lr_encoder` auto / cpu / gpu / a name,
+        `target_kbps` caps the LR stream (VBV at 90 % of it)."""
         from refscale_model import __version__
 
-        self.lr = LrSettings.checked(lr_codec, lr_quality, target_kbps)
+        self.lr = LrSettings.checked(lr_codec, lr_quality, target_kbps, lr_gop, lr_encoder)
 
         self.writer = writer
         self.downscaler = downscaler
@@ -155,9 +191,15 @@ class FrameEncoder:
         self._unflushed = False
         """Something was written since the last chunk close."""
         self._lr_streams: dict[str, LrStreamEncoder] = {}
+        self._lr_prev: dict[str, int] = {}
+        """Per camera: stamp of the last LR frame written (video: what the next P-frame predicts from)."""
         self._rates: dict[str, RateController] = {}
         self.stats.lr_codec, self.stats.target_kbps = self.lr.codec, self.lr.target_kbps
+        self.stats.lr_encoder = self.lr.encoder
         info = fmt.bag_metadata(model.model_id, model.weights_sha256, model.config, software_version or __version__)
+        if self.lr.video:
+            info.update(format=fmt.FORMAT_VIDEO, lr_codec=self.lr.codec, lr_encoder=self.lr.encoder,
+                        lr_gop=str(self.lr.gop), lr_crf=str(self.lr.quality))
         writer.add_metadata(fmt.METADATA_NAME, info)
         for key in ("format", "software_version", "model_id", "weights_sha256"):
             writer.set_custom_data(f"refscale.{key}", info[key])
@@ -264,24 +306,25 @@ class FrameEncoder:
             lr_codec=self.lr.codec,
             lr_quality=-1 if quality is None else int(quality),
         )
-        with self.writer.group():
-            self.writer.write(
-                fmt.lr_topic(topic),
-                {"header": header, "format": lr_coded.format, "data": lr_coded.data},
-                log_time,
-                type_name=msgs.COMPRESSED_IMAGE,
-            )
-            if smap is not None:
-                self.writer.write(
-                    fmt.smap_topic(topic),
-                    {"header": header, "format": "png", "data": smap_png},
-                    log_time,
-                    type_name=msgs.COMPRESSED_IMAGE,
-                )
-            note = "encoded" if smap is not None else f"encoded without reference: {reason}"
-            self.writer.write(
-                fmt.meta_topic(topic), fmt.meta_msg(meta, header, note), log_time, type_name=msgs.DIAGNOSTIC_ARRAY
-            )
+        if self.lr.video:
+            meta.lr_keyframe = lr_coded.is_keyframe
+            meta.lr_prev_stamp_ns = 0 if lr_coded.is_keyframe else self._lr_prev.get(topic, 0)
+            meta.lr_encoder, meta.format = self.lr.encoder, fmt.FORMAT_VIDEO
+            if lr.shape[0] % 2 or lr.shape[1] % 2:  # coded even-padded: the decoder crops back
+                meta.extra["lr_size"] = f"{lr.shape[0]}x{lr.shape[1]}"
+            lr_type = msgs.COMPRESSED_VIDEO
+            lr_msg = msgs.compressed_video_msg(stamp, header["frame_id"], lr_coded.format, lr_coded.data)
+        else:
+            lr_type = msgs.COMPRESSED_IMAGE
+            lr_msg = {"header": header, "format": lr_coded.format, "data": lr_coded.data}
+        try:
+            self._write_frame(topic, header, log_time, lr_msg, lr_type, smap, smap_png, meta, reason)
+        except BaseException:
+            request = getattr(self._lr_streams.get(topic), "request_keyframe", None)
+            if request is not None:  # the decoder never sees this frame: the next one must not predict from it
+                request()
+            raise
+        self._lr_prev[topic] = stamp
         self.stats.frames += 1
         self.stats.frames_without_reference += smap is None
         self.stats.bytes_in += source_bytes
@@ -304,10 +347,29 @@ class FrameEncoder:
             self.stats.kbps.get(topic, 0.0),
         )
 
+    def _write_frame(self, topic: str, header: dict[str, Any], log_time: int, lr_msg: dict[str, Any], lr_type: str,
+                     smap: np.ndarray | None, smap_png: bytes, meta: fmt.FrameMeta, reason: str) -> None:
+        with self.writer.group():
+            self.writer.write(fmt.lr_topic(topic), lr_msg, log_time, type_name=lr_type)
+            if smap is not None:
+                self.writer.write(
+                    fmt.smap_topic(topic),
+                    {"header": header, "format": "png", "data": smap_png},
+                    log_time,
+                    type_name=msgs.COMPRESSED_IMAGE,
+                )
+            note = "encoded" if smap is not None else f"encoded without reference: {reason}"
+            self.writer.write(
+                fmt.meta_topic(topic), fmt.meta_msg(meta, header, note), log_time, type_name=msgs.DIAGNOSTIC_ARRAY
+            )
+
     def _lr_stream(self, topic: str) -> LrStreamEncoder:
         stream = self._lr_streams.get(topic)
         if stream is None:
-            stream = self._lr_streams[topic] = open_stream_encoder(self.lr.codec)
+            opts = ({"crf": self.lr.quality, "gop": self.lr.gop, "encoder": self.lr.encoder,
+                     "target_kbps": None if self.lr.target_kbps is None else 0.9 * self.lr.target_kbps}
+                    if self.lr.video else {})
+            stream = self._lr_streams[topic] = open_stream_encoder(self.lr.codec, **opts)
         return stream
 
     def _quality(self, topic: str) -> int | None:
@@ -315,6 +377,10 @@ class FrameEncoder:
         if self.lr.target_kbps is None:
             return self.lr.quality
         rate = self._rates.get(topic)
+        if self.lr.video:  # the video encoder's VBV holds the budget; the controller only measures
+            if rate is None:
+                self._rates[topic] = RateController(self.lr.target_kbps)
+            return self.lr.quality
         if rate is None:
             start = self.lr.quality if self.lr.quality is not None else get_codec(self.lr.codec).default_quality
             rate = self._rates[topic] = RateController(self.lr.target_kbps, initial_quality=start or 75)
