@@ -112,7 +112,6 @@ def frames_from_bag(
     entry for the pose so far (NavSatFix / Odometry topics of the bag), registered onto the frame
     (default `RegistrationConfig`, as `FrameEncoder`). Frames without a reference are left out (noted)."""
     from refscale_model.bags import BagReader, msgs
-    from refscale_model.bags.msgs import stamp_or as _stamp_or
     from refscale_model.bags.reader import topics_of
     from refscale_model.io import rosimg
     from refscale_model.pipeline.pose import PoseTracker
