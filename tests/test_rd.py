@@ -26,6 +26,15 @@ def test_bd_rate_identical_is_zero_and_half_rate_is_minus_fifty() -> None:
     assert psnr_overlap(CURVE, [(r, q + 1.0) for r, q in CURVE]) == (31.0, 38.2)
 
 
+def test_bd_psnr_is_the_mean_gain_where_bd_rate_is_undefined() -> None:
+    from refscale_model.evaluation.bdrate import bd_psnr
+
+    assert bd_psnr(CURVE, [(r, q + 20) for r, q in CURVE]) == pytest.approx(20.0)  # BD-rate: no common PSNR
+    assert bd_psnr(CURVE, CURVE) == pytest.approx(0.0, abs=1e-9)
+    assert bd_psnr(CURVE, [(r * 10, q) for r, q in CURVE]) is None  # no common rate range
+    assert bd_psnr(CURVE, [(r, q + 1) for r, q in CURVE], max_rate=0.3) == pytest.approx(1.0)
+
+
 def test_quality_at_rate_and_hull() -> None:
     assert quality_at_rate(CURVE, 0.2) == pytest.approx(33.1)
     assert 33.1 < quality_at_rate(CURVE, 0.3) < 35.9
@@ -67,6 +76,9 @@ def test_rd_cli_on_two_pairs(shared_data: Path, tmp_path: Path) -> None:
     md = (out / "rd.md").read_text()
     assert "## satellite_spacenet7_monthly" in md and "| fullres+jpeg | 2 | +0.0 (" in md
     assert "BD-rate vs full-res JPEG" in md and "PSNR@0.2" in md
+    targets = {(r["curve"], r["against"]) for r in s["summary"]["targets"]}
+    assert {("refscale+webp", "bicubic+webp"), ("refscale+webp", "noref+webp"), ("refscale+webp", "fullres+avif")} \
+        <= targets and "| refscale+webp | noref+webp |" in md
     png_file = out / "rd_satellite_spacenet7_monthly.png"
     assert png_file.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png_file.stat().st_size > 10_000
 

@@ -94,6 +94,24 @@ def bd_rate(anchor: Sequence[Point], test: Sequence[Point], samples: int = 1001,
     return (math.exp(mean) - 1.0) * 100.0
 
 
+def bd_psnr(anchor: Sequence[Point], test: Sequence[Point], samples: int = 1001,
+            max_rate: float | None = None) -> float | None:
+    """BD-PSNR of `test` against `anchor` in dB (mean PSNR gain over the log-rate range both cover,
+    capped at `max_rate` bpp); None without a common rate range. Where one curve lies wholly above the
+    other in PSNR the BD-rate is undefined, but this still says by how much."""
+    a, b = rd_hull(anchor), rd_hull(test)
+    if len(a) < 2 or len(b) < 2:
+        return None
+    lo = math.log(max(a[0][0], b[0][0]))
+    hi = math.log(min(a[-1][0], b[-1][0], max_rate if max_rate is not None else math.inf))
+    if hi <= lo:
+        return None
+    xs = np.linspace(lo, hi, samples)
+    curves = [pchip_eval(np.log(np.array([p[0] for p in pts])), np.array([p[1] for p in pts]), xs) for pts in (a, b)]
+    diff = curves[1] - curves[0]
+    return float(np.sum((diff[1:] + diff[:-1]) / 2) / (samples - 1))
+
+
 def quality_at_rate(points: Sequence[Point], rate: float) -> float | None:
     """PSNR of the curve at `rate` (PCHIP in log-rate); None outside the rates the curve covers."""
     pts = rd_hull(points)

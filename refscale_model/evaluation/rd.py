@@ -34,7 +34,7 @@ from torch import nn
 
 from refscale_model.codecs import get_codec, open_stream_decoder, open_stream_encoder
 from refscale_model.evaluation.anchors import AnchorUnavailable, x265_available, x265_given_reference, x265_intra
-from refscale_model.evaluation.bdrate import bd_rate, psnr_overlap, quality_at_rate
+from refscale_model.evaluation.bdrate import bd_psnr, bd_rate, psnr_overlap, quality_at_rate
 from refscale_model.io.images import encode_png, stored_smap
 from refscale_model.metrics import psnr, ssim
 from refscale_model.models.refscale import RefScale
@@ -47,6 +47,8 @@ X265_REF_META_BYTES = 40
 
 RATES_BPP = (0.05, 0.1, 0.2, 0.4, 0.8)
 SEQ_RATES_BPP = (0.02, 0.05, 0.1, 0.2)
+LOW_RATE_BPP = 0.2
+"""The issue's low-rate region: 'at least on par with full-resolution AVIF below 0.2 bpp'."""
 """Rates of the sequence (video) table: where a fleet's video uplink lives."""
 VIDEO_CODECS = ("h264", "h265")
 RESCALE_METHODS = ("bicubic", "noref", "refscale")
@@ -418,7 +420,30 @@ def summarise(points: list[dict[str, Any]]) -> dict[str, Any]:
                     "bd_rate_below_0.1bpp": bd_rate(rd[a], rd[k], max_psnr=cap) if cap is not None else None,
                     "psnr_at_0.1bpp_of_anchor": cap,
                 }
-    return {"best_fullres": best, "curves": table}
+    return {"best_fullres": best, "curves": table, "targets": targets(rd, best)}
+
+
+def targets(rd: dict[str, list[tuple[float, float]]], best: str | None) -> list[dict[str, Any]]:
+    """The issue's yardsticks per LR codec: RefScale against bicubic and the no-ref INN through the same
+    codec, and against full-res AVIF and the best full-res anchor below 0.2 bpp (BD-rate; BD-PSNR too,
+    which stays defined where one curve lies wholly above the other)."""
+    rows = []
+    for name in sorted(k for k in rd if k.startswith("refscale+") and len(rd[k]) >= 2):
+        codec = name.split("+", 1)[1]
+        for other in (f"bicubic+{codec}", f"noref+{codec}", "fullres+avif", best):
+            if other is None or other not in rd or len(rd[other]) < 2 or other == name:
+                continue
+            below = other.startswith("fullres+")
+            cap_psnr = quality_at_rate(rd[other], LOW_RATE_BPP) if below else None
+            rows.append({
+                "curve": name, "against": other, "below_bpp": LOW_RATE_BPP if below else None,
+                "bd_rate": bd_rate(rd[other], rd[name]),
+                "overlap_db": psnr_overlap(rd[other], rd[name]),
+                "bd_psnr": bd_psnr(rd[other], rd[name]),
+                "bd_rate_below": bd_rate(rd[other], rd[name], max_psnr=cap_psnr) if cap_psnr is not None else None,
+                "bd_psnr_below": bd_psnr(rd[other], rd[name], max_rate=LOW_RATE_BPP) if below else None,
+            })
+    return rows
 
 
 def _f(x: float | None, fmt: str) -> str:
@@ -453,6 +478,16 @@ def markdown(result: dict[str, Any]) -> str:
                 f"{_bd(c['bd_rate_vs_best'], c['overlap_db_vs_best'])} | "
                 + " | ".join(_f(c["psnr_at_bpp"][str(r)], ".2f") for r in RATES_BPP)
                 + f" | {c['bpp_range'][0]:.3f}–{c['bpp_range'][1]:.3f} | {c['enc_ms']:.1f} | {c['dec_ms']:.1f} |")
+        if summ.get("targets"):
+            lines += ["", "Targets: RefScale against bicubic and the no-ref INN through the same LR codec, and "
+                      f"against full-resolution codecs, also below {LOW_RATE_BPP} bpp (BD-rate needs a common PSNR "
+                      "range, BD-PSNR a common rate range; blank: none).", "",
+                      f"| curve | against | BD-rate % | BD-PSNR dB | BD-rate < {LOW_RATE_BPP} bpp | "
+                      f"BD-PSNR < {LOW_RATE_BPP} bpp |", "|---|---|---|---|---|---|"]
+            for row in summ["targets"]:
+                lines.append(f"| {row['curve']} | {row['against']} | {_bd(row['bd_rate'], row['overlap_db'])} | "
+                             f"{_f(row['bd_psnr'], '+.2f')} | {_f(row['bd_rate_below'], '+.1f')} | "
+                             f"{_f(row['bd_psnr_below'], '+.2f')} |")
         video = {k: c for k, c in summ["curves"].items() if "vs_video" in c and c["points"] >= 2}
         if video:
             lines += ["", f"### Sequences (video, gop {result.get('gop', '')}, crf {result['qualities'].get('h265')})",
