@@ -1,9 +1,12 @@
 """
 The recorder's state machine (no rclpy import): idle -> recording -> draining -> idle.
 
-Callbacks only queue (`on_frame`, `on_other`); one worker thread encodes in arrival order into
-the open bag. `stop()` unsubscribes, drains the queue for at most `shutdown_drain_s`, counts what
-is left as dropped and finalises the bag (metadata.yaml). The node supplies the ROS side as
+Callbacks only queue (`on_frame`, `on_other`); one worker thread feeds the open bag's
+`EncoderPipeline` in arrival order (decode + reference + registration of frame t+1, the network on
+frame t and the coding + write of frame t-1 run side by side on their own threads; results come
+back in order through `_done`). `stop()` unsubscribes, drains the queue for at most
+`shutdown_drain_s`, finishes the frames in the pipeline, counts what is left as dropped and
+finalises the bag (metadata.yaml). The node supplies the ROS side as
 callables: `subscribe`, `unsubscribe`, `now_ns` and, for the LR preview, `on_lr`.
 """
 
@@ -24,19 +27,6 @@ from refscale_ros.frame_queue import FrameQueue
 from refscale_ros.recorder_stats import RecorderStats, RecordingState
 
 
-class _Tap:
-    """Downscaler wrapper that keeps the last LR frame (for the live preview topic)."""
-
-    def __init__(self, inner: Any) -> None:
-        self.inner = inner
-        self.last_lr: np.ndarray | None = None
-
-    def downscale(self, hr: np.ndarray, ref: np.ndarray | None) -> tuple[np.ndarray, Any]:
-        lr, smap = self.inner.downscale(hr, ref)
-        self.last_lr = lr
-        return lr, smap
-
-
 @dataclass
 class OpenBag:
     """The bag being recorded."""
@@ -44,6 +34,7 @@ class OpenBag:
     path: Path
     writer: Any
     encoder: Any
+    pipeline: Any = None
     started: float = field(default_factory=time.monotonic)
     failed: str = ''
 
@@ -56,11 +47,6 @@ class Recording:
                  subscribe: Callable[[], None], unsubscribe: Callable[[], None],
                  on_lr: Callable[[str, Any, np.ndarray], None] | None = None) -> None:
         self.encoder_args = dict(encoder_args)
-        if on_lr is not None:
-            self._tap: _Tap | None = _Tap(self.encoder_args['downscaler'])
-            self.encoder_args['downscaler'] = self._tap
-        else:
-            self._tap = None
         self.params, self.queue, self.stats, self.log = params, queue, stats, logger
         self.now_ns, self._subscribe, self._unsubscribe, self._on_lr = (
             now_ns, subscribe, unsubscribe, on_lr)
@@ -87,6 +73,7 @@ class Recording:
         """Open a new bag and subscribe; returns the bag directory (idempotent while recording)."""
         from refscale_model.bags import BagWriter
         from refscale_model.pipeline import FrameEncoder
+        from refscale_model.pipeline.encoder import EncoderPipeline
 
         with self._state_lock:
             if self.closed:
@@ -105,7 +92,7 @@ class Recording:
                 writer, args.pop('downscaler'), args.pop('info'), **args,
                 flush_interval_s=p['flush_interval_s'] if p['flush_interval_s'] > 0 else None)
             writer.set_custom_data('refscale.recorder.provider', provider)
-            self.bag = OpenBag(path, writer, encoder)
+            self.bag = OpenBag(path, writer, encoder, EncoderPipeline(encoder, depth=1))
             self.queue.clear()
             self.accepting = True
             self._subscribe()
@@ -124,6 +111,8 @@ class Recording:
             while self.queue.depth() and time.monotonic() < deadline and self._worker.is_alive():
                 time.sleep(0.01)
             with self._rec_lock:
+                # frames already in the pipeline are finished, not dropped
+                bag.pipeline.close(timeout=max(1.0, deadline - time.monotonic()))
                 left = self.queue.clear()
                 for topic, n in left.items():
                     if topic in self.stats.counters:
@@ -225,19 +214,33 @@ class Recording:
                 bag.encoder.passthrough(topic, type_name, msg, t_ns)
                 return
             t_ns, msg = item
-            c = self.stats.counters[key]
-            res = bag.encoder.encode(key, msg, t_ns, pose=bag.encoder.poses.pose(t_ns))
-        except FrameError as exc:
-            self.stats.counters[key].errors[exc.kind] += 1
-            self.stats.last_error = str(exc)
-            self.log.warning(f'frame skipped [{exc.kind}]: {exc}', throttle_duration_sec=5.0)
+            bag.pipeline.submit(key, msg, t_ns, bag.encoder.poses.pose(t_ns),
+                                lambda res, lr: self._done(bag, key, t_ns, msg, res, lr))
+        except (FrameError, BagWriteError) as exc:
+            self._done(bag, key, item[0], item[1], exc, None)
+
+    def _done(self, bag: OpenBag, key: str, t_ns: int, msg: Any, res: Any,
+              lr: np.ndarray | None) -> None:
+        """One frame finished (in arrival order): counters, latency, the LR preview."""
+        from refscale_model.bags import BagWriteError
+        from refscale_model.pipeline import FrameError
+
+        if isinstance(res, FrameError):
+            self.stats.counters[key].errors[res.kind] += 1
+            self.stats.last_error = str(res)
+            self.log.warning(f'frame skipped [{res.kind}]: {res}', throttle_duration_sec=5.0)
             return
-        except BagWriteError as exc:
-            bag.failed = str(exc)
-            self.write_error = str(exc)
+        if isinstance(res, BagWriteError):
+            bag.failed = str(res)
+            self.write_error = str(res)
             self.accepting = False
-            self.log.error(f'recording stopped: cannot write {bag.path}: {exc}')
+            self.log.error(f'recording stopped: cannot write {bag.path}: {res}')
             return
+        if isinstance(res, BaseException):
+            self.stats.last_error = f'internal: {res!r}'
+            self.log.error(f'worker: {res!r}')
+            return
+        c = self.stats.counters[key]
         c.encoded += 1
         c.without_reference += not res.has_reference
         c.lr_bytes += res.lr_bytes + res.smap_bytes
@@ -245,5 +248,5 @@ class Recording:
         latency = (self.now_ns() - t_ns) / 1e6
         c.latency_ms.append(latency)
         c.latency_sum_ms += latency
-        if self._tap is not None and self._tap.last_lr is not None and self._on_lr is not None:
-            self._on_lr(key, msg, self._tap.last_lr)
+        if lr is not None and self._on_lr is not None:
+            self._on_lr(key, msg, lr)
