@@ -1,7 +1,7 @@
 """The whole onboard path, old against new, side by side: frames/s on this machine.
 
     python benchmarks/bench_onboard.py [--size 1280x720] [--frames 14] [--reps 3] [--codecs png jpeg]
-        [--cameras 1] [--threads 2] [--old-rev REV] [--variants old new]
+        [--cameras 1] [--threads 2] [--old-rev REV] [--variants old new] [--pair-set SET] [--pair I]
 
 Path per frame (`refscale_model.backends.onboard_bench`): sensor_msgs/Image decode -> reference
 lookup in a real ReferenceCache -> registration (a new homography every frame: the synthetic drive
@@ -36,7 +36,7 @@ import tempfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-PAIR_SET = Path(os.environ.get("REFSCALE_BENCH_PAIRS", REPO.parent / "shared" / "data" / "rail_nordland_1080p"))
+DATA = Path(os.environ.get("REFSCALE_DATA", REPO.parent / "shared" / "data"))
 CAM = "/cam{}/image_raw"
 
 
@@ -56,9 +56,10 @@ def worker(spec: dict) -> dict:
     from refscale_model.refcache import ReferenceCache
 
     ob = _load_onboard_bench()
-    with open(PAIR_SET / "pairs.csv", newline="") as fh:
-        row = next(iter(csv.DictReader(fh)))
-    read = lambda p: cv2.cvtColor(cv2.imread(str(PAIR_SET / p)), cv2.COLOR_BGR2RGB)  # noqa: E731
+    pair_set = DATA / spec["pair_set"]
+    with open(pair_set / "pairs.csv", newline="") as fh:
+        row = list(csv.DictReader(fh))[spec["pair"]]
+    read = lambda p: cv2.cvtColor(cv2.imread(str(pair_set / p)), cv2.COLOR_BGR2RGB)  # noqa: E731
     size = tuple(spec["size"])
     cams = spec["cameras"]
     frames, ref = ob.synthetic_drive(read(row["target"]), read(row["reference"]), size, spec["frames"] + 2)
@@ -130,6 +131,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cameras", type=int, default=1)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--old-rev", default=None)
+    ap.add_argument("--pair-set", default="walk_gardenspoint_sfu",
+                    help="data set (under ../shared/data or $REFSCALE_DATA) of the revisit pair the drive is made of; "
+                    "the default pair registers by ORB every frame (a new matrix per frame: no feature reuse); "
+                    "rail_nordland_1080p's does not register (identity fallback: features reused)")
+    ap.add_argument("--pair", type=int, default=0)
     ap.add_argument("--variants", nargs="+", default=["old", "new"], choices=["old", "new"])
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -152,7 +158,8 @@ def main(argv: list[str] | None = None) -> int:
         for rep in range(args.reps):
             for v, c in cells:
                 spec = {"size": size, "frames": args.frames, "cameras": args.cameras, "threads": args.threads,
-                        "codec": c, "onnx": str(onnx[v]), "pipeline": v == "new"}
+                        "codec": c, "onnx": str(onnx[v]), "pipeline": v == "new",
+                        "pair_set": args.pair_set, "pair": args.pair}
                 proc = subprocess.run([sys.executable, __file__, "--worker", json.dumps(spec)], env=_env(trees[v]),
                                       capture_output=True, text=True)
                 if proc.returncode != 0:
@@ -164,7 +171,8 @@ def main(argv: list[str] | None = None) -> int:
                       f"({res['with_reference']}/{res['frames']} with reference, {res['errors']} errors, "
                       f"{res['feature_reuse']} feature reuses)", flush=True)
     print(f"\n{args.size}, {args.cameras} camera(s), {args.threads} ORT threads, {args.frames} timed frames per "
-          f"camera, {args.reps} interleaved reps; old = {rev[:12] or '-'} (git archive), new = this checkout")
+          f"camera, {args.reps} interleaved reps, drive from {args.pair_set}[{args.pair}]; "
+          f"old = {rev[:12] or '-'} (git archive), new = this checkout")
     print("| LR codec | variant | frames/s median | range | ms/frame | new / old |")
     print("|---|---|---:|---:|---:|---:|")
     for c in args.codecs:
