@@ -13,6 +13,7 @@ dropped); fps = timed frames / wall time, after 2 warm-up frames.
   `main` and HEAD, the main this branch started from) extracted to a temporary folder: its own ONNX
   export (format 2: S_map graph and ref graph, Ref-Net on the reference twice per frame) and its
   `FrameEncoder.encode`, one stage after another.
+* `serial`: this checkout's graphs and encoder, stages one after another (no EncoderPipeline).
 * `new`: this checkout: format 3 (features graph once per registered reference, reused while the
   reference and matrix stay) and `EncoderPipeline` (decode/registration, network, coding/write
   overlapped on threads).
@@ -136,7 +137,8 @@ def main(argv: list[str] | None = None) -> int:
                     "the default pair registers by ORB every frame (a new matrix per frame: no feature reuse); "
                     "rail_nordland_1080p's does not register (identity fallback: features reused)")
     ap.add_argument("--pair", type=int, default=0)
-    ap.add_argument("--variants", nargs="+", default=["old", "new"], choices=["old", "new"])
+    ap.add_argument("--variants", nargs="+", default=["old", "new"], choices=["old", "new", "serial"],
+                    help="serial: this checkout without EncoderPipeline (one stage after another)")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.worker:
@@ -145,14 +147,15 @@ def main(argv: list[str] | None = None) -> int:
     size = parse_size(args.size)
     with tempfile.TemporaryDirectory(prefix="bench_onboard_") as tmp:
         root = Path(tmp)
-        trees = {"new": REPO}
+        trees = {"new": REPO, "serial": REPO}
         rev = ""
         if "old" in args.variants:
             trees["old"], rev = old_tree(args.old_rev, root)
         onnx = {}
         for name in args.variants:
-            onnx[name] = root / name / "x2.onnx"
-            export(trees[name], onnx[name])
+            onnx[name] = root / ("new" if name == "serial" else name) / "x2.onnx"
+            if not onnx[name].exists():
+                export(trees[name], onnx[name])
         cells = [(v, c) for c in args.codecs for v in args.variants]
         runs: dict[tuple[str, str], list[dict]] = {cell: [] for cell in cells}
         for rep in range(args.reps):
@@ -173,13 +176,13 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\n{args.size}, {args.cameras} camera(s), {args.threads} ORT threads, {args.frames} timed frames per "
           f"camera, {args.reps} interleaved reps, drive from {args.pair_set}[{args.pair}]; "
           f"old = {rev[:12] or '-'} (git archive), new = this checkout")
-    print("| LR codec | variant | frames/s median | range | ms/frame | new / old |")
+    print("| LR codec | variant | frames/s median | range | ms/frame | / old |")
     print("|---|---|---:|---:|---:|---:|")
     for c in args.codecs:
         med = {v: statistics.median(r["fps"] for r in runs[(v, c)]) for v in args.variants}
         for v in args.variants:
             fps = [r["fps"] for r in runs[(v, c)]]
-            ratio = f"{med['new'] / med['old']:.2f}×" if v == "new" and "old" in med else ""
+            ratio = f"{med[v] / med['old']:.2f}×" if v != "old" and "old" in med else ""
             print(f"| {c} | {v} | {med[v]:.2f} | {min(fps):.2f}–{max(fps):.2f} | {1e3 / med[v]:.0f} | {ratio} |")
     return 0
 

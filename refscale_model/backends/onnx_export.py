@@ -45,7 +45,7 @@ from torch import Tensor, nn
 from refscale_model.backends.loader import model_id_for
 from refscale_model.backends.onnx_runtime import META_PREFIX, ONNX_FORMAT, feat_path, noref_path, smap_path
 from refscale_model.layers import similarity_map
-from refscale_model.models.refscale import RefScale
+from refscale_model.models.refscale import LR_CHANNELS, Condition, RefScale
 from refscale_model.quantise import lr_to_uint8, quantise_smap, smap_from_levels, smap_to_uint8
 
 log = logging.getLogger(__name__)
@@ -63,6 +63,27 @@ GRAPH_IO: dict[str, tuple[list[str], list[str]]] = {
     "noref": (["hr"], ["lr"]),
 }
 """(inputs, outputs) of each graph."""
+
+
+def _lr_flow(net: RefScale, hr: Tensor, cond: Condition) -> Tensor:
+    """`net.forward_flow(hr, cond)[0]` (the LR) without the work that never reaches the LR channels.
+
+    A last flow block whose coupling transforms only z (`transform_first=False`) leaves the LR
+    channels as its 1×1 mix made them, so the graph stops after the mix: the same operations on
+    the same values for every LR output (exact), one coupling subnet less per frame (a quarter of
+    the shipped x2's 4-block flow).
+    """
+    x = hr
+    last = len(net.stages) - 1
+    for s, (squeeze, blocks, c) in enumerate(zip(net.squeezes, net.stages, cond.per_stage, strict=True)):
+        x = squeeze(x)
+        for i, block in enumerate(blocks):
+            if s == last and i == len(blocks) - 1 and not block.coupling.transform_first:
+                assert block.coupling.split == LR_CHANNELS
+                x = block.mix(block.actnorm(x))  # the coupling would change channels LR_CHANNELS: only
+            else:
+                x = block(x, c)
+    return x[:, :LR_CHANNELS]
 
 
 class _Downscale(nn.Module):
@@ -106,14 +127,14 @@ class _Downscale(nn.Module):
             assert enc is not None
             return enc.features(self._prepare(args[0])).float()
         hr_p = self._prepare(args[0])
-        if self.graph == "noref":
-            return lr_to_uint8(m.noref_lr(hr_p).float())
+        if self.graph == "noref":  # `RefScale.noref_lr`
+            net = m.fallback or m
+            return lr_to_uint8(_lr_flow(net, hr_p, net.condition_from_smap(None, None, hr_p)).float())
         f_ref = args[1].to(self.compute_dtype)
         if self.graph == "smap":
             return smap_to_uint8(self._smap_levels(hr_p, f_ref))
         cond = m.condition_from_features(f_ref, smap_from_levels(args[2], m.config.smap_levels, hr_p.dtype))
-        lr, _ = m.forward_flow(hr_p, cond)
-        return lr_to_uint8(lr.float())
+        return lr_to_uint8(_lr_flow(m, hr_p, cond).float())
 
 
 @dataclass(frozen=True)
