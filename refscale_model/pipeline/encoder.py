@@ -241,7 +241,8 @@ class FrameEncoder:
         return self._finish(self._infer(job))
 
     def _prepare(self, job: _Job) -> _Job:
-        """Stage 1: decode, reference lookup, registration, the reference's network features."""
+        """Stage 1: decode, reference lookup, registration (no network: one network stage at a time
+        keeps onnxruntime's intra-op threads from fighting over the cores)."""
         job.t0 = time.perf_counter()
         topic, msg = job.topic, job.msg
         try:
@@ -254,11 +255,6 @@ class FrameEncoder:
         job.ref_obj, job.warped, job.reg, job.reason = self._reference(
             topic, job.rgb, job.pose or self.poses.pose(job.stamp)
         )
-        if job.warped is not None and self._with_features:
-            try:
-                job.fref = self._features(job.ref_obj, job.reg, job.warped)
-            except Exception as exc:  # noqa: BLE001 - any backend failure is this frame's failure
-                raise FrameError("model", f"{topic}: downscaler failed on the reference: {exc}") from exc
         return job
 
     def _features(self, ref: Reference, reg: Any, warped: np.ndarray) -> np.ndarray:
@@ -278,8 +274,11 @@ class FrameEncoder:
         return fref
 
     def _infer(self, job: _Job) -> _Job:
-        """Stage 2: the network (the only stage that needs the downscaler)."""
+        """Stage 2: the network (the only stage that needs the downscaler): the reference's
+        features (or the cached ones), then the per-frame graphs."""
         try:
+            if job.warped is not None and self._with_features:
+                job.fref = self._features(job.ref_obj, job.reg, job.warped)
             if job.fref is not None:
                 job.lr, job.smap = self.downscaler.downscale_with_features(job.rgb, job.fref)  # type: ignore[attr-defined]
             else:
@@ -436,10 +435,11 @@ Done = Callable[[FrameResult | BaseException, np.ndarray | None], None]
 
 
 class EncoderPipeline:
-    """`FrameEncoder.encode` with its stages overlapped: while the network runs on frame t, frame
-    t+1 is decoded, looked up and registered (and its reference features computed or reused) and
-    frame t-1 is coded and written. One thread per stage, so results stay in submission order;
-    OpenCV and onnxruntime release the GIL, so the stages really run side by side.
+    """`FrameEncoder.encode` with its stages overlapped: while the network runs on frame t (the
+    reference's features, computed or reused, then the per-frame graphs), frame t+1 is decoded,
+    looked up and registered and frame t-1 is coded and written. One thread per stage, so results
+    stay in submission order; OpenCV and onnxruntime release the GIL, so the stages really run
+    side by side.
 
     Bounded: `submit` blocks while `depth` frames wait for the first stage (the caller's own queue
     then drops frames, as without the pipeline). Frame errors are counted in `encoder.stats` as
