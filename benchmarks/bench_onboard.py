@@ -18,6 +18,13 @@ dropped); fps = timed frames / wall time, after 2 warm-up frames.
   reference and matrix stay) and `EncoderPipeline` (decode/registration, network, coding/write
   overlapped on threads).
 
+`--quality [--pairs N]` instead measures what the speed-ups cost in rebuilt PSNR (x2, PyTorch inverse,
+z = 0) on the validation split of webcam_tilde and satellite_spacenet7_monthly, each pair as-is and
+moved (a random ±3° rotation, ±5 % scale, ±3 % shift, then registered), in one run: the fp32
+format-3 graphs, their int8 QDQ quantisation (`onnx_quantize`, calibrated on training pairs), and
+reference features of the *unwarped* reference warped per frame at the feature grid (the rejected
+per-reference cache) against PyTorch's exact path.
+
 Every (variant, codec) cell runs in its own worker process, in interleaved order, `--reps` times;
 the table gives median fps and the range, and new/old ratios of the medians. The machine is
 shared: only ratios from one run mean anything. Not part of the test suite.
@@ -100,6 +107,111 @@ def _load_onboard_bench():
     return mod
 
 
+# ----------------------------------------------------------------------------- quality
+def quality(n_pairs: int) -> int:
+    import cv2
+    import numpy as np
+    import torch
+
+    sys.path.insert(0, str(REPO))
+    from refscale_model.backends.onnx_export import export_onnx
+    from refscale_model.backends.onnx_quantize import quantize_export
+    from refscale_model.backends.onnx_runtime import CPU, OnnxDownscaler
+    from refscale_model.evaluation.pairs import read_eval_pairs, to_tensor
+    from refscale_model.io.images import stored_smap, to_uint8
+    from refscale_model.layers import similarity_map
+    from refscale_model.metrics import psnr
+    from refscale_model.quantise import lr_to_uint8, quantise_smap, smap_from_levels, smap_to_uint8
+    from refscale_model.registration import align_reference
+    from refscale_model.training.data import read_rgb, split_pairs
+    from refscale_model.weights import load_model
+
+    torch.set_num_threads(2)
+    model = load_model("x2").eval()
+    cfg = model.config
+    tmp = Path(tempfile.mkdtemp(prefix="bench_onboard_q_"))
+    fp32 = OnnxDownscaler(export_onnx(model, tmp / "x2.onnx", model_id="x2").path, [CPU], intra_op_threads=2)
+    calib = []
+    for name in ("webcam_tilde", "satellite_spacenet7_monthly", "rail_nordland_640"):
+        for r in split_pairs(DATA / name)[0][:4]:
+            hr, ref = read_rgb(DATA / name / r.target), read_rgb(DATA / name / r.reference)
+            ref = ref if ref.shape == hr.shape else cv2.resize(ref, (hr.shape[1], hr.shape[0]))
+            calib.append((hr[:256, :320], ref[:256, :320]))
+    int8 = OnnxDownscaler(quantize_export(tmp / "x2.onnx", tmp / "q8" / "x2.onnx", calib), [CPU], intra_op_threads=2)
+
+    def warp_features(f: torch.Tensor, matrix: np.ndarray) -> torch.Tensor:
+        scale = np.diag([2.0, 2.0, 1.0])
+        hf = np.linalg.inv(scale) @ matrix @ scale  # HR pixel 2i is feature pixel i
+        a = f[0].numpy().transpose(1, 2, 0)
+        h, w = a.shape[:2]
+        parts = [cv2.warpPerspective(np.ascontiguousarray(a[..., i:i + 4]), hf, (w, h), flags=cv2.INTER_LINEAR,
+                                     borderMode=cv2.BORDER_CONSTANT, borderValue=0) for i in range(0, a.shape[2], 4)]
+        return torch.from_numpy(np.concatenate(parts, 2).transpose(2, 0, 1).copy())[None]
+
+    @torch.no_grad()
+    def feature_warp(hr: np.ndarray, ref_unwarped: np.ndarray, matrix: np.ndarray) -> tuple:
+        x, r = model.pad(to_tensor(hr)), model.pad(to_tensor(ref_unwarped))
+        enc = model.encoder
+        f_ref = warp_features(enc.features(r), matrix)[..., : x.shape[2] // 2, : x.shape[3] // 2]
+        sim = similarity_map(enc.bottleneck(enc.features(x)), enc.bottleneck(f_ref), cfg.smap_pool, cfg.smap_gate)
+        s8 = smap_to_uint8(quantise_smap(sim, cfg.smap_levels, training=False))
+        if cfg.noref_fallback and bool(model.empty_smaps(s8).all()):
+            return lr_to_uint8(model.noref_lr(x))[0].permute(1, 2, 0).numpy(), s8[0, 0].numpy()
+        cond = model.condition_from_features(f_ref, smap_from_levels(s8, cfg.smap_levels, x.dtype))
+        return lr_to_uint8(model.forward_flow(x, cond)[0])[0].permute(1, 2, 0).numpy(), s8[0, 0].numpy()
+
+    def rebuilt(hr: np.ndarray, lr: np.ndarray, smap: np.ndarray | None, warped: np.ndarray) -> float:
+        lr_t = torch.from_numpy(lr).permute(2, 0, 1)[None]
+        with torch.no_grad():
+            if smap is None or stored_smap(smap) is None:
+                out = model.upscale(lr_t, None, None, hr.shape[:2])
+            else:
+                out = model.upscale(lr_t, torch.from_numpy(smap)[None, None], to_tensor(warped), hr.shape[:2])
+        return psnr(hr, to_uint8(out, half_up=True))
+
+    rng = np.random.default_rng(1)
+    rows = []
+    for name in ("webcam_tilde", "satellite_spacenet7_monthly"):
+        for pair in read_eval_pairs(DATA / name / "pairs.csv", "val")[:n_pairs]:
+            hr, ref = read_rgb(pair.target), read_rgb(pair.reference)
+            ref = ref if ref.shape == hr.shape else cv2.resize(ref, (hr.shape[1], hr.shape[0]),
+                                                               interpolation=cv2.INTER_AREA)
+            for case in ("as-is", "moved"):
+                refu = ref
+                if case == "moved":
+                    h, w = hr.shape[:2]
+                    m = cv2.getRotationMatrix2D((w / 2, h / 2), rng.uniform(-3, 3), rng.uniform(0.95, 1.05))
+                    m[:, 2] += rng.uniform(-0.03, 0.03, 2) * (w, h)
+                    refu = cv2.warpAffine(ref, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+                warped, reg = align_reference(hr, refu)
+                if warped is None:
+                    continue
+                with torch.no_grad():
+                    enc = model.downscale(to_tensor(hr), to_tensor(warped))
+                exact = (enc.lr[0].permute(1, 2, 0).numpy(), enc.smap[0, 0].numpy())
+                psnrs = {"pytorch": rebuilt(hr, *exact, warped),
+                         "onnx fp32": rebuilt(hr, *fp32.downscale(hr, warped), warped),
+                         "onnx int8": rebuilt(hr, *int8.downscale(hr, warped), warped),
+                         "feature warp": rebuilt(hr, *feature_warp(hr, refu, reg.matrix), warped)}
+                rows.append((name, case, reg.method, psnrs))
+                print(f"{name} {case} ({reg.method}): " + ", ".join(f"{k} {v:.3f}" for k, v in psnrs.items()),
+                      flush=True)
+    print(f"\nRebuilt PSNR (dB), x2, validation pairs (first {n_pairs} per set), one run; Δ against the exact path")
+    print("| set | reference | pairs | PyTorch | ONNX fp32 (format 3) | int8 QDQ Δ (worst) | feature warp Δ (worst) |")
+    print("|---|---|---:|---:|---:|---:|---:|")
+    for name in ("webcam_tilde", "satellite_spacenet7_monthly"):
+        for case in ("as-is", "moved"):
+            sel = [r[3] for r in rows if r[0] == name and r[1] == case]
+            if not sel:
+                continue
+            mean = {k: float(np.mean([p[k] for p in sel])) for k in sel[0]}
+            d8 = [p["onnx int8"] - p["onnx fp32"] for p in sel]
+            dw = [p["feature warp"] - p["pytorch"] for p in sel]
+            print(f"| {name} | {case} | {len(sel)} | {mean['pytorch']:.3f} | {mean['onnx fp32']:.3f} | "
+                  f"{np.mean(d8):+.3f} ({min(d8):+.3f}) | {np.mean(dw):+.3f} ({min(dw):+.3f}) |")
+    return 0
+
+
 # ----------------------------------------------------------------------------- driver
 def old_tree(rev: str | None, root: Path) -> tuple[Path, str]:
     if rev is None:
@@ -139,8 +251,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--pair", type=int, default=0)
     ap.add_argument("--variants", nargs="+", default=["old", "new"], choices=["old", "new", "serial"],
                     help="serial: this checkout without EncoderPipeline (one stage after another)")
+    ap.add_argument("--quality", action="store_true", help="rebuilt-PSNR cost of the speed-ups instead of speed")
+    ap.add_argument("--pairs", type=int, default=5, help="--quality: validation pairs per set")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    if args.quality:
+        return quality(args.pairs)
     if args.worker:
         print(json.dumps(worker(json.loads(args.worker))))
         return 0
