@@ -188,6 +188,12 @@ class FrameEncoder:
     # -- per message --------------------------------------------------------------------------
     def encode(self, topic: str, msg: Any, log_time_ns: int | None = None, pose: Pose | None = None) -> FrameResult:
         """Encode one sensor_msgs Image / CompressedImage; raises FrameError (counted) for a bad frame."""
+        return self.encode_frame(topic, msg, log_time_ns, pose)[0]
+
+    def encode_frame(
+        self, topic: str, msg: Any, log_time_ns: int | None = None, pose: Pose | None = None
+    ) -> tuple[FrameResult, np.ndarray]:
+        """`encode`, also returning the frame's LR (uint8 h×w×3; for a live preview)."""
         with self._lock:
             if self._closed:
                 raise RuntimeError("FrameEncoder is closed")
@@ -236,9 +242,10 @@ class FrameEncoder:
                 self.writer.close()
 
     # -- internals ----------------------------------------------------------------------------
-    def _encode(self, topic: str, msg: Any, log_time: int, pose: Pose | None) -> FrameResult:
-        job = self._prepare(_Job(topic, msg, log_time, pose))
-        return self._finish(self._infer(job))
+    def _encode(self, topic: str, msg: Any, log_time: int, pose: Pose | None) -> tuple[FrameResult, np.ndarray]:
+        job = self._infer(self._prepare(_Job(topic, msg, log_time, pose)))
+        assert job.lr is not None
+        return self._finish(job), job.lr
 
     def _prepare(self, job: _Job) -> _Job:
         """Stage 1: decode, reference lookup, registration (no network: one network stage at a time

@@ -204,7 +204,8 @@ def dry_run(args: argparse.Namespace) -> int:
                 stamp = 1_700_000_000_000_000_000 + i * int(1e9 / args.rate) + k
                 messages.append((cam.topic, msgs.image_msg(rgb, stamp, f'cam{k}'), stamp,
                                  Pose(45.0, 7.0, 0.0)))
-        m = measure(enc, messages, EncoderPipeline, warmup=len(cameras))
+        pipeline = EncoderPipeline if p.get('pipeline_stages') else None  # as the recorder runs
+        m = measure(enc, messages, pipeline, warmup=len(cameras))
         enc.close()
         if cache is not None:
             cache.close()

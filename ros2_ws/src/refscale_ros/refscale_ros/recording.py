@@ -1,12 +1,14 @@
 """
 The recorder's state machine (no rclpy import): idle -> recording -> draining -> idle.
 
-Callbacks only queue (`on_frame`, `on_other`); one worker thread feeds the open bag's
-`EncoderPipeline` in arrival order (decode + reference + registration of frame t+1, the network on
-frame t and the coding + write of frame t-1 run side by side on their own threads; results come
-back in order through `_done`). `stop()` unsubscribes, drains the queue for at most
-`shutdown_drain_s`, finishes the frames in the pipeline, counts what is left as dropped and
-finalises the bag (metadata.yaml). The node supplies the ROS side as
+Callbacks only queue (`on_frame`, `on_other`); one worker thread encodes in arrival order into
+the open bag, one frame after another, or, with the parameter `pipeline_stages` true, through an
+`EncoderPipeline` (decode + reference + registration of frame t+1, the network on frame t and the
+coding + write of frame t-1 side by side on their own threads; results in order through `_done`).
+Serial is the default: on the project's shared 2-core machine the overlap measured 8-20 % slower
+than serial (benchmarks/bench_onboard.py --variants serial new). `stop()` unsubscribes, drains
+the queue for at most `shutdown_drain_s`, finishes the frames in the pipeline, counts what is
+left as dropped and finalises the bag (metadata.yaml). The node supplies the ROS side as
 callables: `subscribe`, `unsubscribe`, `now_ns` and, for the LR preview, `on_lr`.
 """
 
@@ -92,7 +94,8 @@ class Recording:
                 writer, args.pop('downscaler'), args.pop('info'), **args,
                 flush_interval_s=p['flush_interval_s'] if p['flush_interval_s'] > 0 else None)
             writer.set_custom_data('refscale.recorder.provider', provider)
-            self.bag = OpenBag(path, writer, encoder, EncoderPipeline(encoder, depth=1))
+            pipeline = EncoderPipeline(encoder, depth=1) if p.get('pipeline_stages') else None
+            self.bag = OpenBag(path, writer, encoder, pipeline)
             self.queue.clear()
             self.accepting = True
             self._subscribe()
@@ -111,8 +114,8 @@ class Recording:
             while self.queue.depth() and time.monotonic() < deadline and self._worker.is_alive():
                 time.sleep(0.01)
             with self._rec_lock:
-                # frames already in the pipeline are finished, not dropped
-                bag.pipeline.close(timeout=max(1.0, deadline - time.monotonic()))
+                if bag.pipeline is not None:  # frames in the pipeline are finished, not dropped
+                    bag.pipeline.close(timeout=max(1.0, deadline - time.monotonic()))
                 left = self.queue.clear()
                 for topic, n in left.items():
                     if topic in self.stats.counters:
@@ -214,10 +217,16 @@ class Recording:
                 bag.encoder.passthrough(topic, type_name, msg, t_ns)
                 return
             t_ns, msg = item
-            bag.pipeline.submit(key, msg, t_ns, bag.encoder.poses.pose(t_ns),
-                                lambda res, lr: self._done(bag, key, t_ns, msg, res, lr))
+            pose = bag.encoder.poses.pose(t_ns)
+            if bag.pipeline is not None:
+                bag.pipeline.submit(key, msg, t_ns, pose,
+                                    lambda res, lr: self._done(bag, key, t_ns, msg, res, lr))
+                return
+            res, lr = bag.encoder.encode_frame(key, msg, t_ns, pose=pose)
         except (FrameError, BagWriteError) as exc:
             self._done(bag, key, item[0], item[1], exc, None)
+            return
+        self._done(bag, key, t_ns, msg, res, lr)
 
     def _done(self, bag: OpenBag, key: str, t_ns: int, msg: Any, res: Any,
               lr: np.ndarray | None) -> None:
