@@ -1,8 +1,8 @@
 """int8 (QDQ) static quantisation of an export's per-frame graphs, calibrated on real frames.
 
-Not shipped as a default: on the validation split it lost 2.3 dB (webcam_tilde) and 2.9 dB
-(satellite_spacenet7_monthly) of rebuilt PSNR against the fp32 graphs, measured in one run
-(`benchmarks/bench_onboard.py --quality`; docs/onnx-runtime.md), far over the 0.1 dB allowed, for
+Not shipped as a default: on the validation split it lost 1.1–1.8 dB (webcam_tilde) and 1.8–2.7 dB
+(satellite_spacenet7_monthly) of rebuilt PSNR against the fp32 graphs (worst pair −3.3 dB), measured
+in one run (`benchmarks/bench_onboard.py --quality`; docs/onnx-runtime.md), far over the 0.1 dB allowed, for
 about 15-20 % less time per frame on this project's 2 CPU cores. The INN's LR must be exactly what
 the float inverse expects; 8-bit activations inside the coupling subnets are not.
 
