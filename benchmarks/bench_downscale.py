@@ -3,7 +3,7 @@
     python benchmarks/bench_downscale.py [--weights x2] [--sizes 640x480 1280x720 1920x1080]
         [--backends eager compile ort] [--device cpu|cuda] [--threads 2] [--min-time 4]
         [--config '{"blocks": [2], "hidden": 16}' ...] [--variant-sizes 1920x1080]
-        [--references pair unrelated none]
+        [--references pair unrelated none] [--batch N]
 
 Every cell runs in its own worker process so peak memory is that backend's alone: "peak MB" is
 the worker's peak RSS over the timed frames (VmHWM reset after two warm-up frames), "+MB" that
@@ -93,6 +93,7 @@ def _reset_peak_rss() -> None:
 def make_backend(spec: dict[str, Any]) -> Any:
     """A numpy `downscale(hr, ref)` callable for one backend."""
     backend, device = spec["backend"], spec["device"]
+    n = int(spec.get("batch", 1))  # frames of that many cameras in one run (the same frame, copied)
     if backend.startswith("ort"):
         from refscale_model.backends.onnx_runtime import CPU, CUDA, TENSORRT, OnnxDownscaler, default_providers
 
@@ -104,30 +105,59 @@ def make_backend(spec: dict[str, Any]) -> Any:
         runtime = OnnxDownscaler(spec["onnx"], providers, intra_op_threads=spec["threads"])
         if backend != "ort" and runtime.provider not in (CUDA, TENSORRT):
             raise RuntimeError(f"{backend}: onnxruntime fell back to {runtime.provider}")
-        return runtime.downscale
+
+        def run_ort(hr: np.ndarray, ref: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None]:
+            x = np.ascontiguousarray(np.broadcast_to(hr.transpose(2, 0, 1)[None], (n, 3, *hr.shape[:2])))
+            r = None if ref is None else np.ascontiguousarray(
+                np.broadcast_to(ref.transpose(2, 0, 1)[None], (n, 3, *ref.shape[:2])))
+            lr, smap = runtime.run_nchw(x, r)
+            return lr[0].transpose(1, 2, 0), None if smap is None else smap[0, 0]
+
+        return runtime.downscale if n == 1 else run_ort
 
     import torch
+    from torch import nn
 
     from refscale_model.backends.onnx_export import _Downscale
     from refscale_model.backends.torch_backend import TorchDownscaler
     from refscale_model.weights import load_weights
 
     model = load_weights(spec["weights"])
-    if backend == "eager":
+    if backend == "eager" and n == 1:
         return TorchDownscaler(model, device).downscale
-    if spec["reference"] != "pair":  # the bare graph: no recoding of gated frames, no reference-free path
+    if spec["reference"] != "pair" and backend != "eager":  # the bare graphs: no recoding of gated frames
         raise RuntimeError(f"{backend} measures the pair reference only")
     dtype = torch.float16 if backend == "fp16" else torch.float32
-    module = _Downscale(model.to(device, dtype), model.encoder is not None, dtype).eval()
+    model = model.to(device, dtype).eval()
+
+    class Chain(nn.Module):
+        """The exported graphs chained (features -> S_map -> ref flow), as one torch module."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.feat, self.smap, self.ref = (_Downscale(model, g, dtype) for g in ("feat", "smap", "ref"))
+
+        def forward(self, x: torch.Tensor, r: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            f = self.feat(r)
+            s = self.smap(x, f)
+            return self.ref(x, f, s), s
+
+    module: Any = Chain() if model.encoder is not None else _Downscale(model, "noref", dtype)
     if backend == "compile":
         module = torch.compile(module, dynamic=False)
 
     @torch.no_grad()
-    def run(hr: np.ndarray, ref: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-        x = torch.from_numpy(hr).permute(2, 0, 1)[None].to(device)
+    def run(hr: np.ndarray, ref: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None]:
+        x = torch.from_numpy(hr).permute(2, 0, 1)[None].to(device).expand(n, -1, -1, -1).contiguous()
+        if backend == "eager":  # batched RefScale.downscale
+            r = None if ref is None else torch.from_numpy(ref).permute(2, 0, 1)[None].to(device).expand(
+                n, -1, -1, -1).contiguous()
+            enc = model.downscale(x, r)
+            return enc.lr[0].permute(1, 2, 0).cpu().numpy(), None if enc.smap is None else enc.smap[0, 0].cpu().numpy()
         if model.encoder is None:
             return module(x)[0].permute(1, 2, 0).cpu().numpy(), None
-        lr, smap = module(x, torch.from_numpy(ref).permute(2, 0, 1)[None].to(device))
+        r = torch.from_numpy(ref).permute(2, 0, 1)[None].to(device).expand(n, -1, -1, -1).contiguous()
+        lr, smap = module(x, r)
         return lr[0].permute(1, 2, 0).cpu().numpy(), smap[0, 0].cpu().numpy()
 
     return run
@@ -255,6 +285,8 @@ def main() -> int:
     ap.add_argument("--variant-backends", nargs="+", default=["eager", "ort"])
     ap.add_argument("--references", nargs="+", default=["pair"], choices=["pair", "unrelated", "none"],
                     help="reference cases for the default model (variants use the pair's)")
+    ap.add_argument("--batch", type=int, default=1,
+                    help="frames per run (several cameras batched); fps counts frames, not runs")
     ap.add_argument("--timeout", type=float, default=600.0, help="seconds per cell")
     ap.add_argument("--json", type=Path, default=None, help="also write the results here")
     ap.add_argument("--worker", default=None, help=argparse.SUPPRESS)
@@ -277,6 +309,8 @@ def main() -> int:
           f"onnxruntime {ort.__version__} {ort.get_available_providers()}")
     if cuda:
         print(f"# gpu: {torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'NOT AVAILABLE'}")
+    if args.batch > 1:
+        print(f"# {args.batch} frames per run (cameras batched): fps and ms/frame count frames")
     print(f"# load average at start: {load0[0]:.2f} {load0[1]:.2f} {load0[2]:.2f}")
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="bench_downscale_") as tmp:
@@ -297,6 +331,7 @@ def main() -> int:
                 "min_iters": args.min_iters,
                 "max_iters": args.max_iters,
                 "reference": reference,
+                "batch": args.batch,
             }
             res = run_cell(spec, args.timeout)
             row = {"variant": variant["label"], "params": variant["params"], "size": f"{size[1]}x{size[0]}",
@@ -319,9 +354,9 @@ def main() -> int:
         b = base.get((r["variant"], r["size"], r["reference"]))
         ratio = f"{b['median_ms'] / r['median_ms']:.2f}" if b else "–"
         mem = f"{r['gpu_mb']:.0f} (GPU)" if r.get("gpu_mb") is not None else f"{r['peak_mb']:.0f}"
-        print(f"{head} | {r['backend']} | {1e3 / r['median_ms']:.2f} | "
-              f"{1e3 / r['best_ms']:.2f} | {r['median_ms']:.0f} | {ratio} | {mem} | {r['delta_mb']:.0f} | "
-              f"{r['first_s']:.1f} |")
+        print(f"{head} | {r['backend']} | {args.batch * 1e3 / r['median_ms']:.2f} | "
+              f"{args.batch * 1e3 / r['best_ms']:.2f} | {r['median_ms'] / args.batch:.1f} | {ratio} | {mem} | "
+              f"{r['delta_mb']:.0f} | {r['first_s']:.1f} |")
     print(f"\nload average at end: {load1[0]:.2f} {load1[1]:.2f} {load1[2]:.2f}")
     if args.json:
         args.json.write_text(json.dumps({"load_start": load0, "load_end": load1, "rows": rows}, indent=2) + "\n")

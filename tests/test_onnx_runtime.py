@@ -24,7 +24,14 @@ from conftest import REPO_ROOT, load_pair
 
 from refscale_model import RefScale, RefScaleConfig, load_model, save_weights
 from refscale_model.backends.onnx_export import check_pairing, export_onnx, read_onnx_metadata
-from refscale_model.backends.onnx_runtime import CPU, OnnxDownscaler, default_providers, noref_path, smap_path
+from refscale_model.backends.onnx_runtime import (
+    CPU,
+    OnnxDownscaler,
+    default_providers,
+    feat_path,
+    noref_path,
+    smap_path,
+)
 from refscale_model.backends.torch_backend import TorchDownscaler
 from refscale_model.cli import main as cli_main
 from refscale_model.metrics import psnr
@@ -115,7 +122,7 @@ def odd_frame(shared_data: Path) -> tuple[np.ndarray, np.ndarray]:
 # ----------------------------------------------------------------------------- export
 def test_export_writes_checked_graphs_with_pairing_metadata(x2: tuple[RefScale, OnnxDownscaler, Path]) -> None:
     model, runtime, path = x2
-    graphs = {"ref": path, "smap": smap_path(path), "noref": noref_path(path)}
+    graphs = {"ref": path, "smap": smap_path(path), "noref": noref_path(path), "feat": feat_path(path)}
     for graph, p in graphs.items():
         onnx.checker.check_model(str(p), full_check=True)
         meta = read_onnx_metadata(p)
@@ -123,7 +130,12 @@ def test_export_writes_checked_graphs_with_pairing_metadata(x2: tuple[RefScale, 
         assert meta["weights_sha256"] == model.weights_sha256 and len(meta["weights_sha256"]) == 64
         assert json.loads(meta["config"]) == model.config.to_dict()
         assert meta["model_id"] == "x2_test.safetensors" and meta["version"]
-    io = {"ref": (["hr", "ref", "smap"], ["lr"]), "smap": (["hr", "ref"], ["smap"]), "noref": (["hr"], ["lr"])}
+    io = {
+        "ref": (["hr", "fref", "smap"], ["lr"]),
+        "smap": (["hr", "fref"], ["smap"]),
+        "noref": (["hr"], ["lr"]),
+        "feat": (["ref"], ["fref"]),
+    }
     for graph, p in graphs.items():
         proto = onnx.load(str(p), load_external_data=False)
         assert ([i.name for i in proto.graph.input], [o.name for o in proto.graph.output]) == io[graph]
@@ -150,14 +162,15 @@ def test_runtime_refuses_old_layouts_and_foreign_side_graphs(
     """A graph of the old layout (map computed inside the ref graph) or a side graph of other
     weights is refused at start with a clear error, never run against the wrong contract."""
     _, _, path = x2
-    for p in (path, smap_path(path), noref_path(path)):
+    for p in (path, smap_path(path), noref_path(path), feat_path(path)):
         (tmp_path / p.name).write_bytes(p.read_bytes())
     copy = tmp_path / path.name
-    old = onnx.load(str(copy))
-    next(e for e in old.metadata_props if e.key == "refscale.format").value = "refscale-onnx/1"
-    onnx.save(old, str(tmp_path / "old.onnx"))
-    with pytest.raises(ValueError, match="re-export"):
-        OnnxDownscaler(tmp_path / "old.onnx", providers=[CPU])
+    for fmt in ("refscale-onnx/1", "refscale-onnx/2"):  # 2: Ref-Net on the reference inside two graphs
+        old = onnx.load(str(copy))
+        next(e for e in old.metadata_props if e.key == "refscale.format").value = fmt
+        onnx.save(old, str(tmp_path / "old.onnx"))
+        with pytest.raises(ValueError, match="re-export"):
+            OnnxDownscaler(tmp_path / "old.onnx", providers=[CPU])
     other = export_onnx(perturbed(RefScaleConfig.preset("x2"), seed=3), tmp_path / "other" / "x2.onnx")
     assert other.smap_path is not None
     smap_path(copy).write_bytes(other.smap_path.read_bytes())
@@ -165,6 +178,11 @@ def test_runtime_refuses_old_layouts_and_foreign_side_graphs(
         OnnxDownscaler(copy, providers=[CPU])
     smap_path(copy).unlink()
     with pytest.raises(FileNotFoundError, match="smap graph"):
+        OnnxDownscaler(copy, providers=[CPU])
+    smap_path(copy).write_bytes(smap_path(path).read_bytes())
+    assert other.feat_path is not None
+    feat_path(copy).write_bytes(other.feat_path.read_bytes())
+    with pytest.raises(ValueError, match="not the feat graph"):
         OnnxDownscaler(copy, providers=[CPU])
 
 
@@ -181,6 +199,28 @@ def test_x2_parity_and_rebuild_on_a_real_pair(
     got, want = runtime.downscale(hr, ref), TorchDownscaler(model).downscale(hr, ref)
     assert got[0].shape == (96, 128, 3) and got[1] is not None and got[1].shape == (12, 16)  # 16×16-px cells
     assert_rebuilds_alike(model, got, want, hr, ref)
+
+
+def test_features_graph_parity_and_reuse(
+    x2: tuple[RefScale, OnnxDownscaler, Path], odd_frame: tuple[np.ndarray, np.ndarray]
+) -> None:
+    """`fref` is PyTorch's Ref-Net features of the padded reference, and downscaling with features
+    computed once gives exactly what `downscale(hr, ref)` gives, frame after frame."""
+    model, runtime, _ = x2
+    hr, ref = odd_frame
+    fref = runtime.reference_features(ref)
+    with torch.no_grad():
+        want = model.encoder.features(model.pad(torch.from_numpy(ref).permute(2, 0, 1)[None].float() / 255))
+    assert fref.shape == tuple(want.shape) == runtime.feature_shape(hr.shape[:2]) and fref.dtype == np.float32
+    assert np.abs(fref - want.numpy()).max() < 1e-4
+    direct = runtime.downscale(hr, ref)
+    for frame in (hr, hr):
+        again = runtime.downscale_with_features(frame, fref)
+        assert np.array_equal(again[0], direct[0]) and again[1] is not None and direct[1] is not None
+        assert np.array_equal(again[1], direct[1])
+    assert_rebuilds_alike(model, direct, TorchDownscaler(model).downscale(hr, ref), hr, ref)
+    with pytest.raises(ValueError, match="do not fit"):
+        runtime.downscale_with_features(np.ascontiguousarray(hr[:200]), fref)
 
 
 def test_smap_parity_with_an_unrelated_reference(

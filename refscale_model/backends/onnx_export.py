@@ -43,9 +43,9 @@ import torch
 from torch import Tensor, nn
 
 from refscale_model.backends.loader import model_id_for
-from refscale_model.backends.onnx_runtime import META_PREFIX, ONNX_FORMAT, noref_path, smap_path
+from refscale_model.backends.onnx_runtime import META_PREFIX, ONNX_FORMAT, feat_path, noref_path, smap_path
 from refscale_model.layers import similarity_map
-from refscale_model.models.refscale import RefScale
+from refscale_model.models.refscale import LR_CHANNELS, Condition, RefScale
 from refscale_model.quantise import lr_to_uint8, quantise_smap, smap_from_levels, smap_to_uint8
 
 log = logging.getLogger(__name__)
@@ -55,13 +55,35 @@ DEFAULT_OPSET = 17
 INPUT_DTYPES = {"uint8": torch.uint8, "float32": torch.float32}
 
 
-Graph = Literal["smap", "ref", "noref"]
+Graph = Literal["feat", "smap", "ref", "noref"]
 GRAPH_IO: dict[str, tuple[list[str], list[str]]] = {
-    "smap": (["hr", "ref"], ["smap"]),
-    "ref": (["hr", "ref", "smap"], ["lr"]),
+    "feat": (["ref"], ["fref"]),
+    "smap": (["hr", "fref"], ["smap"]),
+    "ref": (["hr", "fref", "smap"], ["lr"]),
     "noref": (["hr"], ["lr"]),
 }
 """(inputs, outputs) of each graph."""
+
+
+def _lr_flow(net: RefScale, hr: Tensor, cond: Condition) -> Tensor:
+    """`net.forward_flow(hr, cond)[0]` (the LR) without the work that never reaches the LR channels.
+
+    A last flow block whose coupling transforms only z (`transform_first=False`) leaves the LR
+    channels as its 1×1 mix made them, so the graph stops after the mix: the same operations on
+    the same values for every LR output (exact), one coupling subnet less per frame (a quarter of
+    the shipped x2's 4-block flow).
+    """
+    x = hr
+    last = len(net.stages) - 1
+    for s, (squeeze, blocks, c) in enumerate(zip(net.squeezes, net.stages, cond.per_stage, strict=True)):
+        x = squeeze(x)
+        for i, block in enumerate(blocks):
+            if s == last and i == len(blocks) - 1 and not block.coupling.transform_first:
+                assert block.coupling.split == LR_CHANNELS
+                x = block.mix(block.actnorm(x))  # the coupling would change channels LR_CHANNELS: only
+            else:
+                x = block(x, c)
+    return x[:, :LR_CHANNELS]
 
 
 class _Downscale(nn.Module):
@@ -88,28 +110,31 @@ class _Downscale(nn.Module):
         pad_w = (m - shape[3] % m) % m
         return nn.functional.pad(x, [0, pad_w, 0, pad_h], mode="reflect")
 
-    def _smap_levels(self, hr: Tensor, ref: Tensor) -> Tensor:
-        """`RefScale.smap_levels_from_images`, with the cosine in float32 (fp16 norms can overflow)."""
+    def _smap_levels(self, hr: Tensor, f_ref: Tensor) -> Tensor:
+        """`RefScale.smap_levels_from_images` from the reference's features, with the cosine in
+        float32 (fp16 norms can overflow)."""
         enc = self.model.encoder
         assert enc is not None
         g_hr = enc.bottleneck(enc.features(hr)).float()
-        g_ref = enc.bottleneck(enc.features(ref)).float()
+        g_ref = enc.bottleneck(f_ref).float()
         cfg = self.model.config
         return quantise_smap(similarity_map(g_hr, g_ref, cfg.smap_pool, cfg.smap_gate), cfg.smap_levels, training=False)
 
-    def forward(self, hr: Tensor, ref: Tensor | None = None, smap: Tensor | None = None) -> Tensor:
+    def forward(self, *args: Tensor) -> Tensor:
         m = self.model
-        hr_p = self._prepare(hr)
-        if self.graph == "noref":
-            return lr_to_uint8(m.noref_lr(hr_p).float())
-        assert ref is not None
-        ref_p = self._prepare(ref)
+        if self.graph == "feat":  # Ref-Net features of the (registered) reference: F_ref at HR/2
+            enc = m.encoder
+            assert enc is not None
+            return enc.features(self._prepare(args[0])).float()
+        hr_p = self._prepare(args[0])
+        if self.graph == "noref":  # `RefScale.noref_lr`
+            net = m.fallback or m
+            return lr_to_uint8(_lr_flow(net, hr_p, net.condition_from_smap(None, None, hr_p)).float())
+        f_ref = args[1].to(self.compute_dtype)
         if self.graph == "smap":
-            return smap_to_uint8(self._smap_levels(hr_p, ref_p))
-        assert smap is not None
-        cond = m.condition_from_smap(ref_p, smap_from_levels(smap, m.config.smap_levels, hr_p.dtype), hr_p)
-        lr, _ = m.forward_flow(hr_p, cond)
-        return lr_to_uint8(lr.float())
+            return smap_to_uint8(self._smap_levels(hr_p, f_ref))
+        cond = m.condition_from_features(f_ref, smap_from_levels(args[2], m.config.smap_levels, hr_p.dtype))
+        return lr_to_uint8(_lr_flow(m, hr_p, cond).float())
 
 
 @dataclass(frozen=True)
@@ -117,11 +142,13 @@ class ExportResult:
     """Paths written by `export_onnx` and the metadata embedded in them."""
 
     path: Path
-    """The main graph (`hr`, `ref`, `smap` -> `lr`); for a no-reference model the `hr` -> `lr` graph."""
+    """The main graph (`hr`, `fref`, `smap` -> `lr`); for a no-reference model the `hr` -> `lr` graph."""
     noref_path: Path | None
     """The no-reference graph of a referenced model (None for a model trained without reference)."""
     smap_path: Path | None
-    """The S_map graph (`hr`, `ref` -> `smap`) of a referenced model (None without reference)."""
+    """The S_map graph (`hr`, `fref` -> `smap`) of a referenced model (None without reference)."""
+    feat_path: Path | None
+    """The reference-features graph (`ref` -> `fref`) of a referenced model (None without reference)."""
     metadata: dict[str, str]
 
 
@@ -189,12 +216,21 @@ def _export_one(
         sample = torch.rand(1, 3, h, w, generator=torch.Generator().manual_seed(0))
     sample_ref = sample.flip(-1).contiguous()
     inputs, outputs = GRAPH_IO[wrapper.graph]
-    args: tuple[Tensor, ...] = (sample, sample_ref)[: len(inputs)]
-    if wrapper.graph == "ref":
-        with torch.no_grad():
-            args += (_Downscale(wrapper.model, "smap", wrapper.compute_dtype)(sample, sample_ref),)
+    with torch.no_grad():
+        feeds: dict[str, Tensor] = {"hr": sample, "ref": sample_ref}
+        if "fref" in inputs:
+            feeds["fref"] = _Downscale(wrapper.model, "feat", wrapper.compute_dtype)(sample_ref)
+        if "smap" in inputs:
+            feeds["smap"] = _Downscale(wrapper.model, "smap", wrapper.compute_dtype)(sample, feeds["fref"])
+    args = tuple(feeds[name] for name in inputs)
     image_axes = {0: "N", 2: "H", 3: "W"}
-    axes = {"hr": image_axes, "ref": image_axes, "smap": {0: "N", 2: "hs", 3: "ws"}, "lr": {0: "N", 2: "h", 3: "w"}}
+    axes = {
+        "hr": image_axes,
+        "ref": image_axes,
+        "fref": {0: "N", 2: "hf", 3: "wf"},
+        "smap": {0: "N", 2: "hs", 3: "ws"},
+        "lr": {0: "N", 2: "h", 3: "w"},
+    }
     axes = {name: axes[name] for name in inputs + outputs}
     path.parent.mkdir(parents=True, exist_ok=True)
     with warnings.catch_warnings():
@@ -260,15 +296,17 @@ def export_onnx(
     if not use_ref:
         meta = export_metadata(model, model_id, graph="noref", **common)
         _export_one(_Downscale(model, "noref", compute), out, opset, dtype, meta, sample_hw)
-        return ExportResult(path=out, noref_path=None, smap_path=None, metadata=meta)
-    sides = {"noref": noref_path(out), "smap": smap_path(out)}
+        return ExportResult(path=out, noref_path=None, smap_path=None, feat_path=None, metadata=meta)
+    sides = {"noref": noref_path(out), "smap": smap_path(out), "feat": feat_path(out)}
     meta = export_metadata(model, model_id, graph="ref", **common)
     meta.update({f"{META_PREFIX}{graph}_graph": side.name for graph, side in sides.items()})
     _export_one(_Downscale(model, "ref", compute), out, opset, dtype, meta, sample_hw)
     for graph, side in sides.items():
         side_meta = export_metadata(model, model_id, graph=graph, **common)
         _export_one(_Downscale(model, graph, compute), side, opset, dtype, side_meta, sample_hw)
-    return ExportResult(path=out, noref_path=sides["noref"], smap_path=sides["smap"], metadata=meta)
+    return ExportResult(
+        path=out, noref_path=sides["noref"], smap_path=sides["smap"], feat_path=sides["feat"], metadata=meta
+    )
 
 
 __all__ = [
@@ -277,6 +315,7 @@ __all__ = [
     "check_pairing",
     "export_metadata",
     "export_onnx",
+    "feat_path",
     "model_id_for",
     "noref_path",
     "read_onnx_metadata",

@@ -32,9 +32,11 @@ log = logging.getLogger(__name__)
 
 META_PREFIX = "refscale."
 """Prefix of RefScale's keys in an ONNX file's metadata_props (written by `onnx_export`)."""
-ONNX_FORMAT = "refscale-onnx/2"
-"""Version of the graph layout: 2 = S_map graph + ref graph taking `smap` + no-ref graph
-(1 computed the map inside the ref graph and is refused: re-export it)."""
+ONNX_FORMAT = "refscale-onnx/3"
+"""Version of the graph layout: 3 = reference-features graph (`ref` -> `fref`, run once per registered
+reference) + S_map graph and ref graph taking `fref` + no-ref graph. Older exports are refused
+(2 ran Ref-Net on the reference in two graphs per frame; 1 computed the map inside the ref graph):
+re-export them."""
 TENSORRT = "TensorrtExecutionProvider"
 CUDA = "CUDAExecutionProvider"
 CPU = "CPUExecutionProvider"
@@ -75,6 +77,12 @@ def smap_path(path: str | Path) -> Path:
     return path.with_name(f"{path.stem}.smap{path.suffix or '.onnx'}")
 
 
+def feat_path(path: str | Path) -> Path:
+    """`x2.onnx` -> `x2.feat.onnx`: where an export puts its reference-features graph."""
+    path = Path(path)
+    return path.with_name(f"{path.stem}.feat{path.suffix or '.onnx'}")
+
+
 def _name(spec: ProviderSpec) -> str:
     return spec if isinstance(spec, str) else spec[0]
 
@@ -97,6 +105,9 @@ class _Graph:
         self.inputs = [i.name for i in self.session.get_inputs()]
         self.outputs = [o.name for o in self.session.get_outputs()]
         self.input_dtype = np.uint8 if self.session.get_inputs()[0].type == "tensor(uint8)" else np.float32
+        self.output_dtypes = {
+            o.name: np.uint8 if o.type == "tensor(uint8)" else np.float32 for o in self.session.get_outputs()
+        }
         self._buffers: LruCache[tuple[tuple[str, tuple[int, ...]], ...], dict[str, Any]] = LruCache(4)
         self._binding_ok = True
         meta = self.session.get_modelmeta().custom_metadata_map
@@ -139,12 +150,13 @@ class _Graph:
         binding = self.session.io_binding()
         bufs = {"binding": binding, "out": {}}
         for name, shape in zip(self.outputs, out_shapes, strict=True):
+            dtype = self.output_dtypes[name]
             if self.device == "cpu":
-                arr = np.empty(shape, np.uint8)
+                arr = np.empty(shape, dtype)
                 bufs["out"][name] = arr
-                binding.bind_output(name, "cpu", 0, np.uint8, list(shape), arr.ctypes.data)
+                binding.bind_output(name, "cpu", 0, dtype, list(shape), arr.ctypes.data)
             else:
-                val = ort.OrtValue.ortvalue_from_shape_and_type(list(shape), np.uint8, "cuda", self.device_id)
+                val = ort.OrtValue.ortvalue_from_shape_and_type(list(shape), dtype, "cuda", self.device_id)
                 bufs["out"][name] = val
                 binding.bind_ortvalue_output(name, val)
         if self.device != "cpu":
@@ -234,10 +246,11 @@ class OnnxDownscaler:
                 f"{ONNX_FORMAT!r}: re-export it with `refscale export-onnx`"
             )
         self.uses_reference = self.metadata.get("graph") == "ref"
-        self._noref = self._smap = self._main
+        self._noref = self._smap = self._feat = self._main
         if self.uses_reference:
             self._noref = self._side_graph("noref", options)
             self._smap = self._side_graph("smap", options)
+            self._feat = self._side_graph("feat", options)
         self.provider: str = self._main.provider
         """The execution provider the graphs actually run on."""
         self.providers: list[str] = self._main.providers
@@ -250,7 +263,7 @@ class OnnxDownscaler:
 
     def _side_graph(self, graph: str, options: ort.SessionOptions) -> _Graph:
         """Open the S_map or no-reference graph named in the main graph's metadata, checking its pairing."""
-        default = {"noref": noref_path, "smap": smap_path}[graph](self.path).name
+        default = {"noref": noref_path, "smap": smap_path, "feat": feat_path}[graph](self.path).name
         side = self.path.parent / self.metadata.get(f"{graph}_graph", default)
         if not side.is_file():
             raise FileNotFoundError(f"{graph} graph {side} of {self.path.name} is missing")
@@ -263,44 +276,88 @@ class OnnxDownscaler:
     def downscale(self, hr: np.ndarray, ref: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None]:
         """RGB uint8 H×W×3 (+ same-size reference or None) -> (LR uint8 h×w×3, S_map uint8 hs×ws or None)."""
         hr = self._check_image(hr, "frame")
-        if ref is not None:
+        fref = None
+        if ref is not None and self.uses_reference:
             ref = self._check_image(ref, "reference")
             if ref.shape != hr.shape:
                 raise ValueError(
                     f"reference shape {ref.shape} does not match frame shape {hr.shape}; "
                     "register/resize the reference to the frame first"
                 )
-        x = self._to_input(hr)
-        r = self._to_input(ref) if ref is not None and self.uses_reference else None
-        lr, smap = self.run_nchw(x, r)
+            fref = self.run_features(self._to_input(ref))
+        lr, smap = self.run_nchw(self._to_input(hr), fref=fref)
         return np.ascontiguousarray(lr[0].transpose(1, 2, 0)), None if smap is None else smap[0, 0]
 
-    def run_nchw(self, hr: np.ndarray, ref: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray | None]:
-        """The graphs on N×3×H×W arrays of the graph's input type: (lr N×3×h×w, smap N×1×hs×ws | None)."""
+    def reference_features(self, ref: np.ndarray) -> np.ndarray:
+        """Ref-Net features of a registered reference (RGB uint8 H×W×3, the frame's size): float32
+        1×C×Hp/2×Wp/2 for `downscale_with_features`. They depend only on the warped reference, so a
+        caller may reuse them for every frame that gets the same reference with the same matrix."""
+        if not self.uses_reference:
+            raise ValueError(f"{self.path.name} is a model without reference: it has no features graph")
+        return self.run_features(self._to_input(self._check_image(ref, "reference")))
+
+    def downscale_with_features(
+        self, hr: np.ndarray, fref: np.ndarray | None
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """`downscale(hr, ref)` with `fref = reference_features(ref)` computed beforehand (same result)."""
+        hr = self._check_image(hr, "frame")
+        if fref is not None:
+            want = self.feature_shape(hr.shape[:2])
+            if tuple(fref.shape[1:]) != want[1:] or fref.dtype != np.float32:
+                raise ValueError(f"reference features {fref.dtype} {fref.shape} do not fit a frame {hr.shape}: "
+                                 f"expected float32 {want}")
+        lr, smap = self.run_nchw(self._to_input(hr), fref=fref if self.uses_reference else None)
+        return np.ascontiguousarray(lr[0].transpose(1, 2, 0)), None if smap is None else smap[0, 0]
+
+    def feature_shape(self, size_hw: tuple[int, int], n: int = 1) -> tuple[int, int, int, int]:
+        """Shape of `fref` for frames of `size_hw`: N×encoder_channels×(padded H / 2)×(padded W / 2)."""
+        m = self.config.pad_multiple
+        return (n, self.config.encoder_channels, round_up(size_hw[0], m) // 2, round_up(size_hw[1], m) // 2)
+
+    def run_features(self, ref: np.ndarray) -> np.ndarray:
+        """The features graph on N×3×H×W references of the graph's input type -> float32 fref."""
+        n, _, h, w = ref.shape
+        self._check_size(h, w)
+        with self._lock:
+            (fref,) = self._feat.run({"ref": ref}, [self.feature_shape((h, w), n)])
+        return fref
+
+    def run_nchw(
+        self, hr: np.ndarray, ref: np.ndarray | None = None, *, fref: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """The graphs on N×3×H×W arrays of the graph's input type: (lr N×3×h×w, smap N×1×hs×ws | None).
+
+        The reference is given as images (`ref`, its features are computed here) or as features
+        (`fref`, from `run_features`); neither: no-reference mode."""
         n, _, h, w = hr.shape
         cfg = self.config
-        m = cfg.pad_multiple
-        if min(h, w) < m:
-            raise ValueError(f"frame {h}×{w} is smaller than the network's padding multiple {m}")
-        ph, pw = round_up(h, m), round_up(w, m)
+        ph, pw = self._check_size(h, w)
         lr_shape = (n, 3, ph // cfg.scale, pw // cfg.scale)
+        if fref is None and ref is not None and self.uses_reference:
+            fref = self.run_features(ref)
         with self._lock:
-            if ref is None or not self.uses_reference:
+            if fref is None or not self.uses_reference:
                 (lr,) = self._noref.run({"hr": hr}, [lr_shape])
                 return lr, None
-            (smap,) = self._smap.run({"hr": hr, "ref": ref}, [(n, 1, *cfg.smap_grid((ph, pw)))])
+            (smap,) = self._smap.run({"hr": hr, "fref": fref}, [(n, 1, *cfg.smap_grid((ph, pw)))])
             # a gated map is stored as no map; a fallback model codes such frames without reference
             gated = np.array([cfg.noref_fallback and stored_smap(s) is None for s in smap])
             if not gated.any():
-                (lr,) = self._main.run({"hr": hr, "ref": ref, "smap": smap}, [lr_shape])
+                (lr,) = self._main.run({"hr": hr, "fref": fref, "smap": smap}, [lr_shape])
                 return lr, smap
             lr = np.empty(lr_shape, np.uint8)
             for rows, graph in ((gated, self._noref), (~gated, self._main)):
                 if rows.any():
-                    feeds = {"hr": hr, "ref": ref, "smap": smap}
+                    feeds = {"hr": hr, "fref": fref, "smap": smap}
                     feeds = {name: np.ascontiguousarray(feeds[name][rows]) for name in graph.inputs}
                     (lr[rows],) = graph.run(feeds, [(int(rows.sum()), *lr_shape[1:])])
             return lr, smap
+
+    def _check_size(self, h: int, w: int) -> tuple[int, int]:
+        m = self.config.pad_multiple
+        if min(h, w) < m:
+            raise ValueError(f"frame {h}×{w} is smaller than the network's padding multiple {m}")
+        return round_up(h, m), round_up(w, m)
 
     # ------------------------------------------------------------------ helpers
     def model_info(self) -> ModelInfo:
@@ -341,6 +398,7 @@ __all__ = [
     "OnnxDownscaler",
     "default_providers",
     "default_trt_cache_dir",
+    "feat_path",
     "noref_path",
     "smap_path",
 ]

@@ -45,7 +45,7 @@ def run_export(args: argparse.Namespace) -> int:
         opset=args.opset or DEFAULT_OPSET,
         input_dtype=args.input_dtype,
     )
-    sides = [p for p in (result.smap_path, result.noref_path) if p is not None]
+    sides = [p for p in (result.feat_path, result.smap_path, result.noref_path) if p is not None]
     print(f"wrote {result.path}" + "".join(f" and {p}" for p in sides))
     print(f"weights sha256: {result.metadata['refscale.weights_sha256'] or '(untrained)'}")
     if args.check:

@@ -139,14 +139,20 @@ class RefScale(nn.Module):
             feat = like.new_zeros(b, self.config.encoder_channels, h // 2, w // 2)
             smap_out = None
         else:
-            feat = self.encoder.features(ref)
-            weight = expand_similarity(smap, feat.shape[-2:], self.config.smap_upsampling(2))  # F is at HR/2
-            feat = feat * weight
-            smap_out = smap
+            return self.condition_from_features(self.encoder.features(ref), smap)
         per_stage: list[Tensor | None] = [feat]
         for down in self.cond_down:
             per_stage.append(down(per_stage[-1]))
         return Condition(per_stage, smap_out)
+
+    def condition_from_features(self, f_ref: Tensor, smap: Tensor) -> Condition:
+        """`condition_from_smap` from the reference's Ref-Net features `encoder.features(ref)`
+        (at HR/2), so a runtime can compute them once and reuse them (ONNX `feat` graph)."""
+        weight = expand_similarity(smap, f_ref.shape[-2:], self.config.smap_upsampling(2))  # F is at HR/2
+        per_stage: list[Tensor | None] = [f_ref * weight]
+        for down in self.cond_down:
+            per_stage.append(down(per_stage[-1]))
+        return Condition(per_stage, smap)
 
     def condition(self, hr: Tensor, ref: Tensor | None, keep: Tensor | None = None) -> Condition:
         """The condition at the downscaling end (HR and reference both known).

@@ -16,10 +16,12 @@ from refscale_model.pipeline.decoder import (
 from refscale_model.pipeline.encoder import EncoderStats, FrameEncoder, FrameError, FrameResult
 from refscale_model.pipeline.pose import Pose, PoseTracker
 from refscale_model.pipeline.raw import iter_camera_frames
+from refscale_model.pipeline.stages import EncoderPipeline
 
 __all__ = [
     "Downscaler",
     "EncodedFrame",
+    "EncoderPipeline",
     "FrameAssembler",
     "EncoderStats",
     "FrameEncoder",

@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections import Counter
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -22,122 +20,20 @@ from refscale_model.backends.base import Downscaler, ModelInfo
 from refscale_model.bags import BagWriter, msgs
 from refscale_model.bags import refscale_format as fmt
 from refscale_model.codecs import (
-    CodecError,
     LrStreamEncoder,
     RateController,
     get_codec,
-    is_video_codec,
     open_stream_encoder,
 )
 from refscale_model.io import rosimg
 from refscale_model.io.images import encode_png, stored_smap
+from refscale_model.pipeline.encoding import EncodeJob, EncoderStats, FrameError, FrameResult, LrSettings
 from refscale_model.pipeline.pose import Pose, PoseTracker
 from refscale_model.utils import LruCache
 
 if TYPE_CHECKING:
     from refscale_model.refcache import Reference, ReferenceCache
     from refscale_model.registration import RegistrationConfig
-
-
-class FrameError(ValueError):
-    """One frame could not be encoded; `kind` is the counter it was added to. The bag is untouched."""
-
-    def __init__(self, kind: str, message: str) -> None:
-        super().__init__(message)
-        self.kind = kind
-
-
-@dataclass
-class EncoderStats:
-    """Counters the node publishes as diagnostics and the CLI prints."""
-
-    frames: int = 0
-    frames_without_reference: int = 0
-    errors: Counter[str] = field(default_factory=Counter)
-    passthrough: int = 0
-    bytes_in: int = 0
-    """Image payload bytes received (Image.data / CompressedImage.data)."""
-    bytes_out: int = 0
-    """Payload bytes written (LR bitstream + S_map PNG)."""
-    encode_s: float = 0.0
-    lr_codec: str = "png"
-    lr_quality: dict[str, int] = field(default_factory=dict)
-    """Per camera: the quality of its latest LR frame (-1 lossless)."""
-    kbps: dict[str, float] = field(default_factory=dict)
-    """Per camera: LR + S_map kbit/s over the rate controller's window (with a `target_kbps` budget)."""
-    target_kbps: float | None = None
-    lr_encoder: str = ""
-    """Video LR: the encoder that runs (libx264, libx265, h264_nvenc, hevc_nvenc)."""
-
-    @property
-    def compression_ratio(self) -> float:
-        return self.bytes_in / self.bytes_out if self.bytes_out else float("nan")
-
-
-@dataclass(frozen=True)
-class FrameResult:
-    camera_topic: str
-    stamp_ns: int
-    lr_shape: tuple[int, int]
-    has_reference: bool
-    reference_id: str
-    lr_bytes: int
-    smap_bytes: int
-    encode_ms: float
-    no_reference_reason: str = ""
-    lr_quality: int = -1
-    """Quality this frame's LR was coded with (-1 lossless)."""
-    kbps: float = 0.0
-    """This camera's LR + S_map kbit/s over the rate window (0 without a `target_kbps` budget)."""
-
-
-@dataclass(frozen=True)
-class LrSettings:
-    """How a recording codes its LR frames: codec, quality (None: codec default), kbit/s budget.
-
-    For the video codecs (h264, h265) `quality` is the crf 0–51 (lower is better), `gop` the
-    keyframe interval in frames and `encoder` the encoder that runs (libx264, hevc_nvenc, ...)."""
-
-    codec: str = "png"
-    quality: int | None = None
-    target_kbps: float | None = None
-    gop: int | None = None
-    encoder: str = ""
-
-    @property
-    def video(self) -> bool:
-        return is_video_codec(self.codec)
-
-    @classmethod
-    def checked(
-        cls, codec: str, quality: int | None, target_kbps: float | None, gop: int | None = None,
-        encoder: str = "auto",
-    ) -> LrSettings:
-        """Validated settings; `CodecError` (a ValueError) names what is wrong and the valid choices."""
-        if is_video_codec(codec):
-            from refscale_model.codecs import DEFAULT_CRF, check_crf, check_gop, choose_encoder
-
-            if target_kbps is not None and (isinstance(target_kbps, bool) or not float(target_kbps) > 0):
-                raise CodecError(f"target_kbps must be a number > 0, got {target_kbps!r}")
-            crf = check_crf(codec, quality)
-            kbps = None if target_kbps is None else float(target_kbps)
-            return cls(codec, DEFAULT_CRF[codec] if crf is None else crf, kbps, check_gop(gop),
-                       choose_encoder(codec, encoder))
-        if gop is not None:
-            raise CodecError(f"gop is a video codec setting (h264, h265); {codec!r} codes every frame alone")
-        lr = get_codec(codec)
-        if quality is not None:
-            from refscale_model.codecs import check_quality
-
-            quality = check_quality(lr.name, quality, lr.lossless)
-        if target_kbps is not None:
-            if lr.lossless:
-                raise CodecError(f"target_kbps needs a lossy LR codec (jpeg, webp, avif); {codec!r} is lossless")
-            if isinstance(target_kbps, bool) or not float(target_kbps) > 0:
-                raise CodecError(f"target_kbps must be a number > 0, got {target_kbps!r}")
-            target_kbps = float(target_kbps)
-        return cls(lr.name, quality, target_kbps)
-
 
 class FrameEncoder:
     """Encode camera messages into a RefScale bag; thread-safe (one frame at a time).
@@ -187,6 +83,9 @@ class FrameEncoder:
         self._lock = threading.Lock()
         self._last_flush = time.monotonic()
         self._refs: LruCache[int, tuple[np.ndarray, Any]] = LruCache(8)
+        self._frefs: LruCache[tuple[Any, ...], np.ndarray] = LruCache(4)
+        self._with_features = model.uses_reference and callable(getattr(downscaler, "reference_features", None)) \
+            and callable(getattr(downscaler, "downscale_with_features", None))
         self._closed = False
         self._unflushed = False
         """Something was written since the last chunk close."""
@@ -207,6 +106,12 @@ class FrameEncoder:
     # -- per message --------------------------------------------------------------------------
     def encode(self, topic: str, msg: Any, log_time_ns: int | None = None, pose: Pose | None = None) -> FrameResult:
         """Encode one sensor_msgs Image / CompressedImage; raises FrameError (counted) for a bad frame."""
+        return self.encode_frame(topic, msg, log_time_ns, pose)[0]
+
+    def encode_frame(
+        self, topic: str, msg: Any, log_time_ns: int | None = None, pose: Pose | None = None
+    ) -> tuple[FrameResult, np.ndarray]:
+        """`encode`, also returning the frame's LR (uint8 h×w×3; for a live preview)."""
         with self._lock:
             if self._closed:
                 raise RuntimeError("FrameEncoder is closed")
@@ -259,32 +164,75 @@ class FrameEncoder:
                 self.writer.close()
 
     # -- internals ----------------------------------------------------------------------------
-    def _encode(self, topic: str, msg: Any, log_time: int, pose: Pose | None) -> FrameResult:
-        t0 = time.perf_counter()
+    def _encode(self, topic: str, msg: Any, log_time: int, pose: Pose | None) -> tuple[FrameResult, np.ndarray]:
+        job = self._infer(self._prepare(EncodeJob(topic, msg, log_time, pose)))
+        assert job.lr is not None
+        return self._finish(job), job.lr
+
+    def _prepare(self, job: EncodeJob) -> EncodeJob:
+        """Stage 1: decode, reference lookup, registration (no network: one network stage at a time
+        keeps onnxruntime's intra-op threads from fighting over the cores)."""
+        job.t0 = time.perf_counter()
+        topic, msg = job.topic, job.msg
         try:
-            rgb = rosimg.image_from_msg(msg)
+            job.rgb = rosimg.image_from_msg(msg)
         except rosimg.UnsupportedEncodingError as exc:
             raise FrameError("unsupported_encoding", f"{topic}: {exc}") from exc
         except rosimg.ImageDecodeError as exc:
             raise FrameError("corrupt_image", f"{topic}: {exc}") from exc
+        job.stamp = msgs.stamp_or(msg, job.log_time)
+        job.ref_obj, job.warped, job.reg, job.reason = self._reference(
+            topic, job.rgb, job.pose or self.poses.pose(job.stamp)
+        )
+        return job
+
+    def _features(self, ref: Reference, reg: Any, warped: np.ndarray) -> np.ndarray:
+        """The registered reference's features, computed once per (reference, applied matrix, size).
+
+        Exact reuse only: the network sees the reference warped by this frame's matrix, so the
+        features are shared by the frames that get the same reference with the same matrix (a
+        static camera, a reference used unregistered). Warping cached features of the unwarped
+        reference instead was measured at 0.1–1.0 dB of rebuilt PSNR lost (docs/onnx-runtime.md).
+        """
+        key = (ref.id, warped.shape, np.asarray(reg.matrix, np.float64).tobytes())
+        fref = self._frefs.get(key)
+        if fref is None:
+            fref = self._frefs.put(key, self.downscaler.reference_features(warped))  # type: ignore[attr-defined]
+        else:
+            self.stats.feature_reuse += 1
+        return fref
+
+    def _infer(self, job: EncodeJob) -> EncodeJob:
+        """Stage 2: the network (the only stage that needs the downscaler): the reference's
+        features (or the cached ones), then the per-frame graphs."""
+        try:
+            if job.warped is not None and self._with_features:
+                job.fref = self._features(job.ref_obj, job.reg, job.warped)
+            if job.fref is not None:
+                job.lr, job.smap = self.downscaler.downscale_with_features(job.rgb, job.fref)  # type: ignore[attr-defined]
+            else:
+                job.lr, job.smap = self.downscaler.downscale(job.rgb, job.warped)
+        except Exception as exc:  # noqa: BLE001 - any backend failure is this frame's failure
+            raise FrameError("model", f"{job.topic}: downscaler failed: {exc}") from exc
+        if job.warped is not None and job.smap is None:
+            raise FrameError("model", f"{job.topic}: the downscaler returned no S_map for a referenced frame")
+        return job
+
+    def _finish(self, job: EncodeJob) -> FrameResult:
+        """Stage 3 (in arrival order): LR and S_map coding, the bag write, the counters."""
+        topic, msg, log_time, rgb, lr, smap, reason = (
+            job.topic, job.msg, job.log_time, job.rgb, job.lr, job.smap, job.reason)
+        ref_obj, reg, stamp = job.ref_obj, job.reg, job.stamp
+        assert rgb is not None and lr is not None
         compressed = rosimg.is_compressed_msg(msg)
         source_bytes = rosimg.payload_size(msg)
-        stamp = msgs.stamp_or(msg, log_time)
         header = msgs.header(stamp, msgs.frame_id(msg))
-
-        ref_obj, warped, reg, reason = self._reference(topic, rgb, pose or self.poses.pose(stamp))
-        try:
-            lr, smap = self.downscaler.downscale(rgb, warped)
-        except Exception as exc:  # noqa: BLE001 - any backend failure is this frame's failure
-            raise FrameError("model", f"{topic}: downscaler failed: {exc}") from exc
-        if warped is not None and smap is None:
-            raise FrameError("model", f"{topic}: the downscaler returned no S_map for a referenced frame")
         if smap is not None and stored_smap(smap) is None:  # LR was made with the no-reference condition
             smap, reason = None, "reference gated: no more similar than an unrelated image (S_map all zero)"
         quality = self._quality(topic)
         lr_coded = self._lr_stream(topic).encode(np.ascontiguousarray(lr), quality)
         smap_png = encode_png(np.ascontiguousarray(smap)) if smap is not None else b""
-        encode_ms = (time.perf_counter() - t0) * 1e3
+        encode_ms = (time.perf_counter() - job.t0) * 1e3
         meta = fmt.FrameMeta(
             source_topic=topic,
             source_type=msgs.COMPRESSED_IMAGE if compressed else msgs.IMAGE,
@@ -452,3 +400,6 @@ class FrameEncoder:
             self.writer.flush()
             self._last_flush = time.monotonic()
             self._unflushed = False
+
+
+__all__ = ["EncoderStats", "FrameEncoder", "FrameError", "FrameResult", "LrSettings"]

@@ -27,6 +27,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     _common(r, 'config/record.yaml')
     r.add_argument('--duration', type=float, default=None, metavar='S',
                    help='stop after S seconds (default: SIGINT)')
+    r.add_argument('--dry-run', action='store_true',
+                   help='record nothing: run a few synthetic frames through the configured '
+                        'onboard path (model, providers, cache, registration, LR codec, a bag '
+                        'write) and print the frames/s and drop rate to expect for --size, --rate')
+    r.add_argument('--size', default='1280x720', metavar='WxH',
+                   help='camera frame size for --dry-run (default 1280x720)')
+    r.add_argument('--rate', type=float, default=10.0, metavar='HZ',
+                   help='frame rate of each camera for --dry-run (default 10)')
+    r.add_argument('--frames', type=int, default=6, metavar='N',
+                   help='timed frames per camera for --dry-run (default 6)')
     r.set_defaults(func=run_record)
 
     n = sub.add_parser('reconstruct-node', help='run the offboard ROS 2 reconstructor node '
@@ -90,6 +100,8 @@ def _run_node(args: argparse.Namespace, module: str, what: str) -> Any:
 
 def run_record(args: argparse.Namespace) -> int:
     """`refscale record`: 0 after a clean stop, 1 on a write error, 2 if it cannot start."""
+    if args.dry_run:
+        return dry_run(args)
     report = _run_node(args, 'recorder', 'recorder')
     if report is None:
         return 2
@@ -116,3 +128,94 @@ def run_demo(args: argparse.Namespace) -> int:
         rate=args.rate, figures=args.figures, domain_id=args.domain_id,
         allow_untrained=args.allow_untrained))
     return 0 if summary.rebuilt > 0 else 1
+
+
+def read_params(params_file: Path | None, overrides: list[str], node: str) -> dict[str, Any]:
+    """The node's parameters without rclpy: declared defaults <- YAML file <- `-p` overrides."""
+    from refscale_ros.common import default_params_file
+    from refscale_ros.recorder_config import PARAMETERS
+    import yaml
+
+    params = {name: default for name, default, _ in PARAMETERS}
+    path = params_file or default_params_file('record.yaml')
+    doc = yaml.safe_load(Path(path).read_text()) or {}
+    for key in ('/**', node):
+        params.update((doc.get(key) or {}).get('ros__parameters') or {})
+    for item in overrides:
+        name, sep, value = item.partition(':=')
+        if not sep:
+            raise ValueError(f'parameter override {item!r}: expected NAME:=VALUE')
+        params[name] = yaml.safe_load(value)
+    return params
+
+
+def dry_run(args: argparse.Namespace) -> int:
+    """`refscale record --dry-run`: measure the configured onboard path on synthetic frames and
+    print the frames/s and drop rate to expect; 0 if every frame can be kept, 1 if frames will
+    be dropped, 2 if the configuration cannot start."""
+    import tempfile
+
+    import cv2
+    import numpy as np
+    from refscale_model.backends.loader import load_downscaler
+    from refscale_model.backends.onboard_bench import expected_rate, measure, synthetic_drive
+    from refscale_model.bags import BagWriter, msgs
+    from refscale_model.pipeline import FrameEncoder, Pose
+    from refscale_model.pipeline.encoder import LrSettings
+    from refscale_model.pipeline.stages import EncoderPipeline
+    from refscale_model.refcache import ReferenceCache
+    from refscale_model.registration import RegistrationConfig
+    from refscale_ros.common import string_list
+    from refscale_ros.recorder_config import parse_cameras
+
+    try:
+        p = read_params(args.params, args.param, 'refscale_recorder')
+        w, h = (int(v) for v in str(args.size).lower().split('x'))
+        cameras = parse_cameras(string_list(p['cameras']))
+        lr = LrSettings.checked(p['lr_codec'], None if p['lr_quality'] < 0 else p['lr_quality'],
+                                p['target_kbps'] or None)
+        backend = load_downscaler(p['weights'], onnx_model=p['onnx_model'] or None,
+                                  providers=p['providers'], device=p['device'],
+                                  allow_untrained=p['allow_untrained'])
+    except (ValueError, FileNotFoundError, RuntimeError, OSError) as exc:
+        print(f'error: recorder cannot start: {exc}', file=sys.stderr)
+        return 2
+    # a textured scene that registers (the reference is the frame seen slightly earlier)
+    rng = np.random.default_rng(0)
+    scene = rng.integers(0, 256, (h // 8 + 1, w // 8 + 1, 3), dtype=np.uint8)
+    scene = cv2.GaussianBlur(cv2.resize(scene, (w, h), interpolation=cv2.INTER_CUBIC), (5, 5), 1.0)
+    frames, ref = synthetic_drive(scene, scene, (h, w), args.frames + 1)
+    reg = (RegistrationConfig() if p['registration']
+           else RegistrationConfig(estimators=(), fallback='identity'))
+    with tempfile.TemporaryDirectory(prefix='refscale_dry_run_') as tmp:
+        use_ref = backend.info.uses_reference and bool(p['cache_dir'])
+        cache = None
+        if use_ref:  # the configured cache is not touched: a one-entry cache of the same kind
+            with ReferenceCache.open(Path(tmp) / 'cache', create=True) as c:
+                for cam in cameras:
+                    c.add(ref, cam.cache_id, 45.0, 7.0, 0.0, 1, 'dry-run', 'dry-run')
+            cache = ReferenceCache.open(Path(tmp) / 'cache', readonly=True)
+        enc = FrameEncoder(BagWriter(Path(tmp) / 'bag'), backend.downscaler, backend.info,
+                           cache=cache, registration=reg,
+                           camera_names={c.topic: c.cache_id for c in cameras},
+                           lr_codec=lr.codec, lr_quality=lr.quality, target_kbps=lr.target_kbps)
+        messages = []
+        for i, rgb in enumerate(frames):
+            for k, cam in enumerate(cameras):
+                stamp = 1_700_000_000_000_000_000 + i * int(1e9 / args.rate) + k
+                messages.append((cam.topic, msgs.image_msg(rgb, stamp, f'cam{k}'), stamp,
+                                 Pose(45.0, 7.0, 0.0)))
+        pipeline = EncoderPipeline if p.get('pipeline_stages') else None  # as the recorder runs
+        m = measure(enc, messages, pipeline, warmup=len(cameras))
+        enc.close()
+        if cache is not None:
+            cache.close()
+    encoded, drop = expected_rate(m.fps, len(cameras), args.rate)
+    per_cam = encoded / len(cameras)
+    print(f'dry run: {len(cameras)} camera(s) at {w}x{h}, {args.rate:g} Hz each, '
+          f'{backend.provider}, LR {lr.codec}, reference {"yes" if use_ref else "no"}')
+    print(f'  measured: {m.fps:.2f} frames/s over all cameras ({1e3 / m.fps:.0f} ms/frame; '
+          f'{m.with_reference}/{m.frames} with reference, {m.errors} errors)')
+    print(f'  expected: {per_cam:.2f} frames/s per camera encoded, {100 * drop:.0f} % of frames '
+          f'dropped')
+    return 0 if drop == 0 else 1

@@ -29,6 +29,7 @@ PARAMETERS: list[tuple[str, Any, str]] = [
     ('lr_codec', 'png', 'LR codec: png (lossless), jpeg, webp or avif (CompressedImage format)'),
     ('lr_quality', -1, 'LR quality 0-100 (-1 = codec default; the start value with a budget)'),
     ('target_kbps', 0.0, 'per-camera LR + S_map kbit/s budget; quality adapts (0 = fixed)'),
+    ('pipeline_stages', False, 'overlap decode, network, coding on threads (slower on 2 cores)'),
     ('max_queue', 4, 'frames waiting per camera; the oldest is dropped (and counted) when full'),
     ('registration', True, 'homography registration of the reference (false = unwarped)'),
     ('flush_interval_s', 1.0, 'close the open MCAP chunk at most this often'),

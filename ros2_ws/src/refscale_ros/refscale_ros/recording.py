@@ -2,8 +2,13 @@
 The recorder's state machine (no rclpy import): idle -> recording -> draining -> idle.
 
 Callbacks only queue (`on_frame`, `on_other`); one worker thread encodes in arrival order into
-the open bag. `stop()` unsubscribes, drains the queue for at most `shutdown_drain_s`, counts what
-is left as dropped and finalises the bag (metadata.yaml). The node supplies the ROS side as
+the open bag, one frame after another, or, with the parameter `pipeline_stages` true, through an
+`EncoderPipeline` (decode + reference + registration of frame t+1, the network on frame t and the
+coding + write of frame t-1 side by side on their own threads; results in order through `_done`).
+Serial is the default: on the project's shared 2-core machine the overlap measured 8-20 % slower
+than serial (benchmarks/bench_onboard.py --variants serial new). `stop()` unsubscribes, drains
+the queue for at most `shutdown_drain_s`, finishes the frames in the pipeline, counts what is
+left as dropped and finalises the bag (metadata.yaml). The node supplies the ROS side as
 callables: `subscribe`, `unsubscribe`, `now_ns` and, for the LR preview, `on_lr`.
 """
 
@@ -11,29 +16,16 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 import threading
 import time
 from typing import Any
 
 import numpy as np
-from refscale_ros.bag_paths import new_bag_path
 from refscale_ros.frame_queue import FrameQueue
-from refscale_ros.lr_preview import LrTap
+from refscale_ros.open_bag import open_bag, OpenBag
 from refscale_ros.recorder_stats import RecorderStats, RecordingState
 from refscale_ros.stamp_gaps import stamp_or_zero
-
-
-@dataclass
-class OpenBag:
-    """The bag being recorded."""
-
-    path: Path
-    writer: Any
-    encoder: Any
-    started: float = field(default_factory=time.monotonic)
-    failed: str = ''
 
 
 class Recording:
@@ -44,11 +36,6 @@ class Recording:
                  subscribe: Callable[[], None], unsubscribe: Callable[[], None],
                  on_lr: Callable[[str, Any, np.ndarray], None] | None = None) -> None:
         self.encoder_args = dict(encoder_args)
-        if on_lr is not None:
-            self._tap: LrTap | None = LrTap(self.encoder_args['downscaler'])
-            self.encoder_args['downscaler'] = self._tap
-        else:
-            self._tap = None
         self.params, self.queue, self.stats, self.log = params, queue, stats, logger
         self.now_ns, self._subscribe, self._unsubscribe, self._on_lr = (
             now_ns, subscribe, unsubscribe, on_lr)
@@ -73,28 +60,13 @@ class Recording:
     # -- control ----------------------------------------------------------------------------
     def start(self) -> Path:
         """Open a new bag and subscribe; returns the bag directory (idempotent while recording)."""
-        from refscale_model.bags import BagWriter
-        from refscale_model.pipeline import FrameEncoder
-
         with self._state_lock:
             if self.closed:
                 raise RuntimeError('recorder is closed')
             if self.bag is not None:
                 return self.bag.path
-            p = self.params
-            path = new_bag_path(self.params['output_dir'], self.params['bag_name'],
-                                self.params['bag_prefix'])
-            writer = BagWriter(
-                path,
-                split_max_bytes=int(p['split_size_mb'] * 1e6) if p['split_size_mb'] > 0 else None,
-                split_max_duration_s=p['split_duration_s'] if p['split_duration_s'] > 0 else None)
-            args = dict(self.encoder_args)
-            provider = args.pop('provider')
-            encoder = FrameEncoder(
-                writer, args.pop('downscaler'), args.pop('info'), **args,
-                flush_interval_s=p['flush_interval_s'] if p['flush_interval_s'] > 0 else None)
-            writer.set_custom_data('refscale.recorder.provider', provider)
-            self.bag = OpenBag(path, writer, encoder)
+            self.bag = open_bag(self.params, self.encoder_args)
+            path = self.bag.path
             self.queue.clear()
             self.accepting = True
             self._subscribe()
@@ -113,6 +85,8 @@ class Recording:
             while self.queue.depth() and time.monotonic() < deadline and self._worker.is_alive():
                 time.sleep(0.01)
             with self._rec_lock:
+                if bag.pipeline is not None:  # frames in the pipeline are finished, not dropped
+                    bag.pipeline.close(timeout=max(1.0, deadline - time.monotonic()))
                 left = self.queue.clear()
                 for topic, n in left.items():
                     if topic in self.stats.counters:
@@ -221,19 +195,41 @@ class Recording:
                 bag.encoder.passthrough(topic, type_name, msg, t_ns)
                 return
             t_ns, msg = item
-            c = self.stats.counters[key]
-            res = bag.encoder.encode(key, msg, t_ns, pose=bag.encoder.poses.pose(t_ns))
-        except FrameError as exc:
-            self.stats.counters[key].errors[exc.kind] += 1
-            self.stats.last_error = str(exc)
-            self.log.warning(f'frame skipped [{exc.kind}]: {exc}', throttle_duration_sec=5.0)
+            pose = bag.encoder.poses.pose(t_ns)
+            if bag.pipeline is not None:
+                bag.pipeline.submit(key, msg, t_ns, pose,
+                                    lambda res, lr: self._done(bag, key, t_ns, msg, res, lr))
+                return
+            res, lr = bag.encoder.encode_frame(key, msg, t_ns, pose=pose)
+        except (FrameError, BagWriteError) as exc:
+            self._done(bag, key, item[0], item[1], exc, None)
             return
-        except BagWriteError as exc:
-            bag.failed = str(exc)
-            self.write_error = str(exc)
+        self._done(bag, key, t_ns, msg, res, lr)
+
+    def _done(self, bag: OpenBag, key: str, t_ns: int, msg: Any, res: Any,
+              lr: np.ndarray | None) -> None:
+        """One frame finished (in arrival order): counters, latency, the LR preview."""
+        from refscale_model.bags import BagWriteError
+        from refscale_model.pipeline import FrameError
+
+        if isinstance(res, FrameError):
+            self.stats.counters[key].errors[res.kind] += 1
+            self.stats.last_error = str(res)
+            self.log.warning(f'frame skipped [{res.kind}]: {res}', throttle_duration_sec=5.0)
+            return
+        if isinstance(res, BagWriteError):
+            self.stats.counters[key].errors['write'] += 1
+            bag.failed = str(res)
+            self.write_error = str(res)
             self.accepting = False
-            self.log.error(f'recording stopped: cannot write {bag.path}: {exc}')
+            self.log.error(f'recording stopped: cannot write {bag.path}: {res}')
             return
+        if isinstance(res, BaseException):
+            self.stats.counters[key].errors['internal'] += 1
+            self.stats.last_error = f'internal: {res!r}'
+            self.log.error(f'worker: {res!r}')
+            return
+        c = self.stats.counters[key]
         c.encoded += 1
         c.without_reference += not res.has_reference
         c.lr_bytes += res.lr_bytes + res.smap_bytes
@@ -241,5 +237,5 @@ class Recording:
         latency = (self.now_ns() - t_ns) / 1e6
         c.latency_ms.append(latency)
         c.latency_sum_ms += latency
-        if self._tap is not None and self._tap.last_lr is not None and self._on_lr is not None:
-            self._on_lr(key, msg, self._tap.last_lr)
+        if lr is not None and self._on_lr is not None:
+            self._on_lr(key, msg, lr)

@@ -1,0 +1,186 @@
+"""The onboard encoder on ONNX Runtime: reference features computed once per registered reference,
+and `EncoderPipeline` (stages overlapped) writing exactly the bag `FrameEncoder.encode` writes."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+from test_pipeline import CAM, POSITIONS, T0, World, build_world
+
+from refscale_model import load_weights
+from refscale_model.backends.onnx_export import export_onnx
+from refscale_model.backends.onnx_runtime import CPU, OnnxDownscaler
+from refscale_model.bags import BagWriter, msgs, read_messages
+from refscale_model.bags import refscale_format as fmt
+from refscale_model.pipeline import FrameEncoder, FrameError, FrameResult, Pose
+from refscale_model.pipeline.stages import EncoderPipeline
+from refscale_model.refcache import ReferenceCache
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory, shared_data: Path) -> World:
+    return build_world(tmp_path_factory.mktemp("world"))
+
+
+@pytest.fixture(scope="module")
+def runtime(world: World, tmp_path_factory: pytest.TempPathFactory) -> OnnxDownscaler:
+    model = load_weights(world.weights)
+    path = export_onnx(model, tmp_path_factory.mktemp("onnx") / "tiny.onnx", model_id="tiny").path
+    return OnnxDownscaler(path, providers=[CPU], intra_op_threads=2)
+
+
+def frames_of(world: World) -> list[tuple[dict, int, Pose | None]]:
+    """Frames 0..3 (two per reference), frame 0 again (same reference, same matrix), a corrupt one,
+    one without a pose."""
+    out = []
+    for i, rgb in enumerate([*world.frames, world.frames[0], world.frames[1], world.frames[2]]):
+        s = T0 + i * 100_000_000
+        msg = msgs.image_msg(rgb, s, "cam")
+        if i == 5:
+            msg = dict(msg, data=bytes(msg["data"])[:100])  # truncated: a corrupt frame
+        out.append((msg, s, None if i == 6 else Pose(*POSITIONS[i % 4])))
+    return out
+
+
+def bag_frames(path: Path) -> list[tuple[str, int, bytes]]:
+    return sorted((m.topic, m.log_time_ns, bytes(m.msg.data)) for m in read_messages(path)
+                  if m.topic in (fmt.lr_topic(CAM), fmt.smap_topic(CAM)))
+
+
+def encoder(path: Path, world: World, runtime: OnnxDownscaler, **kw) -> tuple[FrameEncoder, ReferenceCache]:
+    cache = ReferenceCache.open(world.cache, readonly=True)
+    return FrameEncoder(BagWriter(path), runtime, runtime.model_info(), cache=cache, **kw), cache
+
+
+def test_pipeline_writes_the_bag_encode_writes(tmp_path: Path, world: World, runtime: OnnxDownscaler) -> None:
+    frames = frames_of(world)
+    enc, cache = encoder(tmp_path / "serial", world, runtime)
+    serial: list[FrameResult | str] = []
+    for msg, s, pose in frames:
+        try:
+            serial.append(enc.encode(CAM, msg, s, pose))
+        except FrameError as exc:
+            serial.append(exc.kind)
+    enc.close()
+    cache.close()
+    assert enc.stats.feature_reuse == 1  # frame 0 again: same reference, same registration matrix
+    assert serial[5] == "corrupt_image"
+
+    enc2, cache2 = encoder(tmp_path / "piped", world, runtime)
+    got: list[tuple[FrameResult | str, np.ndarray | None]] = []
+    order = threading.Lock()
+
+    def done(result: FrameResult | BaseException, lr: np.ndarray | None) -> None:
+        with order:
+            got.append((result.kind if isinstance(result, FrameError) else result, lr))  # type: ignore[arg-type]
+
+    pipe = EncoderPipeline(enc2, depth=2)
+    for msg, s, pose in frames:
+        pipe.submit(CAM, msg, s, pose, done)
+    assert pipe.flush(timeout=120)
+    pipe.close()
+    enc2.close()
+    cache2.close()
+    assert len(got) == len(frames) and [r for r, _ in got][5] == "corrupt_image"
+    for (a, lr), b in zip(got, serial, strict=True):  # same results, in submission order
+        if isinstance(b, str):
+            assert a == b and lr is None
+            continue
+        assert isinstance(a, FrameResult) and lr is not None
+        assert (a.stamp_ns, a.has_reference, a.reference_id, a.lr_bytes, a.smap_bytes) == (
+            b.stamp_ns, b.has_reference, b.reference_id, b.lr_bytes, b.smap_bytes)
+        assert lr.shape == (*b.lr_shape, 3)
+    assert sum(isinstance(b, FrameResult) and b.has_reference for b in serial) >= 4
+    assert enc2.stats.errors == enc.stats.errors and enc2.stats.frames == enc.stats.frames == 6
+    assert enc2.stats.feature_reuse == 1
+    assert bag_frames(tmp_path / "piped") == bag_frames(tmp_path / "serial")
+
+
+def test_features_path_writes_what_the_plain_downscale_path_writes(
+    tmp_path: Path, world: World, runtime: OnnxDownscaler
+) -> None:
+    """The encoder's feature path (features graph once, then the per-frame graphs) against the
+    plain `downscale(hr, ref)` contract on the same ONNX export: identical bags."""
+
+    class Plain:  # only the contract: no reference_features, so the encoder uses downscale()
+        def downscale(self, hr: np.ndarray, ref: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None]:
+            return runtime.downscale(hr, ref)
+
+    paths = {}
+    for name, ds in (("features", runtime), ("plain", Plain())):
+        cache = ReferenceCache.open(world.cache, readonly=True)
+        enc = FrameEncoder(BagWriter(tmp_path / name), ds, runtime.model_info(), cache=cache)
+        for msg, s, pose in frames_of(world)[:5]:
+            enc.encode(CAM, msg, s, pose)
+        assert enc.stats.feature_reuse == (1 if name == "features" else 0)
+        enc.close()
+        cache.close()
+        paths[name] = tmp_path / name
+    assert bag_frames(paths["features"]) == bag_frames(paths["plain"])
+
+
+def test_closed_encoder_refuses_submissions(tmp_path: Path, world: World, runtime: OnnxDownscaler) -> None:
+    enc, cache = encoder(tmp_path / "closed", world, runtime)
+    pipe = EncoderPipeline(enc)
+    enc.close()
+    cache.close()
+    with pytest.raises(RuntimeError, match="closed"):
+        pipe.submit(CAM, frames_of(world)[0][0], T0)
+    pipe.close()
+
+
+class _Log:
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def info(self, msg: str, **_: object) -> None:
+        self.lines.append(msg)
+
+    warning = error = info
+
+
+@pytest.mark.parametrize("stages", [False, True])
+def test_recording_serial_or_pipelined_counts_and_previews_every_frame(
+    tmp_path: Path, world: World, runtime: OnnxDownscaler, stages: bool
+) -> None:
+    """The recorder's worker (no rclpy), one frame after another or through `EncoderPipeline`
+    (`pipeline_stages`): every queued frame is encoded or counted as an error before the bag is
+    finalised, each LR reaches the preview callback in arrival order, and both bags are equal."""
+    recording = pytest.importorskip("refscale_ros.recording")
+    from refscale_ros.frame_queue import FrameQueue
+    from refscale_ros.recorder_stats import RecorderStats
+
+    queue = FrameQueue([CAM], max_frames=16)
+    stats = RecorderStats([CAM], queue, "test")
+    previews: list[int] = []
+    cache = ReferenceCache.open(world.cache, readonly=True)
+    params = {"split_size_mb": 0, "split_duration_s": 0, "flush_interval_s": 0, "shutdown_drain_s": 60.0,
+              "output_dir": str(tmp_path), "bag_name": "bag", "bag_prefix": "x", "pipeline_stages": stages}
+    rec = recording.Recording(
+        encoder_args={"downscaler": runtime, "info": runtime.model_info(), "provider": "cpu", "cache": cache},
+        params=params, queue=queue, stats=stats, logger=_Log(), now_ns=lambda: T0,
+        subscribe=lambda: None, unsubscribe=lambda: None,
+        on_lr=lambda topic, msg, lr: previews.append(msgs.stamp_or(msg, 0)))
+    path = rec.start()
+    assert (rec.bag.pipeline is not None) == stages
+    for i, rgb in enumerate([*world.frames, world.frames[0]]):
+        s = T0 + i * 100_000_000
+        rec.on_other("/gps/fix", msgs.NAV_SAT_FIX, msgs.navsatfix_msg(*POSITIONS[i % 4], 1000.0, s))
+        rec.on_frame(CAM, msgs.image_msg(rgb, s, "cam"))
+    rec.close()
+    cache.close()
+    c = stats.counters[CAM]
+    assert c.received == 5 and c.encoded == 5 and c.dropped == 0 and c.dropped_at_stop == 0
+    assert previews == [T0 + i * 100_000_000 for i in range(5)]
+    frames = bag_frames(path)
+    assert len([f for f in frames if f[0] == fmt.lr_topic(CAM)]) == 5
+    assert sum(f[0] == fmt.smap_topic(CAM) for f in frames) >= 4  # GPS passthrough gave the poses
+    RECORDED[stages] = frames
+    if len(RECORDED) == 2:  # serial and pipelined runs of the same frames wrote the same frames
+        assert RECORDED[True] == RECORDED[False]
+
+
+RECORDED: dict[bool, list[tuple[str, int, bytes]]] = {}
