@@ -18,6 +18,7 @@ def test_short_demo_end_to_end(tmp_path: Path) -> None:
         figures=1, domain_id=150 + os.getpid() % 50, allow_untrained=True,
     )
     summary = run_demo(settings)
+    assert settings.weights == "x2-lossy" and summary.lr_codec == "webp"  # make demo's setting
     assert summary.recorded >= 1
     assert summary.recorded + summary.dropped + sum(summary.errors.values()) <= settings.frames
     assert summary.rebuilt == summary.recorded and not summary.failures
@@ -32,12 +33,13 @@ def test_short_demo_end_to_end(tmp_path: Path) -> None:
     assert "Against the field" in text and (settings.out_dir / "rd.png").stat().st_size > 1000
 
 
-def test_short_demo_with_a_lossy_lr(tmp_path: Path) -> None:
+def test_short_demo_with_the_lossless_lr(tmp_path: Path) -> None:
+    """The default records x2-lossy through WebP (above); the lossless x2 + PNG path still runs."""
     settings = DemoSettings(
         out_dir=tmp_path / "out", drive_dir=tmp_path / "drive", frames=8, size=(320, 192),
         figures=0, domain_id=150 + (os.getpid() + 7) % 50, allow_untrained=True,
-        lr_codec="webp", lr_quality=70, field_frames=2,
+        weights="x2", lr_codec="png", lr_quality=-1, field_frames=2,
     )
     summary = run_demo(settings)
     assert summary.recorded >= 1 and summary.rebuilt == summary.recorded and not summary.failures
-    assert summary.lr_codec == "webp" and "(LR webp + S_map)" in (settings.out_dir / "summary.md").read_text()
+    assert summary.lr_codec == "png" and "(LR png + S_map)" in (settings.out_dir / "summary.md").read_text()

@@ -53,7 +53,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     d.add_argument('--frames', type=int, default=200, help='frames per drive (10 Hz)')
     d.add_argument('--width', type=int, default=1280)
     d.add_argument('--height', type=int, default=720)
-    d.add_argument('--weights', default='x2')
+    d.add_argument('--weights', default=DEMO_WEIGHTS,
+                   help=f'default {DEMO_WEIGHTS} (the best measured setting, README); x2 with png')
+    d.add_argument('--lr-codec', default=DEMO_LR_CODEC,
+                   help='png (lossless), jpeg, webp, avif, h264, h265')
+    d.add_argument('--lr-quality', type=int, default=DEMO_LR_QUALITY,
+                   help='codec quality 0-100 (h264/h265: crf); -1 = the codec default')
+    d.add_argument('--field-frames', type=int, default=8,
+                   help='frames coded by JPEG/WebP/AVIF/x265 for the comparison (0 = skip)')
     d.add_argument('--backend', choices=['onnx', 'torch'], default='onnx')
     d.add_argument('--rate', type=float, default=1.0,
                    help='playback speed of drive B (1 = real time)')
@@ -117,6 +124,12 @@ def run_reconstruct_node(args: argparse.Namespace) -> int:
     return 0 if ok else 1
 
 
+DEMO_WEIGHTS, DEMO_LR_CODEC, DEMO_LR_QUALITY = 'x2-lossy', 'webp', 70
+"""`make demo`'s setting: the codec-aware weights through WebP q70, which stood best against the
+full-resolution codecs on the sample drive (docs/rate-distortion.md; lossless x2 + png costs 3.6x
+JPEG's bytes there)."""
+
+
 def run_demo(args: argparse.Namespace) -> int:
     """`refscale demo`: 0 when frames were rebuilt."""
     from refscale_ros.demo import DemoSettings
@@ -126,7 +139,8 @@ def run_demo(args: argparse.Namespace) -> int:
         out_dir=args.out, drive_dir=args.drive_dir, frames=args.frames,
         size=(args.width, args.height), weights=args.weights, backend=args.backend,
         rate=args.rate, figures=args.figures, domain_id=args.domain_id,
-        allow_untrained=args.allow_untrained))
+        allow_untrained=args.allow_untrained, lr_codec=args.lr_codec, lr_quality=args.lr_quality,
+        field_frames=args.field_frames))
     return 0 if summary.rebuilt > 0 else 1
 
 

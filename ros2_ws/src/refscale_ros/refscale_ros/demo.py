@@ -30,7 +30,7 @@ class DemoSettings:
     drive_dir: Path = Path('sample-drive')
     frames: int = 200
     size: tuple[int, int] = (1280, 720)
-    weights: str = 'x2'
+    weights: str = 'x2-lossy'
     backend: str = 'onnx'
     """'onnx' (the car path: exported graph on ONNX Runtime) or 'torch'."""
     rate: float = 1.0
@@ -38,9 +38,9 @@ class DemoSettings:
     figures: int = 3
     domain_id: int | None = None
     allow_untrained: bool = False
-    lr_codec: str = 'png'
-    """LR codec of the recording (png lossless, jpeg, webp, avif)."""
-    lr_quality: int = -1
+    lr_codec: str = 'webp'
+    """LR codec of the recording (png lossless, jpeg, webp, avif, h264, h265)."""
+    lr_quality: int = 70
     """Its quality 0-100 (-1: the codec default)."""
     field_frames: int = 8
     """Frames the field comparison (JPEG, WebP, AVIF, x265 on them) codes; 0 = skip it."""
