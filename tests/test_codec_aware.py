@@ -147,13 +147,13 @@ def _code_and_rebuild(
 @pytest.mark.parametrize("codec", ["jpeg", "webp"])
 def test_shipped_lossy_weights_beat_lossless_ones_through_the_same_codec(shared_data: Path, codec: str) -> None:
     """On a real validation pair, x2-lossy at q40 beats shipped x2 given at least as many bytes of the same codec."""
-    from refscale_model.evaluation.pairs import prepare_reference, read_eval_pairs
+    from refscale_model.evaluation.pairs import read_eval_pairs, reference_for_frame
     from refscale_model.registration import RegistrationConfig
     from refscale_model.training.data import read_rgb
 
     pair = read_eval_pairs(shared_data / "webcam_tilde" / "pairs.csv", "val")[0]
     target = read_rgb(pair.target)
-    ref, _ = prepare_reference(target, read_rgb(pair.reference), False, RegistrationConfig(fallback="none"))
+    ref, _ = reference_for_frame(target, read_rgb(pair.reference), False, RegistrationConfig(when_unregistered="none"))
     lossy_bytes, lossy_db = _code_and_rebuild(load_model("x2-lossy"), target, ref, codec, 40)
     lossless = load_model("x2")
     for quality in range(40, 101, 10):  # the lossless net gets the first quality that spends as many bytes

@@ -24,7 +24,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's package, not an installed one
 from torch import nn
 
-from refscale_model.evaluation.pairs import prepare_reference, read_eval_pairs, to_tensor, to_uint8
+from refscale_model.evaluation.pairs import read_eval_pairs, reference_for_frame, to_tensor, to_uint8
 from refscale_model.io.images import encode_png, stored_smap
 from refscale_model.metrics import psnr
 from refscale_model.models.refscale import RefScale
@@ -123,7 +123,8 @@ def measure_set(
 
     for pair in pairs:
         target = read_rgb(pair.target)
-        ref, _ = prepare_reference(target, read_rgb(pair.reference), False, RegistrationConfig(fallback="none"))
+        unregistered = RegistrationConfig(when_unregistered="none")
+        ref, _ = reference_for_frame(target, read_rgb(pair.reference), False, unregistered)
         h, w = target.shape[:2]
         stored: dict[str, tuple[np.ndarray, np.ndarray | None]] = {"bicubic": (bicubic_lr(target, 2), None)}
         for name, model in models.items():
