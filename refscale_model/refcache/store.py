@@ -27,18 +27,18 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import math
-import os
 import sqlite3
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from refscale_model.geo import degree_boxes, haversine_m, heading_diff_deg, pseudo_latlon
+from refscale_model.refcache.connection import connect_readonly, connect_writable, leave_wal
 from refscale_model.refcache.errors import (
     CacheError,
     CacheIndexError,
@@ -51,12 +51,11 @@ from refscale_model.refcache.files import (
     check_reference_size,
     decode_png,
     encode_reference_png,
-    image_hw,
     write_atomic,
 )
 from refscale_model.refcache.schema import COLUMNS as _COLUMNS
 from refscale_model.refcache.schema import IMAGES_DIR, INDEX_NAME, SCHEMA_VERSION, init_schema, read_meta
-from refscale_model.utils import progress_bar
+from refscale_model.refcache.verify import VerifyReport
 
 
 @dataclass(frozen=True)
@@ -91,23 +90,6 @@ class Reference:
         if rgb is None:
             raise ReferenceMismatchError(f"{self.path} is not a decodable image")
         return rgb
-
-
-@dataclass
-class VerifyReport:
-    """Outcome of `ReferenceCache.verify`: `ok` is False if anything the index names is unusable."""
-
-    entries: int = 0
-    files_checked: int = 0
-    missing: list[tuple[int, str]] = field(default_factory=list)
-    corrupt: list[tuple[int, str, str]] = field(default_factory=list)
-    bad_image: list[tuple[int, str, str]] = field(default_factory=list)
-    index_errors: list[str] = field(default_factory=list)
-    orphans: list[Path] = field(default_factory=list)
-
-    @property
-    def ok(self) -> bool:
-        return not (self.missing or self.corrupt or self.bad_image or self.index_errors)
 
 
 @dataclass(frozen=True)
@@ -170,7 +152,7 @@ class ReferenceCache:
                 raise CacheNotFoundError(f"no reference cache at {root} (missing {INDEX_NAME})")
             (root / IMAGES_DIR).mkdir(parents=True, exist_ok=True)
         try:
-            conn = _connect_readonly(index, busy_timeout_s) if readonly else _connect_writable(index, busy_timeout_s)
+            conn = connect_readonly(index, busy_timeout_s) if readonly else connect_writable(index, busy_timeout_s)
         except sqlite3.DatabaseError as exc:
             raise CacheIndexError(f"{index}: cannot use the cache index: {exc}") from exc
         try:
@@ -188,10 +170,10 @@ class ReferenceCache:
         return cls(root, conn, readonly)
 
     def close(self) -> None:
-        """Close; a writer also hands the index back in rollback-journal mode (see `_leave_wal`)."""
+        """Close; a writer also hands the index back in rollback-journal mode (see `connection.leave_wal`)."""
         with self._lock:
             if not self.readonly:
-                _leave_wal(self._conn)
+                leave_wal(self._conn)
             self._conn.close()
 
     def __enter__(self) -> ReferenceCache:
@@ -368,60 +350,10 @@ class ReferenceCache:
 
     # -- maintenance
     def verify(self, *, decode: bool = True, progress: bool = False) -> VerifyReport:
-        """Rehash every image the index names; report missing, corrupt and orphaned files.
+        """Rehash every image the index names; report missing, corrupt and orphaned files (`verify.py`)."""
+        from refscale_model.refcache.verify import verify_cache
 
-        With `decode`, also check that the PNG decodes to the recorded size.
-        """
-        report = VerifyReport()
-        report.index_errors = self._index_errors()
-        by_sha: dict[str, list[tuple[int, int, int]]] = {}
-        with self._lock:
-            for rid, sha, w, h in self._conn.execute("SELECT id, sha256, width, height FROM refs ORDER BY id"):
-                by_sha.setdefault(sha, []).append((rid, w, h))
-                report.entries += 1
-        for sha, rows in progress_bar(by_sha.items(), progress, len(by_sha), "verify"):
-            self._verify_file(sha, rows, decode, report)
-        known = {self.image_path(sha) for sha in by_sha}
-        report.orphans = sorted(p for p in (self.root / IMAGES_DIR).glob("*/*") if p.is_file() and p not in known)
-        return report
-
-    def _verify_file(self, sha: str, rows: list[tuple[int, int, int]], decode: bool, report: VerifyReport) -> None:
-        path = self.image_path(sha)
-        try:
-            data = path.read_bytes()
-        except FileNotFoundError:
-            report.missing += [(rid, sha) for rid, _, _ in rows]
-            return
-        report.files_checked += 1
-        actual = hashlib.sha256(data).hexdigest()
-        if actual != sha:
-            report.corrupt += [(rid, sha, actual) for rid, _, _ in rows]
-            return
-        if decode:
-            hw = image_hw(data)
-            for rid, w, h in rows:
-                if hw is None:
-                    report.bad_image.append((rid, sha, "does not decode"))
-                elif hw != (h, w):
-                    report.bad_image.append((rid, sha, f"size {hw[1]}x{hw[0]}, index says {w}x{h}"))
-
-    def _index_errors(self) -> list[str]:
-        errors: list[str] = []
-        with self._lock:
-            result = [r[0] for r in self._conn.execute("PRAGMA integrity_check")]
-            if result != ["ok"]:
-                errors += [f"sqlite integrity_check: {r}" for r in result]
-            (no_pos,) = self._conn.execute(
-                "SELECT COUNT(*) FROM refs r LEFT JOIN refs_pos p ON p.id = r.id WHERE p.id IS NULL"
-            ).fetchone()
-            (no_ref,) = self._conn.execute(
-                "SELECT COUNT(*) FROM refs_pos p LEFT JOIN refs r ON r.id = p.id WHERE r.id IS NULL"
-            ).fetchone()
-        if no_pos:
-            errors.append(f"{no_pos} entries have no spatial index row")
-        if no_ref:
-            errors.append(f"{no_ref} spatial index rows have no entry")
-        return errors
+        return verify_cache(self, decode=decode, progress=progress)
 
     def remove_orphans(self) -> list[Path]:
         """Delete image files no entry names (left by a crash during `add`/`build`)."""
@@ -492,88 +424,3 @@ class ReferenceCache:
             return (0.0, 0.0)
         lat, lon = (float(v) for v in raw.split(","))
         return lat, lon
-
-
-def _connect_writable(index: Path, busy_timeout_s: float) -> sqlite3.Connection:
-    conn = sqlite3.connect(index, timeout=busy_timeout_s, check_same_thread=False, isolation_level=None)
-    conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_s * 1000)}")
-    return conn
-
-
-def _connect_readonly(index: Path, busy_timeout_s: float) -> sqlite3.Connection:
-    """`mode=ro`, or `immutable=1` for a WAL-mode index in a directory this process cannot write.
-
-    A WAL reader needs the `-shm` file; on a read-only mount it cannot create one and every read
-    fails. `immutable=1` reads the main file alone, which is only right when it holds every
-    commit, i.e. when no `-wal` file lies beside it (a writer that closed cleanly checkpointed
-    and removed it). With a `-wal` left behind (a writer crashed) we refuse rather than silently
-    drop its commits.
-    """
-
-    def connect(params: str) -> sqlite3.Connection:
-        conn = sqlite3.connect(
-            f"{index.resolve().as_uri()}?{params}",
-            uri=True,
-            timeout=busy_timeout_s,
-            check_same_thread=False,
-            isolation_level=None,
-        )
-        conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_s * 1000)}")
-        return conn
-
-    conn = connect("mode=ro")
-    try:
-        conn.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
-        return conn
-    except sqlite3.OperationalError:
-        conn.close()
-        if not _is_wal(index) or _dir_writable(index.parent):
-            raise
-    wal = index.with_name(index.name + "-wal")
-    if wal.exists() and wal.stat().st_size > 0:
-        raise CacheIndexError(
-            f"{index}: a crashed writer left {wal.name} with commits not yet in the index, and the directory is "
-            "read-only here; open the cache once from a writable mount (e.g. `refscale cache verify`) to apply them"
-        )
-    return connect("mode=ro&immutable=1")
-
-
-def _is_wal(index: Path) -> bool:
-    """True if the index file's header says WAL (file format bytes 18/19 = 2)."""
-    try:
-        with open(index, "rb") as fh:
-            header = fh.read(20)
-    except OSError:
-        return False
-    return len(header) == 20 and header[18] == 2 and header[19] == 2
-
-
-def _dir_writable(path: Path) -> bool:
-    try:
-        return os.access(path, os.W_OK) and not os.statvfs(path).f_flag & os.ST_RDONLY
-    except OSError:
-        return False
-
-
-def _leave_wal(conn: sqlite3.Connection) -> None:
-    """Checkpoint and switch the index back to a rollback journal, if no other connection has it open.
-
-    A rollback-journal index opens read-only anywhere (also where no `-shm` can be created, e.g. a
-    `:ro` Docker volume). The next writer switches it to WAL again. Best effort: while other
-    processes hold the index it stays in WAL, which is consistent too.
-    """
-    try:
-        conn.execute("PRAGMA busy_timeout = 0")
-        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        conn.execute("PRAGMA journal_mode = DELETE")
-    except sqlite3.DatabaseError:
-        pass
-
-
-def __getattr__(name: str) -> Any:
-    """Old home of the importers (`refscale_model/demo.py` still imports them from here until it moves)."""
-    if name in ("add_images", "build_from_bag", "ImportReport"):
-        from refscale_model.refcache import importers
-
-        return getattr(importers, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
