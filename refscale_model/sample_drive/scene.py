@@ -13,6 +13,7 @@ import cv2
 import numpy as np
 
 from .camera import Intrinsics
+from .facades import facade_texture
 from .sprites import (
     CAR_COLOURS,
     LAMP_HEAD_M,
@@ -24,7 +25,7 @@ from .sprites import (
     sign_sprite,
     tree_sprite,
 )
-from .textures import Building, StreetLayout, facade_texture, ground_detail, ground_texture
+from .textures import Building, StreetLayout, ground_detail, ground_texture
 
 WALL_COLOURS: tuple[tuple[float, float, float], ...] = (
     (0.80, 0.62, 0.36), (0.86, 0.76, 0.52), (0.80, 0.56, 0.46), (0.86, 0.83, 0.74),
