@@ -18,10 +18,10 @@ from refscale_model.evaluation.bdrate import pchip_eval, rd_hull
 from refscale_model.metrics import psnr
 
 ANCHOR_SWEEPS: dict[str, tuple[int, ...]] = {
-    "jpeg": (20, 35, 50, 65, 80, 90, 95),
-    "webp": (20, 35, 50, 65, 80, 90, 95),
-    "avif": (20, 35, 50, 65, 80),
-    "x265-intra": (40, 35, 30, 26, 22, 18),
+    "jpeg": (10, 20, 35, 50, 65, 80, 90, 95),
+    "webp": (5, 10, 20, 35, 50, 65, 80, 90, 95),
+    "avif": (5, 10, 20, 35, 50, 65, 80),
+    "x265-intra": (46, 40, 35, 30, 26, 22, 18),
 }
 """Quality settings per full-resolution anchor (x265: crf, lower is better)."""
 
