@@ -61,3 +61,41 @@ def test_counters_add_up_under_injected_faults(tmp_path: Path, world: World, mon
     assert len(metas) == 3
     assert metas[0].no_reference_reason.startswith("registration error: error")  # coded without reference
     assert all(m.has_smap for m in metas[1:])
+
+
+def test_an_undecodable_message_fails_its_frame_not_the_run(tmp_path: Path, world: World) -> None:
+    """A message whose CDR is damaged (as a salvaged chunk may hold): the frame fails, the rest rebuild."""
+    from refscale_model.bags import BagWriter
+    from refscale_model.pipeline import FrameFailure, ReconstructedFrame, Reconstructor
+
+    model = load_weights(world.weights)
+    backend = Backend(TorchDownscaler(model), ModelInfo.of(model, "tiny"), "torch:cpu")
+    with ReferenceCache.open(world.cache, readonly=True) as cache:
+        encode_bag(world.raw_bag, tmp_path / "good", backend, [CAM], cache=cache)
+    lr_topic = fmt.lr_topic(CAM)
+    damaged = tmp_path / "damaged"
+    with BagWriter(damaged) as w:
+        first_lr = True
+        for topic, t, msg in read_messages(tmp_path / "good"):
+            if topic == lr_topic and first_lr:  # the first frame's LR: a CDR string length far past the end
+                first_lr = False
+                w.add_topic(topic, "sensor_msgs/msg/CompressedImage")
+                w.write_cdr(topic, b"\x00\x01\x00\x00" + b"\xff" * 12, t)
+                continue
+            w.write(topic, msg, t, type_name=_type_of(topic))
+    with ReferenceCache.open(world.cache, readonly=True) as cache:
+        rec = Reconstructor(model, cache)
+        items = list(rec.run(damaged))
+    assert [type(i) for i in items].count(ReconstructedFrame) == len(world.frames) - 1
+    failed = [i for i in items if isinstance(i, FrameFailure)]
+    assert len(failed) == 1 and failed[0].kind == "incomplete"
+    assert any("undecodable message skipped" in p for p in rec.reader.problems)
+
+
+def _type_of(topic: str) -> str:
+    if topic.endswith("/refscale/meta"):
+        return "diagnostic_msgs/msg/DiagnosticArray"
+    if topic.endswith("/refscale/lr") or topic.endswith("/refscale/smap"):
+        return "sensor_msgs/msg/CompressedImage"
+    return {"/gps/fix": "sensor_msgs/msg/NavSatFix", "/odom": "nav_msgs/msg/Odometry",
+            "/cam/front/camera_info": "sensor_msgs/msg/CameraInfo"}[topic]

@@ -258,7 +258,14 @@ class Reconstructor:
                     others(raw)
                 continue
             camera, kind = parts
-            yield from assembler.add(camera, kind, reader.decode(raw), raw.log_time_ns)
+            try:
+                msg = reader.decode(raw)
+            except Exception as exc:  # noqa: BLE001 - a damaged message (salvaged from a damaged chunk)
+                # its frame then lacks this part and fails as incomplete: counted, never a crash
+                reader.problems.append(f"{raw.topic} @ {raw.log_time_ns}: undecodable message skipped "
+                                       f"({type(exc).__name__}: {exc})")
+                continue
+            yield from assembler.add(camera, kind, msg, raw.log_time_ns)
         yield from assembler.flush()
 
     def run(

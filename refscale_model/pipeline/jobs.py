@@ -88,14 +88,23 @@ def encode_bag(
         if raw.topic in cameras:
             seen[raw.topic] += 1
             try:
-                encoder.encode(raw.topic, reader.decode(raw), raw.log_time_ns)
+                msg = reader.decode(raw)
+            except Exception as exc:  # noqa: BLE001 - a damaged message: counted like a corrupt image
+                encoder.stats.errors["corrupt_message"] += 1
+                report.frame_errors.append(f"{raw.topic} @ {raw.log_time_ns}: undecodable message ({exc})")
+                continue
+            try:
+                encoder.encode(raw.topic, msg, raw.log_time_ns)
             except FrameError as exc:
                 report.frame_errors.append(str(exc))
             continue
         if raw.topic in drop:
             continue
         if raw.type_name in (msgs.NAV_SAT_FIX, msgs.ODOMETRY):
-            encoder.update_pose(raw.type_name, reader.decode(raw), raw.log_time_ns)
+            try:
+                encoder.update_pose(raw.type_name, reader.decode(raw), raw.log_time_ns)
+            except Exception as exc:  # noqa: BLE001 - a damaged fix: copied as it is, not used for poses
+                reader.problems.append(f"{raw.topic} @ {raw.log_time_ns}: undecodable pose ({exc})")
         encoder.passthrough(
             raw.topic, raw.type_name, raw.data, raw.log_time_ns, msgdef=raw.schema.data.decode(), qos=raw.qos
         )

@@ -15,10 +15,10 @@ def iter_camera_frames(path: str | Path, topics: Iterable[str]) -> Iterator[tupl
     """(topic, stamp_ns, log_time_ns, RGB) of raw camera topics; undecodable frames are skipped."""
     reader = BagReader(path)
     for raw in reader.raw_messages(list(topics)):
-        msg = reader.decode(raw)
         try:
+            msg = reader.decode(raw)
             rgb = rosimg.image_from_msg(msg)
-        except rosimg.ImageDecodeError:
+        except Exception:  # noqa: BLE001 - a damaged message or image: skipped, as the docstring says
             continue
         yield raw.topic, msgs.stamp_or(msg, raw.log_time_ns), raw.log_time_ns, rgb
 
