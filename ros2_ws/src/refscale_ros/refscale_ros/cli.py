@@ -139,7 +139,8 @@ def run_demo(args: argparse.Namespace) -> int:
         out_dir=args.out, drive_dir=args.drive_dir, frames=args.frames,
         size=(args.width, args.height), weights=args.weights, backend=args.backend,
         rate=args.rate, figures=args.figures, domain_id=args.domain_id,
-        allow_untrained=args.allow_untrained, lr_codec=args.lr_codec, lr_quality=args.lr_quality,
+        allow_untrained=args.allow_untrained, lr_codec=args.lr_codec,
+        lr_quality=-1 if args.lr_codec == 'png' else args.lr_quality,  # lossless: no quality
         field_frames=args.field_frames))
     return 0 if summary.rebuilt > 0 else 1
 
