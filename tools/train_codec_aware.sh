@@ -6,7 +6,7 @@
 set -euo pipefail
 BUDGET=${BUDGET:-1500}
 OUT=${OUT:-runs/ca}
-PY=${PY:-/work/main/.venv/bin/python}
+PY=${PY:-.venv/bin/python}   # run from the repository root
 LAMBDA_LR=${LAMBDA_LR:-}
 COMMON=(--max-seconds "$BUDGET" --steps 1000000 --batch 8 --crop 96 --threads 1 --lr 5e-5
         --codecs jpeg webp --codec-quality 20 95 --lr-restore-hidden 32 --hr-refine-hidden 32
