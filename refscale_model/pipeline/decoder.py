@@ -36,6 +36,8 @@ class EncodedFrame:
     meta: fmt.FrameMeta
     lr: np.ndarray
     smap: np.ndarray | None
+    stored_bytes: int = 0
+    """LR bitstream + S_map PNG bytes as the bag holds them (what it cost to send this frame)."""
 
 
 @dataclass
@@ -142,7 +144,8 @@ class FrameAssembler:
             smap = decode_png(bytes(slot["smap"].data)) if meta.has_smap else None
         except ValueError as exc:
             return FrameFailure(camera, stamp, log_time, "corrupt_frame", f"{camera} @ {stamp}: {exc}")
-        return EncodedFrame(camera, stamp, msgs.frame_id(slot["meta"]), log_time, meta, lr, smap)
+        nbytes = len(slot["lr"].data) + (len(slot["smap"].data) if meta.has_smap else 0)
+        return EncodedFrame(camera, stamp, msgs.frame_id(slot["meta"]), log_time, meta, lr, smap, nbytes)
 
 
 @dataclass

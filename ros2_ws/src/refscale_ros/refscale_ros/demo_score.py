@@ -146,7 +146,6 @@ def reconstruct_and_score(
     from refscale_model.weights import load_model
 
     raw = _raw_frames(drive_b)
-    stored_bytes = _stored_bytes(bag)
     field_frames: list[tuple[np.ndarray, np.ndarray, int]] = []
     model = load_model(settings.weights, allow_untrained=settings.allow_untrained)
     scores, jpeg_scores, refscale_bytes, jpeg_bytes, png_bytes = [], [], [], [], []
@@ -162,7 +161,7 @@ def reconstruct_and_score(
                 summary.failures['no_raw_frame'] = summary.failures.get('no_raw_frame', 0) + 1
                 continue
             enc = stored[item.stamp_ns]
-            refscale_bytes.append(stored_bytes.get(item.stamp_ns, 0))
+            refscale_bytes.append(enc.stored_bytes)
             bgr = cv2.cvtColor(truth, cv2.COLOR_RGB2BGR)
             ok, jpg = cv2.imencode('.jpg', bgr, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
             jpeg_bytes.append(len(jpg))
@@ -192,20 +191,6 @@ def reconstruct_and_score(
     summary.lr_codec = settings.lr_codec
     if settings.field_frames > 0 and field_frames:
         _against_the_field(settings, field_frames, summary)
-
-
-def _stored_bytes(bag: Path) -> dict[int, int]:
-    """Per frame stamp: the LR + S_map payload bytes the bag really holds."""
-    from refscale_model.bags import msgs, read_messages
-    from refscale_model.bags import refscale_format as fmt
-
-    out: dict[int, int] = {}
-    for topic, _t, msg in read_messages(bag):
-        parts = fmt.split_topic(topic)
-        if parts is not None and parts[1] in ('lr', 'smap'):
-            stamp = msgs.stamp_ns(msg)
-            out[stamp] = out.get(stamp, 0) + len(bytes(msg.data))
-    return out
 
 
 def _against_the_field(settings: DemoSettings, frames: list[tuple[np.ndarray, np.ndarray, int]],

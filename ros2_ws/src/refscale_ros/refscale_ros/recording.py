@@ -22,10 +22,10 @@ import time
 from typing import Any
 
 import numpy as np
+from refscale_model.bags import msgs
 from refscale_ros.frame_queue import FrameQueue
 from refscale_ros.open_bag import open_bag, OpenBag
 from refscale_ros.recorder_stats import RecorderStats, RecordingState
-from refscale_ros.stamp_gaps import stamp_or_zero
 
 
 class Recording:
@@ -142,7 +142,7 @@ class Recording:
             return
         c = self.stats.counters[topic]
         c.received += 1
-        c.missed_upstream += self.stats.gaps[topic].add(stamp_or_zero(msg))
+        c.missed_upstream += self.stats.gaps[topic].add(msgs.stamp_or(msg, 0))
         if not self.queue.put_frame(topic, (self.now_ns(), msg)):
             c.dropped += 1
 

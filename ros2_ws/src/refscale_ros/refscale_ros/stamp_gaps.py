@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from collections import deque
 import statistics
-from typing import Any
 
 
 class StampGapDetector:
@@ -52,13 +51,3 @@ class StampGapDetector:
         self.missing += missing
         self.gaps += 1
         return missing
-
-
-def stamp_or_zero(msg: Any) -> int:
-    """Header stamp of a camera message in ns; 0 (never a gap) when it has none."""
-    from refscale_model.bags import msgs
-
-    try:
-        return msgs.stamp_ns(msg)
-    except (AttributeError, TypeError, ValueError):
-        return 0
