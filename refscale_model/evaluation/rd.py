@@ -191,18 +191,10 @@ def score_frames(
                 acc.add("fullres", anchor, crf, hr, coded.decoded, coded.nbytes + extra, coded.enc_ms, coded.dec_ms)
         # rescaling methods × LR codecs
         for method in config.methods if config.lr_codecs else ():
-            if method == "bicubic":
-                lr = bicubic_lr(hr, scale)
-            elif method == "noref":
-                if noref is None:
-                    skipped["noref"] = "no no-reference weights given"
-                    continue
-                lr = model_lr(noref, hr, None)
-            else:
-                if model is None:
-                    skipped["refscale"] = "no RefScale weights given"
-                    continue
-                lr = model_lr(model, hr, frame.reference)
+            lr = _method_lr(frame, method, model, noref, scale)
+            if isinstance(lr, str):
+                skipped[method] = lr
+                continue
             for codec_name in config.lr_codecs:
                 codec = get_codec(codec_name)
                 for q in [None] if codec.lossless else config.qualities[codec_name]:
@@ -214,14 +206,22 @@ def score_frames(
     return {"points": acc.points(), "skipped": skipped}
 
 
+def _method_lr(frame: RdFrame, method: str, model: RefScale | None, noref: RefScale | None,
+               scale: int) -> _Lr | str:
+    """One frame's LR for `method`, or why the method cannot run."""
+    if method == "bicubic":
+        return bicubic_lr(frame.target, scale)
+    if method == "noref":
+        return "no no-reference weights given" if noref is None else model_lr(noref, frame.target, None)
+    return "no RefScale weights given" if model is None else model_lr(model, frame.target, frame.reference)
+
+
 def _method_lrs(frames: list[RdFrame], method: str, model: RefScale | None, noref: RefScale | None,
                 scale: int) -> list[_Lr] | str:
-    """Every frame's LR for `method`, or why the method cannot run."""
-    if method == "bicubic":
-        return [bicubic_lr(f.target, scale) for f in frames]
-    if method == "noref":
-        return "no no-reference weights given" if noref is None else [model_lr(noref, f.target, None) for f in frames]
-    return "no RefScale weights given" if model is None else [model_lr(model, f.target, f.reference) for f in frames]
+    """Every frame's LR for `method` (a sequence), or why the method cannot run."""
+    lrs = [_method_lr(f, method, model, noref, scale) for f in frames]  # a missing model costs nothing here
+    reasons = [x for x in lrs if isinstance(x, str)]
+    return reasons[0] if reasons else lrs  # type: ignore[return-value]
 
 
 def _code_sequence(codec: str, crf: int, images: list[np.ndarray], config: RdConfig) -> list[tuple[np.ndarray, int,
