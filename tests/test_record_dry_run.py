@@ -47,3 +47,17 @@ def test_dry_run_measures_the_configured_path(tmp_path: Path, capsys: pytest.Cap
     assert args.func(args) == 0 and " 0 % of frames dropped" in capsys.readouterr().out
     args = parse([*common, "-p", "lr_codec:=nope"])
     assert args.func(args) == 2
+
+
+def test_dry_run_video_lr_with_gop(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`lr_gop` / `lr_encoder` reach the video LR encoder; a gop on a per-frame codec is refused."""
+    weights = tiny_weights(tmp_path / "tiny.safetensors")
+    common = ["record", "--dry-run", "--size", "320x192", "--frames", "4", "--rate", "0.001",
+              "-p", f"weights:={weights}", "-p", "cameras:=['/a:Image:a']"]
+    args = parse([*common, "-p", "lr_codec:=h265", "-p", "lr_quality:=30", "-p", "lr_gop:=2",
+                  "-p", "lr_encoder:=cpu"])
+    assert args.func(args) == 0
+    assert "LR h265 via libx265, gop 2" in capsys.readouterr().out
+    args = parse([*common, "-p", "lr_codec:=jpeg", "-p", "lr_gop:=5"])
+    assert args.func(args) == 2
+    assert "gop is a video codec setting" in capsys.readouterr().err

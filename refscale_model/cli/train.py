@@ -17,6 +17,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--synthetic-share", type=float, default=0.3, help="share of synthetic revisits (0 = off)")
     p.add_argument("--shuffled-share", type=float, default=0.1, help="share of unrelated references")
+    p.add_argument("--capture-share", type=float, default=0.0,
+                   help="share of samples under a night/glare/saturated capture condition")
     p.add_argument("--noref-share", type=float, default=0.1, help="share of samples with S_map = 0")
     p.add_argument("--z-sample-share", type=float, default=0.0, help="share of steps rebuilding with z ~ N(0,1)")
     p.add_argument("--sets", nargs="*", default=[], help="restrict to these sets of the data root")
@@ -84,6 +86,7 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed,
         synthetic_share=args.synthetic_share,
         shuffled_share=args.shuffled_share,
+        capture_share=args.capture_share,
         noref_share=args.noref_share if model_cfg.use_reference else 0.0,
         z_sample_share=args.z_sample_share,
         sets=list(args.sets),

@@ -17,6 +17,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from refscale_model.training.capture import capture_jitter
 from refscale_model.training.synthetic import SyntheticRevisit
 
 TIME_SERIES_SETS = ("webcam_tilde", "satellite_spacenet7_monthly")
@@ -115,6 +116,7 @@ class RevisitDataset:
         synthetic_share: float = 0.3,
         shuffled_share: float = 0.1,
         max_side: int = TRAIN_MAX_SIDE,
+        capture_share: float = 0.0,
     ) -> None:
         self.images: list[np.ndarray] = []
         self.pairs: list[tuple[int, int]] = []
@@ -140,6 +142,8 @@ class RevisitDataset:
         self.synthetic = SyntheticRevisit()
         self.synthetic_share = synthetic_share
         self.shuffled_share = shuffled_share
+        self.capture_share = capture_share
+        """Share of samples whose target and reference get one capture condition (`capture.py`)."""
 
     def _load(self, path: Path, index: dict[Path, int], max_side: int) -> int:
         if path not in index:
@@ -168,6 +172,8 @@ class RevisitDataset:
                 reference = cv2.resize(reference, (target.shape[1], target.shape[0]), interpolation=cv2.INTER_AREA)
             t, r = random_crop_pair(target, reference, crop, rng)
         t, r = same_flip_rotate(t, r, rng)
+        if self.capture_share and rng.random() < self.capture_share:
+            t, r = capture_jitter((t, r), rng)
         return np.ascontiguousarray(t), np.ascontiguousarray(r), kind
 
 

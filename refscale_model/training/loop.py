@@ -44,6 +44,8 @@ class TrainConfig:
     seed: int = 0
     synthetic_share: float = 0.3
     shuffled_share: float = 0.1
+    capture_share: float = 0.0
+    """Share of samples drawn under a night / glare / saturated capture condition (`training.capture`)."""
     noref_share: float = 0.1
     """Share of samples trained with S_map = 0 (the no-reference fallback of the same network)."""
     z_sample_share: float = 0.0
@@ -218,7 +220,8 @@ def train(
     start = _load_optimizer(opt, Path(str(resume).replace(".safetensors", ".optim")), rng) if resume else 0
     data_root = Path(cfg.data_root) if cfg.data_root else default_data_root()
     dataset = RevisitDataset(
-        data_root, cfg.sets or None, synthetic_share=cfg.synthetic_share, shuffled_share=cfg.shuffled_share
+        data_root, cfg.sets or None, synthetic_share=cfg.synthetic_share, shuffled_share=cfg.shuffled_share,
+        capture_share=cfg.capture_share,
     )
     log_path = run_dir / "log.csv"
     new_log = not log_path.exists() or start == 0

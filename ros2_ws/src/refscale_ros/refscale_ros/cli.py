@@ -176,19 +176,17 @@ def dry_run(args: argparse.Namespace) -> int:
     from refscale_model.backends.onboard_bench import expected_rate, measure, synthetic_drive
     from refscale_model.bags import BagWriter, msgs
     from refscale_model.pipeline import FrameEncoder, Pose
-    from refscale_model.pipeline.encoder import LrSettings
     from refscale_model.pipeline.stages import EncoderPipeline
     from refscale_model.refcache import ReferenceCache
     from refscale_model.registration import RegistrationConfig
     from refscale_ros.common import string_list
-    from refscale_ros.recorder_config import parse_cameras
+    from refscale_ros.recorder_config import encoder_lr_args, lr_settings, parse_cameras
 
     try:
         p = read_params(args.params, args.param, 'refscale_recorder')
         w, h = (int(v) for v in str(args.size).lower().split('x'))
         cameras = parse_cameras(string_list(p['cameras']))
-        lr = LrSettings.checked(p['lr_codec'], None if p['lr_quality'] < 0 else p['lr_quality'],
-                                p['target_kbps'] or None)
+        lr = lr_settings(p)
         backend = load_downscaler(p['weights'], onnx_model=p['onnx_model'] or None,
                                   providers=p['providers'], device=p['device'],
                                   allow_untrained=p['allow_untrained'])
@@ -213,7 +211,7 @@ def dry_run(args: argparse.Namespace) -> int:
         enc = FrameEncoder(BagWriter(Path(tmp) / 'bag'), backend.downscaler, backend.info,
                            cache=cache, registration=reg,
                            camera_names={c.topic: c.cache_id for c in cameras},
-                           lr_codec=lr.codec, lr_quality=lr.quality, target_kbps=lr.target_kbps)
+                           **encoder_lr_args(lr))
         messages = []
         for i, rgb in enumerate(frames):
             for k, cam in enumerate(cameras):
@@ -227,8 +225,9 @@ def dry_run(args: argparse.Namespace) -> int:
             cache.close()
     encoded, drop = expected_rate(m.fps, len(cameras), args.rate)
     per_cam = encoded / len(cameras)
+    video = f' via {lr.encoder}, gop {lr.gop}' if lr.video else ''
     print(f'dry run: {len(cameras)} camera(s) at {w}x{h}, {args.rate:g} Hz each, '
-          f'{backend.provider}, LR {lr.codec}, reference {"yes" if use_ref else "no"}')
+          f'{backend.provider}, LR {lr.codec}{video}, reference {"yes" if use_ref else "no"}')
     print(f'  measured: {m.fps:.2f} frames/s over all cameras ({1e3 / m.fps:.0f} ms/frame; '
           f'{m.with_reference}/{m.frames} with reference, {m.errors} errors)')
     print(f'  expected: {per_cam:.2f} frames/s per camera encoded, {100 * drop:.0f} % of frames '

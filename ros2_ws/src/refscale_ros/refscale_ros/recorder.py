@@ -29,7 +29,13 @@ from refscale_ros.common import declare, default_params_file, ros_args, set_log_
 from refscale_ros.diagnostics import Updater
 from refscale_ros.frame_queue import FrameQueue
 from refscale_ros.messages import message_class, rgb_image
-from refscale_ros.recorder_config import PARAMETERS, parse_cameras, passthrough_spec
+from refscale_ros.recorder_config import (
+    encoder_lr_args,
+    lr_settings,
+    PARAMETERS,
+    parse_cameras,
+    passthrough_spec,
+)
 from refscale_ros.recorder_stats import RecorderReport, RecorderStats
 from refscale_ros.recording import Recording
 from refscale_ros.runtime import exit_with_report, run_node
@@ -48,14 +54,12 @@ class RecorderNode(Node):
         super().__init__(node_name, context=context, **kwargs)
         self._closed = True  # until fully built: rclpy may destroy a half-built node
         from refscale_model.backends.loader import load_downscaler
-        from refscale_model.pipeline.encoder import LrSettings
         from refscale_model.refcache import ReferenceCache
         from refscale_model.registration import RegistrationConfig
 
         p = self.params = declare(self, PARAMETERS)
         set_log_level(self, p['log_level'])
-        lr = LrSettings.checked(p['lr_codec'], None if p['lr_quality'] < 0 else p['lr_quality'],
-                                p['target_kbps'] or None)
+        lr = lr_settings(p)
         self.cameras = parse_cameras(string_list(p['cameras']))
         self.passthrough = [passthrough_spec(s) for s in string_list(p['passthrough'])]
         self.backend = load_downscaler(p['weights'], onnx_model=p['onnx_model'] or None,
@@ -77,7 +81,7 @@ class RecorderNode(Node):
                 'registration': (RegistrationConfig() if p['registration']
                                  else RegistrationConfig(estimators=(), fallback='identity')),
                 'camera_names': {c.topic: c.cache_id for c in self.cameras},
-                'lr_codec': lr.codec, 'lr_quality': lr.quality, 'target_kbps': lr.target_kbps},
+                **encoder_lr_args(lr)},
             params=p, queue=self.queue, stats=self.stats, logger=self.get_logger(),
             now_ns=lambda: self.get_clock().now().nanoseconds, subscribe=self._subscribe,
             unsubscribe=self._unsubscribe, on_lr=self._publish_lr if p['publish_lr'] else None)

@@ -26,9 +26,11 @@ PARAMETERS: list[tuple[str, Any, str]] = [
     ('bag_name', '', 'exact bag directory name instead of <prefix>_<time> (suffix _N if taken)'),
     ('split_size_mb', 1024.0, 'new .mcap file after this many MB (0 = never)'),
     ('split_duration_s', 300.0, 'new .mcap file after this many seconds (0 = never)'),
-    ('lr_codec', 'png', 'LR codec: png (lossless), jpeg, webp or avif (CompressedImage format)'),
-    ('lr_quality', -1, 'LR quality 0-100 (-1 = codec default; the start value with a budget)'),
+    ('lr_codec', 'png', 'LR codec: png (lossless), jpeg, webp, avif; h264, h265 (video)'),
+    ('lr_quality', -1, 'LR quality 0-100, crf 0-51 for h264/h265 (-1 = codec default)'),
     ('target_kbps', 0.0, 'per-camera LR + S_map kbit/s budget; quality adapts (0 = fixed)'),
+    ('lr_gop', 0, 'h264/h265: keyframe every N frames (0 = default, 10)'),
+    ('lr_encoder', 'auto', 'h264/h265 encoder: auto (NVENC if present), cpu, gpu or a name'),
     ('pipeline_stages', False, 'overlap decode, network, coding on threads (slower on 2 cores)'),
     ('max_queue', 4, 'frames waiting per camera; the oldest is dropped (and counted) when full'),
     ('registration', True, 'homography registration of the reference (false = unwarped)'),
@@ -69,6 +71,23 @@ class CameraSpec:
             raise ValueError(f'camera entry {spec!r}: type must be Image, CompressedImage or auto')
         cache_id = parts[2] if len(parts) > 2 and parts[2] else topic
         return cls(topic, type_name, cache_id)
+
+
+def lr_settings(params: dict[str, Any]) -> Any:
+    """The validated `LrSettings` of recorder parameters (a `CodecError` says what is wrong)."""
+    from refscale_model.pipeline.encoding import LrSettings
+
+    return LrSettings.checked(
+        params['lr_codec'], None if params['lr_quality'] < 0 else params['lr_quality'],
+        params['target_kbps'] or None, params['lr_gop'] or None, params['lr_encoder'])
+
+
+def encoder_lr_args(lr: Any) -> dict[str, Any]:
+    """`FrameEncoder` keyword arguments of `LrSettings`."""
+    args = {'lr_codec': lr.codec, 'lr_quality': lr.quality, 'target_kbps': lr.target_kbps}
+    if lr.video:
+        args.update(lr_gop=lr.gop, lr_encoder=lr.encoder)
+    return args
 
 
 def parse_cameras(entries: list[str]) -> list[CameraSpec]:
