@@ -129,7 +129,7 @@ def _code_and_rebuild(
 ) -> tuple[int, float]:
     """(bytes of the codec's LR + stored S_map PNG, PSNR of the rebuilt frame) for one real frame."""
     from refscale_model.evaluation.pairs import to_tensor, to_uint8
-    from refscale_model.io.images import encode_png, stored_smap
+    from refscale_model.io.images import encode_smap_png, stored_smap
 
     r = to_tensor(ref)
     enc = model.downscale(to_tensor(target), r)
@@ -140,7 +140,7 @@ def _code_and_rebuild(
         out = model.upscale(lr, None, None, enc.size)
     else:
         out = model.upscale(lr, enc.smap, r, enc.size)
-        nbytes += len(encode_png(smap))
+        nbytes += len(encode_smap_png(smap))
     return nbytes, psnr(target, to_uint8(out))
 
 

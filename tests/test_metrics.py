@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 
-from refscale_model.io.images import decode_png, encode_png
+from refscale_model.io.images import decode_png, encode_png, encode_smap_png
 from refscale_model.metrics import frame_bytes, psnr, psnr_y, spatial_information, ssim
 
 
@@ -41,10 +41,13 @@ def test_bytes_come_from_real_png_bitstreams() -> None:
     lr = rng.integers(0, 256, (32, 48, 3), dtype=np.uint8)
     smap = np.zeros((16, 24), np.uint8)
     fb = frame_bytes(lr, smap, (64, 96))
-    assert fb.lr_bytes == len(encode_png(lr)) and fb.smap_bytes == len(encode_png(smap))
+    assert fb.lr_bytes == len(encode_png(lr)) and fb.smap_bytes == len(encode_smap_png(smap))
     assert fb.bytes_per_frame == fb.lr_bytes + fb.smap_bytes
     assert math.isclose(fb.bpp_lr, 8 * fb.bytes_per_frame / (32 * 48))
     assert math.isclose(fb.bpp_hr, 8 * fb.bytes_per_frame / (64 * 96))
     assert fb.bpp_lr > 8  # random noise does not compress
     assert np.array_equal(decode_png(encode_png(lr)), lr)
     assert np.array_equal(decode_png(encode_png(smap)), smap)
+    levels = rng.integers(0, 16, (45, 80), dtype=np.uint8)
+    assert np.array_equal(decode_png(encode_smap_png(levels)), levels)  # an ordinary grey PNG
+    assert len(encode_smap_png(levels)) < len(encode_png(levels))  # Huffman-only pays on few levels

@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's 
 from torch import nn
 
 from refscale_model.evaluation.pairs import read_eval_pairs, reference_for_frame, to_tensor, to_uint8
-from refscale_model.io.images import encode_png, stored_smap
+from refscale_model.io.images import encode_smap_png, stored_smap
 from refscale_model.metrics import psnr
 from refscale_model.models.refscale import RefScale
 from refscale_model.registration import RegistrationConfig
@@ -136,7 +136,7 @@ def measure_set(
             for q in qualities:
                 for name, (lr, smap) in stored.items():
                     dec, nbytes = roundtrip_rgb(lr, codec, q)
-                    smap_bytes = len(encode_png(smap)) if smap is not None else 0
+                    smap_bytes = len(encode_smap_png(smap)) if smap is not None else 0
                     if name == "bicubic":
                         out = bicubic_up(dec, (h, w), 2)
                     else:

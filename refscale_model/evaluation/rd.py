@@ -43,7 +43,7 @@ from refscale_model.evaluation.rd_settings import (
     VIDEO_CODECS,
     X265_REF_META_BYTES,
 )
-from refscale_model.io.images import encode_png, stored_smap
+from refscale_model.io.images import encode_smap_png, stored_smap
 from refscale_model.metrics import psnr, ssim
 from refscale_model.models.refscale import RefScale
 
@@ -105,7 +105,7 @@ def model_lr(model: RefScale, hr: np.ndarray, ref: np.ndarray | None) -> _Lr:
     r = _t(ref) if ref is not None and model.config.use_reference else None
     enc = model.downscale(x, r)
     smap = stored_smap(None if enc.smap is None else enc.smap[0, 0].numpy())
-    side = len(encode_png(smap)) if smap is not None else 0
+    side = len(encode_smap_png(smap)) if smap is not None else 0
     down_ms = (time.perf_counter() - t0) * 1000
 
     def rebuild(lr_u8: np.ndarray) -> np.ndarray:

