@@ -42,6 +42,24 @@ def test_codec_forward_is_the_real_decode(codec: str, quality: int) -> None:
     assert not torch.equal(out, lr), "a lossy codec must change the image"
 
 
+def test_codec_forward_avif_is_what_the_recorder_stores() -> None:
+    """AVIF in the training loop is the recorder's own codec object: same bytes, same decode."""
+    from refscale_model.codecs import get_codec
+
+    lr = _smooth_lr()
+    out = codec_straight_through(lr, draws_of("avif", 30, 2))
+    for i in range(2):
+        rgb = (lr[i].permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8)
+        expected = get_codec("avif").decode(get_codec("avif").encode(rgb, 30))
+        got = (out[i].detach().permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8)
+        assert np.array_equal(got, expected)
+    assert not torch.equal(out, lr)
+
+
+def draws_of(codec: str, quality: int, n: int) -> list:
+    return draw_codecs(np.random.default_rng(0), n, [codec], (quality, quality))
+
+
 def test_codec_gradient_is_straight_through() -> None:
     lr = _smooth_lr().requires_grad_(True)
     weights = torch.randn_like(lr)

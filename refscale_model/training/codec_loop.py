@@ -11,38 +11,32 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import cv2
 import numpy as np
 import torch
 from torch import Tensor
 
-CODECS = ("jpeg", "webp")
-_FLAGS = {"jpeg": (".jpg", cv2.IMWRITE_JPEG_QUALITY), "webp": (".webp", cv2.IMWRITE_WEBP_QUALITY)}
+from refscale_model.codecs import get_codec
+
+CODECS = ("jpeg", "webp", "avif")
+"""Lossy LR codecs the training loop can run: the same `refscale_model.codecs` objects the recorder uses."""
 
 
 def encode_rgb(rgb: np.ndarray, codec: str, quality: int) -> bytes:
-    """Bytes of an RGB uint8 H×W×3 image coded by OpenCV's JPEG or WebP at `quality` (1–100)."""
-    if codec not in _FLAGS:
+    """Bytes of an RGB uint8 H×W×3 image coded by the LR codec layer's `codec` at `quality` (1–100)."""
+    if codec not in CODECS:
         raise ValueError(f"unknown codec {codec!r}; choose one of {CODECS}")
-    ext, flag = _FLAGS[codec]
-    ok, buf = cv2.imencode(ext, cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2BGR), [int(flag), int(quality)])
-    if not ok:
-        raise RuntimeError(f"OpenCV could not encode {codec} q{quality}")
-    return buf.tobytes()
+    return get_codec(codec).encode(np.ascontiguousarray(rgb), int(quality))
 
 
-def decode_rgb(data: bytes) -> np.ndarray:
-    """RGB uint8 H×W×3 of a JPEG/WebP byte string."""
-    bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
-    if bgr is None:
-        raise RuntimeError("OpenCV could not decode the byte string")
-    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+def decode_rgb(data: bytes, codec: str) -> np.ndarray:
+    """RGB uint8 H×W×3 of a JPEG/WebP/AVIF byte string."""
+    return get_codec(codec).decode(data)
 
 
 def roundtrip_rgb(rgb: np.ndarray, codec: str, quality: int) -> tuple[np.ndarray, int]:
     """(decoded RGB uint8, coded bytes) of one image through the real codec."""
     data = encode_rgb(rgb, codec, quality)
-    return decode_rgb(data), len(data)
+    return decode_rgb(data, codec), len(data)
 
 
 @dataclass(frozen=True)
