@@ -246,6 +246,10 @@ def test_cache_export_encode_merge_check_bag_round_trip(
     rep = fleet_reconstruct([str(bag2)], str(tmp_path / "out2"), str(master), weights=str(w.weights),
                             progress=False, log=lambda _s: None)
     assert rep.ok and rep.frames == 2, rep
+    # ... and so it does with the plain single-process reconstruct
+    assert main(["reconstruct", str(bag2), "--out", str(tmp_path / "plain2"), "--format", "png",
+                 "--cache", str(master), "--weights", str(w.weights), "--no-progress"]) == 0
+    assert len(list((tmp_path / "plain2").rglob("*.png"))) == 2
 
     # tamper with the master's copy of reference 1: check-bag and fleet reconstruct both report it
     path = ReferenceCache.open(master, readonly=True).get(1, ids[1]).path

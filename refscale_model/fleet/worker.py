@@ -14,22 +14,6 @@ from typing import Any
 from refscale_model.fleet import storage
 
 
-class ResolvingCache:
-    """A read-only cache view whose `get` also finds a reference by sha256 when ids diverged (after a
-    `cache merge` renumbered it); everything else is the wrapped cache's."""
-
-    def __init__(self, cache: Any) -> None:
-        self._cache = cache
-
-    def get(self, id: int, sha256: str) -> Any:  # noqa: A002 - the wire format calls it id
-        from refscale_model.refcache.distribution import resolve
-
-        return resolve(self._cache, id, sha256)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._cache, name)
-
-
 class BagWorker:
     """Rebuilds bags one at a time; the model of each weights id is loaded once per worker."""
 
@@ -50,8 +34,8 @@ class BagWorker:
         self._tmp = Path(tempfile.mkdtemp(prefix="refscale-fleet-"))
         self.cache = None
         if cache_uri is not None:
-            cache = ReferenceCache.open(storage.stage_folder(cache_uri, self._tmp), readonly=True)
-            self.cache = ResolvingCache(cache)
+            # the Reconstructor finds a reference by hash when a `cache merge` renumbered it
+            self.cache = ReferenceCache.open(storage.stage_folder(cache_uri, self._tmp), readonly=True)
         self.weights, self.device, self.batch_size, self.z = weights, device, batch_size, z
         self.allow_untrained, self.force = allow_untrained, force
         self.progress = progress

@@ -310,6 +310,7 @@ class Reconstructor:
         if not m.has_smap:
             return None
         from refscale_model.refcache import CacheError, ReferenceMismatchError
+        from refscale_model.refcache.distribution import resolve
         from refscale_model.registration import warp_reference
 
         where = f"{f.camera_topic} @ {f.stamp_ns}: reference {m.reference_id} (sha256 {m.reference_sha256[:12]}…)"
@@ -321,7 +322,8 @@ class Reconstructor:
         ref = self._refs.get(key)
         if ref is None:
             try:
-                ref = self.cache.get(int(m.reference_id), m.reference_sha256).load_rgb()
+                # by id and hash, else by hash alone: a `cache merge` may have renumbered it
+                ref = resolve(self.cache, int(m.reference_id), m.reference_sha256).load_rgb()
             except ReferenceMismatchError as exc:
                 return FrameFailure(f.camera_topic, f.stamp_ns, f.log_time_ns, "reference_mismatch", f"{where}: {exc}")
             except CacheError as exc:
