@@ -2,7 +2,7 @@
 
 The training frames are mostly daylight, so the INN never saw what a night drive is made of: dark
 frames lit by sodium lamps, saturated yellows and clipped highlights. There the shipped nets rebuilt
-2–10 dB below bicubic (RobotCar night queries) with colour casts and a 2×2 checkerboard, also from a
+4–11 dB below bicubic (RobotCar night queries) with colour casts and a 2×2 checkerboard, also from a
 lossless LR. Revisit-side changes live in `synthetic.py`; this one changes what is being coded.
 """
 
