@@ -2,9 +2,9 @@
 
 Rate: bits per HR pixel = 8 × (LR bytes through the codec + S_map PNG bytes when stored) / (H × W);
 distortion: RGB PSNR of the rebuilt frame, both averaged over the pairs of a set per (method, codec,
-quality). BD-rate (Bjøntegaard: cubic fit of log rate against PSNR, integrated over the overlapping
-PSNR range) of every method against bicubic + codec. Validation pairs only (the training split is
-never scored here, and nothing here is tuned).
+quality). BD-rate and BD-PSNR of every method against bicubic + codec, computed as the scoreboard does
+(`evaluation.bdrate`: PCHIP; model-card tables made before December 2026 used a cubic polynomial fit).
+Validation pairs only (the training split is never scored here, and nothing here is tuned).
 
     python tools/quick_rd.py --sets webcam_tilde:8 satellite_spacenet7_monthly:12 \
         --models x2-noref x2 x2-lossy-noref x2-lossy --out reports/quick_rd.json
@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 from pathlib import Path
 
@@ -24,6 +23,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's package, not an installed one
 from torch import nn
 
+from refscale_model.evaluation import bdrate
 from refscale_model.evaluation.pairs import read_eval_pairs, reference_for_frame, to_tensor, to_uint8
 from refscale_model.io.images import encode_smap_png, stored_smap
 from refscale_model.metrics import psnr
@@ -35,35 +35,20 @@ from refscale_model.training.losses import bicubic_down
 from refscale_model.weights import load_model
 
 
-def bd_rate(anchor: list[list[float]], test: list[list[float]]) -> float:
-    """Bjøntegaard delta rate (%) of `test` against `anchor`, each a list of [bits per pixel, PSNR dB, ...].
+def _points(curve: list[list[float]]) -> list[tuple[float, float]]:
+    return [(float(pt[0]), float(pt[1])) for pt in curve]
 
-    Negative: the test needs fewer bits for the same PSNR. NaN when the PSNR ranges do not overlap.
-    """
-    ra, pa = np.log([pt[0] for pt in anchor]), np.array([pt[1] for pt in anchor])
-    rt, pt = np.log([pt[0] for pt in test]), np.array([pt[1] for pt in test])
-    lo, hi = max(pa.min(), pt.min()), min(pa.max(), pt.max())
-    if hi <= lo:
-        return float("nan")
-    deg = min(3, len(anchor) - 1, len(test) - 1)
-    ia = np.polyint(np.polyfit(pa, ra, deg))
-    it = np.polyint(np.polyfit(pt, rt, deg))
-    mean_diff = ((np.polyval(it, hi) - np.polyval(it, lo)) - (np.polyval(ia, hi) - np.polyval(ia, lo))) / (hi - lo)
-    return float((math.exp(mean_diff) - 1) * 100)
+
+def bd_rate(anchor: list[list[float]], test: list[list[float]]) -> float:
+    """The scoreboard's BD-rate (%) of `test` against `anchor` (`evaluation.bdrate`); NaN without overlap."""
+    value = bdrate.bd_rate(_points(anchor), _points(test))
+    return float("nan") if value is None else value
 
 
 def bd_psnr(anchor: list[list[float]], test: list[list[float]]) -> float:
-    """Bjøntegaard delta PSNR (dB) of `test` against `anchor` over their overlapping log-rate range
-    (defined where BD-rate is not: a curve that beats the anchor's best PSNR at its own lowest rate)."""
-    ra, pa = np.log([pt[0] for pt in anchor]), np.array([pt[1] for pt in anchor])
-    rt, pt = np.log([pt[0] for pt in test]), np.array([pt[1] for pt in test])
-    lo, hi = max(ra.min(), rt.min()), min(ra.max(), rt.max())
-    if hi <= lo:
-        return float("nan")
-    deg = min(3, len(anchor) - 1, len(test) - 1)
-    ia = np.polyint(np.polyfit(ra, pa, deg))
-    it = np.polyint(np.polyfit(rt, pt, deg))
-    return float(((np.polyval(it, hi) - np.polyval(it, lo)) - (np.polyval(ia, hi) - np.polyval(ia, lo))) / (hi - lo))
+    """The scoreboard's BD-PSNR (dB) over the common log-rate range; NaN without overlap."""
+    value = bdrate.bd_psnr(_points(anchor), _points(test))
+    return float("nan") if value is None else value
 
 
 def summarise(curves: dict[str, dict[str, list[list[float]]]], codecs: list[str]) -> dict[str, object]:

@@ -14,15 +14,19 @@ PNG_COMPRESSION = 6
 """zlib level 0–9 (6 = zlib's default: near-best size at a fraction of level 9's time)."""
 
 
-def encode_png(image: np.ndarray, level: int = PNG_COMPRESSION) -> bytes:
-    """RGB uint8 H×W×3, grey H×W (uint8 or uint16) -> PNG bytes at zlib `level` (lossless at any level)."""
+def encode_png(image: np.ndarray, level: int = PNG_COMPRESSION, strategy: int | None = None) -> bytes:
+    """RGB uint8 H×W×3, grey H×W (uint8 or uint16) -> PNG bytes at zlib `level` (lossless at any level)
+    and zlib `strategy` (an `cv2.IMWRITE_PNG_STRATEGY_*`; None: zlib's default)."""
     if image.dtype not in (np.uint8, np.uint16):
         raise TypeError(f"PNG needs uint8 or uint16 pixels, got {image.dtype}")
     if image.ndim == 3 and image.shape[2] == 3:
         image = cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
     elif image.ndim != 2:
         raise ValueError(f"expected H×W×3 RGB or H×W grey, got shape {image.shape}")
-    ok, buf = cv2.imencode(".png", np.ascontiguousarray(image), [cv2.IMWRITE_PNG_COMPRESSION, int(level)])
+    params = [cv2.IMWRITE_PNG_COMPRESSION, int(level)]
+    if strategy is not None:
+        params += [cv2.IMWRITE_PNG_STRATEGY, int(strategy)]
+    ok, buf = cv2.imencode(".png", np.ascontiguousarray(image), params)
     if not ok:
         raise RuntimeError("PNG encoding failed")
     return buf.tobytes()
@@ -37,11 +41,7 @@ def encode_smap_png(levels: np.ndarray) -> bytes:
     """
     if levels.dtype != np.uint8 or levels.ndim != 2:
         raise ValueError(f"an S_map is grey uint8 H×W, got {levels.dtype} {levels.shape}")
-    ok, buf = cv2.imencode(".png", np.ascontiguousarray(levels), [
-        cv2.IMWRITE_PNG_COMPRESSION, 9, cv2.IMWRITE_PNG_STRATEGY, cv2.IMWRITE_PNG_STRATEGY_HUFFMAN_ONLY])
-    if not ok:
-        raise RuntimeError("PNG encoding failed")
-    return buf.tobytes()
+    return encode_png(levels, 9, cv2.IMWRITE_PNG_STRATEGY_HUFFMAN_ONLY)
 
 
 def stored_smap(smap: np.ndarray | None) -> np.ndarray | None:
