@@ -45,6 +45,7 @@ from torch import Tensor, nn
 from refscale_model.backends.loader import model_id_for
 from refscale_model.backends.onnx_runtime import META_PREFIX, ONNX_FORMAT, feat_path, noref_path, smap_path
 from refscale_model.layers import similarity_map
+from refscale_model.layers.flow import ConditionalCoupling
 from refscale_model.models.refscale import LR_CHANNELS, Condition, RefScale
 from refscale_model.quantise import lr_to_uint8, quantise_smap, smap_from_levels, smap_to_uint8
 
@@ -287,6 +288,9 @@ def export_onnx(
     model.load_state_dict(src.state_dict())
     model.weights_sha256 = src.weights_sha256
     model = model.eval().cpu()
+    for module in model.modules():
+        if isinstance(module, ConditionalCoupling):
+            module.conv_per_input = True  # kernels onnxruntime's CPU provider blocks well (layers/flow.py)
     compute = torch.float16 if fp16 else torch.float32
     model.to(compute)  # fp16: everything but the cosine similarity (lifted to float32 in _smap_levels)
     precision = "fp16" if fp16 else "fp32"
