@@ -1,13 +1,13 @@
 """The whole onboard path, old against new, side by side: frames/s on this machine.
 
     python benchmarks/bench_onboard.py [--size 1280x720] [--frames 14] [--reps 3] [--codecs png jpeg]
-        [--cameras 1] [--threads 2] [--old-rev REV] [--variants old new] [--pair-set SET] [--pair I]
+        [--weights x2] [--cameras 1] [--threads 2] [--old-rev REV] [--variants old new] [--pair-set SET] [--pair I]
 
 Path per frame (`refscale_model.backends.onboard_bench`): sensor_msgs/Image decode -> reference
 lookup in a real ReferenceCache -> registration (a new homography every frame: the synthetic drive
-moves) -> downscaler (ONNX Runtime, CPU provider, the shipped x2 with its fallback) -> LR coding
-(png or jpeg) + S_map PNG -> a real bag write. Frames are offered back to back (capacity, nothing
-dropped); fps = timed frames / wall time, after 2 warm-up frames.
+moves) -> downscaler (ONNX Runtime, CPU provider, the shipped `--weights`, x2 by default, with its
+fallback) -> LR coding (`--codecs`: png, jpeg, webp, avif) + S_map PNG -> a real bag write. Frames are
+offered back to back (capacity, nothing dropped); fps = timed frames / wall time, after 2 warm-up frames.
 
 * `old`: today's main behaviour, measured on a `git archive` of `--old-rev` (default: the merge-base of
   `main` and HEAD, the main this branch started from) extracted to a temporary folder: its own ONNX
@@ -224,11 +224,12 @@ def old_tree(rev: str | None, root: Path) -> tuple[Path, str]:
     return out, rev
 
 
-def export(tree: Path, out: Path) -> None:
+def export(tree: Path, out: Path, weights: str) -> None:
     code = ("import sys; from refscale_model.weights import load_model; "
             "from refscale_model.backends.onnx_export import export_onnx; "
-            "export_onnx(load_model('x2'), sys.argv[1], model_id='x2')")
-    subprocess.run([sys.executable, "-c", code, str(out)], env=_env(tree), cwd=tree, check=True, capture_output=True)
+            "export_onnx(load_model(sys.argv[2]), sys.argv[1], model_id=sys.argv[2])")
+    subprocess.run([sys.executable, "-c", code, str(out), weights], env=_env(tree), cwd=tree, check=True,
+                   capture_output=True)
 
 
 def _env(tree: Path) -> dict[str, str]:
@@ -240,7 +241,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--size", default="1280x720")
     ap.add_argument("--frames", type=int, default=14, help="timed frames per camera and cell")
     ap.add_argument("--reps", type=int, default=3)
-    ap.add_argument("--codecs", nargs="+", default=["png", "jpeg"])
+    ap.add_argument("--codecs", nargs="+", default=["png", "jpeg"], help="LR codecs (png jpeg webp avif)")
+    ap.add_argument("--weights", default="x2", help="shipped weights both trees export (x2, x2-lossy, ...)")
     ap.add_argument("--cameras", type=int, default=1)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--old-rev", default=None)
@@ -271,7 +273,7 @@ def main(argv: list[str] | None = None) -> int:
         for name in args.variants:
             onnx[name] = root / ("new" if name == "serial" else name) / "x2.onnx"
             if not onnx[name].exists():
-                export(trees[name], onnx[name])
+                export(trees[name], onnx[name], args.weights)
         cells = [(v, c) for c in args.codecs for v in args.variants]
         runs: dict[tuple[str, str], list[dict]] = {cell: [] for cell in cells}
         for rep in range(args.reps):
@@ -290,7 +292,7 @@ def main(argv: list[str] | None = None) -> int:
                       f"({res['with_reference']}/{res['frames']} with reference, {res['errors']} errors, "
                       f"{res['feature_reuse']} feature reuses)", flush=True)
     print(f"\n{args.size}, {args.cameras} camera(s), {args.threads} ORT threads, {args.frames} timed frames per "
-          f"camera, {args.reps} interleaved reps, drive from {args.pair_set}[{args.pair}]; "
+          f"camera, {args.reps} interleaved reps, weights {args.weights}, drive from {args.pair_set}[{args.pair}]; "
           f"old = {rev[:12] or '-'} (git archive), new = this checkout")
     print("| LR codec | variant | frames/s median | range | ms/frame | / old |")
     print("|---|---|---:|---:|---:|---:|")
