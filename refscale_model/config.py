@@ -53,6 +53,10 @@ class RefScaleConfig:
     """Hidden channels of the decoder-side `HRRefiner` that adds (reference) detail to the rebuilt frame; 0 = none."""
     decoder_layers: int = 4
     """3×3 convolutions in each decoder-side network."""
+    refine_flow: bool = False
+    """True: the HR refiner sees the reference aligned to the INN's rebuild by dense optical flow
+    (`layers.dense_align`), not only by the stored homography. Decoder side only: no bytes, nothing
+    onboard changes; revisits 2–10 m apart have parallax that one homography cannot align."""
     lambda_hr: float = 1.0
     lambda_lr: float = 4.0
     lambda_distr: float = 1.0
@@ -80,12 +84,14 @@ class RefScaleConfig:
             raise ValueError("smap_gate must be in [0, 1)")
         if self.lr_restore_hidden < 0 or self.hr_refine_hidden < 0 or self.decoder_layers < 2:
             raise ValueError("decoder hidden channels must be >= 0 and decoder_layers >= 2")
+        if self.refine_flow and not (self.use_reference and self.hr_refine_hidden):
+            raise ValueError("refine_flow needs a referenced model with an HR refiner (hr_refine_hidden > 0)")
         if self.noref_fallback and not self.use_reference:
             raise ValueError("noref_fallback needs a referenced model (use_reference=True)")
 
     def fallback_config(self) -> RefScaleConfig:
         """The architecture of the no-reference INN a `noref_fallback` model carries."""
-        return dataclasses.replace(self, use_reference=False, smap_gate=0.0, noref_fallback=False)
+        return dataclasses.replace(self, use_reference=False, smap_gate=0.0, noref_fallback=False, refine_flow=False)
 
     @property
     def has_decoder(self) -> bool:

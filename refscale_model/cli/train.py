@@ -46,6 +46,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--lr-restore-hidden", type=int, default=None, help="decoder-side LR restorer channels (0 = none)")
     p.add_argument("--hr-refine-hidden", type=int, default=None, help="decoder-side HR refiner channels (0 = none)")
     p.add_argument("--decoder-layers", type=int, default=None, help="convolutions per decoder-side network")
+    p.add_argument("--refine-flow", action="store_true",
+                   help="the HR refiner sees the reference aligned to the rebuild by optical flow (offboard only)")
     p.add_argument("--decoder-lr-mult", type=float, default=1.0, help="learning-rate multiplier of the decoder side")
     p.add_argument("--lambda-lr", type=float, default=None, help="override the LR guidance weight")
     p.set_defaults(func=run)
@@ -74,6 +76,7 @@ def run(args: argparse.Namespace) -> int:
         "lr_restore_hidden": args.lr_restore_hidden,
         "hr_refine_hidden": args.hr_refine_hidden,
         "decoder_layers": args.decoder_layers,
+        "refine_flow": True if args.refine_flow else None,
         "lambda_lr": args.lambda_lr,
     }
     model_cfg = dataclasses.replace(model_cfg, **{k: v for k, v in overrides.items() if v is not None})

@@ -11,6 +11,7 @@ from torch import Tensor, nn
 
 from refscale_model.config import RefScaleConfig
 from refscale_model.layers import FlowBlock, HaarSqueeze, RefEncoder, expand_similarity, similarity_map
+from refscale_model.layers.dense_align import align_by_flow
 from refscale_model.models.decoder import HRRefiner, LRRestorer
 from refscale_model.quantise import (
     lr_from_uint8,
@@ -201,7 +202,10 @@ class RefScale(nn.Module):
         if self.hr_refine is not None:
             half = (hr.shape[-2] // 2, hr.shape[-1] // 2)
             s_half = expand_similarity(cond.smap, half, self.config.smap_upsampling(2)) if use_ref else None
-            hr = self.hr_refine(hr, ref_p if use_ref else None, s_half)
+            ref_refine = ref_p if use_ref else None
+            if ref_refine is not None and self.config.refine_flow:
+                ref_refine = align_by_flow(ref_refine, hr)
+            hr = self.hr_refine(hr, ref_refine, s_half)
         return hr
 
     def sample_z(self, lr: Tensor, z: str | int) -> Tensor:
