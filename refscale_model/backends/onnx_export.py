@@ -1,21 +1,23 @@
 """ONNX export of RefScale's downscaling half, so the onboard node runs without PyTorch.
 
-Three self-contained graphs per export of a referenced model (docs/onnx-runtime.md), split where
-the offboard side splits too (it rebuilds from the stored map, never recomputes it):
+Four self-contained graphs per export of a referenced model (format `refscale-onnx/3`,
+docs/onnx-runtime.md), split where the work can be shared and where the offboard side splits too
+(it rebuilds from the stored map, never recomputes it):
 
-* `FILE.smap.onnx` (`smap_path(FILE)`): inputs `hr`, `ref` (N×3×H×W, dynamic N/H/W) -> `smap`
-  (uint8 N×1×hs×ws). Padding, Ref-Net on both images, cosine similarity, cell means, the
-  per-frame gate and quantisation: the stored S_map.
-* `FILE`: inputs `hr`, `ref`, `smap` -> `lr` (uint8 N×3×h×w). The condition F_ref ⊙ S_map
-  (`RefScale.condition_from_smap`, as `upscale` builds it) and the forward INN.
-* `FILE.noref.onnx` (`noref_path(FILE)`): input `hr` -> `lr`, the no-reference mode (the
-  attached no-reference INN of a `noref_fallback` model).
+* `FILE.feat.onnx` (`feat_path(FILE)`): `ref` (N×3×H×W, dynamic N/H/W, the registered reference) ->
+  `fref`, Ref-Net features at HR/2; run once per (reference, registration matrix).
+* `FILE.smap.onnx` (`smap_path(FILE)`): `hr`, `fref` -> `smap` (uint8 N×1×hs×ws): padding, Ref-Net
+  on the frame, cosine similarity, cell means, the per-frame gate and quantisation: the stored S_map.
+* `FILE`: `hr`, `fref`, `smap` -> `lr` (uint8 N×3×h×w): the condition F_ref ⊙ S_map
+  (`RefScale.condition_from_features`, as `upscale` builds it) and the forward INN up to the LR.
+* `FILE.noref.onnx` (`noref_path(FILE)`): `hr` -> `lr`, the no-reference mode (the attached
+  no-reference INN of a `noref_fallback` model).
 
-The runtime runs the S_map graph first; a frame whose map is all zero (gated) under a
-`noref_fallback` model goes to the no-reference graph only, so it costs less than a matched frame
-instead of paying for both flows; the price is a second `Ref-Net.features(ref)` pass for matched
-frames. Separate graphs rather than optional inputs, so TensorRT never sees control flow. A model
+A frame whose map is all zero (gated) under a `noref_fallback` model goes to the no-reference graph
+only. Separate graphs rather than optional inputs, so TensorRT never sees control flow. A model
 trained without reference (`use_reference=False`) exports only the `hr -> lr` graph, as `FILE`.
+The couplings run their first convolution per input (`ConditionalCoupling.conv_per_input`), which
+onnxruntime's CPU kernels run faster than one convolution of the concatenation.
 
 Every graph carries `refscale.*` metadata_props (weights sha256, config JSON, model id, version)
 so the offboard side can check that a bag was written by the weights its inverse loads.
