@@ -56,6 +56,32 @@ def test_codec_forward_avif_is_what_the_recorder_stores() -> None:
     assert not torch.equal(out, lr)
 
 
+@pytest.mark.parametrize("codec", ["h264", "h265"])
+def test_codec_forward_video_is_a_real_keyframe_decode(codec: str) -> None:
+    """A video codec's samples are tiled into one keyframe; each comes back as PyAV decodes that stream."""
+    from refscale_model.codecs.video import VideoStreamDecoder, VideoStreamEncoder
+    from refscale_model.training.codec_loop import crf_for_quality
+
+    lr = torch.cat([_smooth_lr(0), _smooth_lr(1)])  # 4 samples of 24×32
+    draws = draws_of(codec, 30, 3) + draws_of("jpeg", 30, 1)
+    out = codec_straight_through(lr, draws)
+    u8 = (lr.permute(0, 2, 3, 1).numpy() * 255 + 0.5).astype(np.uint8)
+    mosaic = np.full((48, 64, 3), 128, np.uint8)  # 2 × 2 cells of 24×32 (multiples of 8 already)
+    for i in range(3):
+        r, c = divmod(i, 2)
+        mosaic[r * 24:(r + 1) * 24, c * 32:(c + 1) * 32] = u8[i]
+    coded = VideoStreamEncoder(codec, crf=crf_for_quality(30), gop=1).encode(mosaic)
+    assert coded.is_keyframe
+    decoded = VideoStreamDecoder(codec).decode(coded, mosaic.shape[:2])
+    got = (out.detach().permute(0, 2, 3, 1).numpy() * 255 + 0.5).astype(np.uint8)
+    for i in range(3):
+        r, c = divmod(i, 2)
+        assert np.array_equal(got[i], decoded[r * 24:(r + 1) * 24, c * 32:(c + 1) * 32])
+    assert np.array_equal(got[3], roundtrip_rgb(u8[3], "jpeg", 30)[0])
+    assert crf_for_quality(20) == 40 and crf_for_quality(95) == 22
+    assert not torch.equal(out, lr)
+
+
 def draws_of(codec: str, quality: int, n: int) -> list:
     return draw_codecs(np.random.default_rng(0), n, [codec], (quality, quality))
 
