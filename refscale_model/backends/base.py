@@ -17,7 +17,10 @@ class Downscaler(Protocol):
     """What the encoder needs from a backend (PyTorch adapter below, or runtime.OnnxDownscaler)."""
 
     def downscale(self, hr: np.ndarray, ref: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None]:
-        """RGB uint8 H×W×3 (+ same-size reference or None) -> (LR uint8 h×w×3, S_map uint8 hs×ws or None)."""
+        """RGB uint8 H×W×3 (+ same-size reference or None) -> (LR uint8 h×w×3, S_map uint8 hs×ws or None).
+
+        Backends may also take `choose_smap` (hs×ws uint8 -> the map to condition on and return),
+        which the encoder passes for S_map reuse in a video GOP (`pipeline.smap_reuse`)."""
         ...
 
 

@@ -13,7 +13,7 @@ import json
 import logging
 import os
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -41,6 +41,8 @@ TENSORRT = "TensorrtExecutionProvider"
 CUDA = "CUDAExecutionProvider"
 CPU = "CPUExecutionProvider"
 ProviderSpec = str | tuple[str, Mapping[str, Any]]
+ChooseSmap = Callable[[np.ndarray], np.ndarray]
+"""hs×ws uint8 S_map -> the map to condition on (S_map reuse in a video GOP, `pipeline.smap_reuse`)."""
 
 
 def default_trt_cache_dir() -> Path:
@@ -273,8 +275,12 @@ class OnnxDownscaler:
         return opened
 
     # ------------------------------------------------------------------ contract
-    def downscale(self, hr: np.ndarray, ref: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None]:
-        """RGB uint8 H×W×3 (+ same-size reference or None) -> (LR uint8 h×w×3, S_map uint8 hs×ws or None)."""
+    def downscale(
+        self, hr: np.ndarray, ref: np.ndarray | None, choose_smap: ChooseSmap | None = None
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """RGB uint8 H×W×3 (+ same-size reference or None) -> (LR uint8 h×w×3, S_map uint8 hs×ws or None).
+
+        `choose_smap` (hs×ws uint8 -> the map to condition on) as `RefScale.downscale`'s."""
         hr = self._check_image(hr, "frame")
         fref = None
         if ref is not None and self.uses_reference:
@@ -285,7 +291,7 @@ class OnnxDownscaler:
                     "register/resize the reference to the frame first"
                 )
             fref = self.run_features(self._to_input(ref))
-        lr, smap = self.run_nchw(self._to_input(hr), fref=fref)
+        lr, smap = self.run_nchw(self._to_input(hr), fref=fref, choose_smap=_per_frame(choose_smap))
         return np.ascontiguousarray(lr[0].transpose(1, 2, 0)), None if smap is None else smap[0, 0]
 
     def reference_features(self, ref: np.ndarray) -> np.ndarray:
@@ -297,7 +303,7 @@ class OnnxDownscaler:
         return self.run_features(self._to_input(self._check_image(ref, "reference")))
 
     def downscale_with_features(
-        self, hr: np.ndarray, fref: np.ndarray | None
+        self, hr: np.ndarray, fref: np.ndarray | None, choose_smap: ChooseSmap | None = None
     ) -> tuple[np.ndarray, np.ndarray | None]:
         """`downscale(hr, ref)` with `fref = reference_features(ref)` computed beforehand (same result)."""
         hr = self._check_image(hr, "frame")
@@ -306,7 +312,8 @@ class OnnxDownscaler:
             if tuple(fref.shape[1:]) != want[1:] or fref.dtype != np.float32:
                 raise ValueError(f"reference features {fref.dtype} {fref.shape} do not fit a frame {hr.shape}: "
                                  f"expected float32 {want}")
-        lr, smap = self.run_nchw(self._to_input(hr), fref=fref if self.uses_reference else None)
+        lr, smap = self.run_nchw(self._to_input(hr), fref=fref if self.uses_reference else None,
+                                 choose_smap=_per_frame(choose_smap))
         return np.ascontiguousarray(lr[0].transpose(1, 2, 0)), None if smap is None else smap[0, 0]
 
     def feature_shape(self, size_hw: tuple[int, int], n: int = 1) -> tuple[int, int, int, int]:
@@ -323,12 +330,14 @@ class OnnxDownscaler:
         return fref
 
     def run_nchw(
-        self, hr: np.ndarray, ref: np.ndarray | None = None, *, fref: np.ndarray | None = None
+        self, hr: np.ndarray, ref: np.ndarray | None = None, *, fref: np.ndarray | None = None,
+        choose_smap: Callable[[np.ndarray], np.ndarray] | None = None,
     ) -> tuple[np.ndarray, np.ndarray | None]:
         """The graphs on N×3×H×W arrays of the graph's input type: (lr N×3×h×w, smap N×1×hs×ws | None).
 
         The reference is given as images (`ref`, its features are computed here) or as features
-        (`fref`, from `run_features`); neither: no-reference mode."""
+        (`fref`, from `run_features`); neither: no-reference mode. `choose_smap` (N×1×hs×ws ->
+        the same shape) picks the maps the main graph conditions on, after the S_map graph."""
         n, _, h, w = hr.shape
         cfg = self.config
         ph, pw = self._check_size(h, w)
@@ -340,6 +349,8 @@ class OnnxDownscaler:
                 (lr,) = self._noref.run({"hr": hr}, [lr_shape])
                 return lr, None
             (smap,) = self._smap.run({"hr": hr, "fref": fref}, [(n, 1, *cfg.smap_grid((ph, pw)))])
+            if choose_smap is not None:
+                smap = np.ascontiguousarray(choose_smap(smap), dtype=np.uint8)
             # a gated map is stored as no map; a fallback model codes such frames without reference
             gated = np.array([cfg.noref_fallback and stored_smap(s) is None for s in smap])
             if not gated.any():
@@ -388,6 +399,13 @@ class OnnxDownscaler:
 
     def __repr__(self) -> str:
         return f"OnnxDownscaler({str(self.path)!r}, provider={self.provider!r}, model_id={self.model_id!r})"
+
+
+def _per_frame(choose: ChooseSmap | None) -> Callable[[np.ndarray], np.ndarray] | None:
+    """A per-frame (hs×ws) `choose_smap` applied to a batch of one (1×1×hs×ws)."""
+    if choose is None:
+        return None
+    return lambda batch: np.stack([choose(m[0])[None] for m in batch])
 
 
 __all__ = [

@@ -5,6 +5,7 @@ Its own module so speed benchmarks and the ROS nodes can load it without the bag
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -23,11 +24,19 @@ class TorchDownscaler:
         self.model = model.to(device).eval()
         self.device = device
 
-    def downscale(self, hr: np.ndarray, ref: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None]:
+    def downscale(
+        self, hr: np.ndarray, ref: np.ndarray | None, choose_smap: Callable[[np.ndarray], np.ndarray] | None = None
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """`choose_smap` (hs×ws uint8 -> the map to use) as `RefScale.downscale`'s, for one frame."""
         torch = self._torch
         x = torch.from_numpy(np.ascontiguousarray(hr)).permute(2, 0, 1)[None].to(self.device)
         r = None if ref is None else torch.from_numpy(np.ascontiguousarray(ref)).permute(2, 0, 1)[None].to(self.device)
-        enc = self.model.downscale(x, r)
+        choose = None
+        if choose_smap is not None:
+            def choose(smap: torch.Tensor) -> torch.Tensor:
+                picked = choose_smap(smap[0, 0].cpu().numpy())
+                return torch.from_numpy(np.ascontiguousarray(picked))[None, None].to(smap.device)
+        enc = self.model.downscale(x, r, choose)
         lr = enc.lr[0].permute(1, 2, 0).contiguous().cpu().numpy()
         smap = None if enc.smap is None else enc.smap[0, 0].contiguous().cpu().numpy()
         return lr, smap

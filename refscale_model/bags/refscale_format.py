@@ -33,7 +33,10 @@ FORMAT = "refscale-bag/2"
 FORMAT_VIDEO = "refscale-bag/3"
 """Written for video LR (h264/h265): LR as CompressedVideo, plus `lr_keyframe`, `lr_prev_stamp_ns` and
 `lr_encoder` per frame. Older readers refuse these frames by name instead of misreading them."""
-READABLE_FORMATS = ("refscale-bag/1", FORMAT, FORMAT_VIDEO)
+FORMAT_SMAP_REUSE = "refscale-bag/4"
+"""A video LR frame whose S_map is the one stored with an earlier frame of its GOP (`smap_from_stamp_ns`):
+it has no S_map message of its own. Written only for such frames; older readers refuse them by name."""
+READABLE_FORMATS = ("refscale-bag/1", FORMAT, FORMAT_VIDEO, FORMAT_SMAP_REUSE)
 """Format 1 bags (lossless PNG LR only) read as frames with `lr_codec = "png"`."""
 METADATA_NAME = "refscale"
 """Name of the bag-level MCAP metadata record (model, config, software version)."""
@@ -107,6 +110,9 @@ class FrameMeta:
     The offboard decoder checks it, so a missing frame breaks the GOP visibly, not silently."""
     lr_encoder: str = ""
     """Video LR: the encoder that ran (libx264, libx265, h264_nvenc, hevc_nvenc)."""
+    smap_from_stamp_ns: int = 0
+    """Video LR: the frame's S_map is the one stored with frame `smap_from_stamp_ns` of the same camera
+    and GOP (no S_map message of its own; format 4); 0: its own S_map message, or none."""
     format: str = FORMAT
     extra: dict[str, str] = field(default_factory=dict)
 
@@ -201,6 +207,7 @@ def bag_metadata(
 
 __all__ = [
     "FORMAT",
+    "FORMAT_SMAP_REUSE",
     "FORMAT_VIDEO",
     "READABLE_FORMATS",
     "METADATA_NAME",

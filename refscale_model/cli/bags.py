@@ -33,6 +33,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="h264/h265: a keyframe (IDR + parameter sets) every N frames (default 10 = 1 s at 10 Hz)")
     e.add_argument("--lr-encoder", default="auto", metavar="{auto,cpu,gpu,ENCODER}",
                    help="h264/h265 encoder: auto (NVENC when it works, else libx264/libx265), cpu, gpu or a name")
+    e.add_argument("--smap-reuse", type=float, default=None, metavar="LEVELS",
+                   help="h264/h265: a frame reuses the S_map stored earlier in its GOP while its own differs by at "
+                        "most this many levels on average (default 1.0; 0 = a map with every frame)")
     e.add_argument("--target-kbps", type=float, default=None, metavar="K",
                    help="per-camera LR + S_map budget in kbit/s: the quality adapts to hold it (lossy codecs); "
                         "h264/h265: the encoder's VBV caps the LR stream at 90 %% of it")
@@ -118,6 +121,8 @@ def run_encode_bag(args: argparse.Namespace) -> int:
             raise CodecError(f"--lr-crf is for the video codecs h264/h265; {args.lr_codec!r} takes --lr-quality")
         quality = args.lr_crf if args.lr_crf is not None else args.lr_quality
         lr = LrSettings.checked(args.lr_codec, quality, args.target_kbps, args.gop, args.lr_encoder)
+        if args.smap_reuse is not None and not args.smap_reuse >= 0:
+            raise CodecError(f"--smap-reuse must be >= 0 levels, got {args.smap_reuse}")
     except CodecError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -138,7 +143,8 @@ def run_encode_bag(args: argparse.Namespace) -> int:
             split_max_bytes=int(args.split_size * 1e6) if args.split_size else None,
             split_max_duration_s=args.split_duration, progress=bar.update,
             encoder_options={"lr_codec": lr.codec, "lr_quality": lr.quality, "target_kbps": lr.target_kbps,
-                             **({"lr_gop": lr.gop, "lr_encoder": lr.encoder} if lr.video else {})},
+                             **({"lr_gop": lr.gop, "lr_encoder": lr.encoder} if lr.video else {}),
+                             **({"smap_reuse": args.smap_reuse} if args.smap_reuse is not None else {})},
         )
     except BagWriteError as exc:
         print(f"error: {exc}; frames written before it are readable (`refscale bag recover {args.out}`)",

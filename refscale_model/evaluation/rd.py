@@ -46,6 +46,7 @@ from refscale_model.evaluation.rd_settings import (
 from refscale_model.io.images import encode_smap_png, stored_smap
 from refscale_model.metrics import psnr, ssim
 from refscale_model.models.refscale import RefScale
+from refscale_model.pipeline.smap_reuse import DEFAULT_TOLERANCE, SmapReuse
 
 
 @dataclass
@@ -59,6 +60,9 @@ class RdConfig:
     video_codecs: tuple[str, ...] = VIDEO_CODECS
     """Sequence curves (bag frames only): full-res and every method's LR coded as this video."""
     gop: int = 10
+    smap_reuse: float = DEFAULT_TOLERANCE
+    """Sequence curves: RefScale reuses the S_map stored earlier in the GOP within this many levels, as the
+    recorder does with a video LR (`pipeline.smap_reuse`; 0: a map with every frame)."""
     video_encoder: str = "cpu"
     """Encoder of the video curves (cpu: libx264/libx265, deterministic; see `codecs.choose_encoder`)."""
 
@@ -79,6 +83,8 @@ class _Lr:
     side_bytes: int
     down_ms: float
     rebuild: Callable[[np.ndarray], np.ndarray]
+    smap: np.ndarray | None = None
+    """The stored S_map (None: none stored)."""
 
 
 def bicubic_lr(hr: np.ndarray, scale: int) -> _Lr:
@@ -98,12 +104,18 @@ def bicubic_lr(hr: np.ndarray, scale: int) -> _Lr:
     return _Lr(lr, 0, (time.perf_counter() - t0) * 1000, rebuild)
 
 
-def model_lr(model: RefScale, hr: np.ndarray, ref: np.ndarray | None) -> _Lr:
-    """The INN's LR (+ stored S_map bytes); rebuild with z = 0, reference-free when no map is stored."""
+def model_lr(model: RefScale, hr: np.ndarray, ref: np.ndarray | None,
+             choose_smap: Callable[[np.ndarray], np.ndarray] | None = None) -> _Lr:
+    """The INN's LR (+ stored S_map bytes); rebuild with z = 0, reference-free when no map is stored.
+    `choose_smap` (hs×ws uint8 -> the map to use) as `RefScale.downscale`'s."""
     t0 = time.perf_counter()
     x = _t(hr)
     r = _t(ref) if ref is not None and model.config.use_reference else None
-    enc = model.downscale(x, r)
+    choose = None
+    if choose_smap is not None:
+        def choose(m: torch.Tensor) -> torch.Tensor:
+            return torch.from_numpy(np.ascontiguousarray(choose_smap(m[0, 0].numpy())))[None, None]
+    enc = model.downscale(x, r, choose)
     smap = stored_smap(None if enc.smap is None else enc.smap[0, 0].numpy())
     side = len(encode_smap_png(smap)) if smap is not None else 0
     down_ms = (time.perf_counter() - t0) * 1000
@@ -114,7 +126,7 @@ def model_lr(model: RefScale, hr: np.ndarray, ref: np.ndarray | None) -> _Lr:
             return _u8(model.upscale(lr_t, None, None, enc.size))
         return _u8(model.upscale(lr_t, enc.smap, r, enc.size))
 
-    return _Lr(enc.lr[0].permute(1, 2, 0).numpy().copy(), side, down_ms, rebuild)
+    return _Lr(enc.lr[0].permute(1, 2, 0).numpy().copy(), side, down_ms, rebuild, smap)
 
 
 class _Acc:
@@ -224,6 +236,22 @@ def _method_lrs(frames: list[RdFrame], method: str, model: RefScale | None, nore
     return reasons[0] if reasons else lrs  # type: ignore[return-value]
 
 
+def _refscale_sequence(frames: list[RdFrame], model: RefScale, config: RdConfig) -> list[_Lr]:
+    """RefScale's LR of every frame of a sequence with S_map reuse in each GOP, as the recorder codes a
+    video LR: a frame whose map an earlier frame of its GOP stores adds no S_map bytes."""
+    reuse = SmapReuse(config.smap_reuse)
+    out = []
+    for i, f in enumerate(frames):
+        x = model_lr(model, f.target, f.reference, lambda m: reuse.choose("sequence", m))
+        if x.smap is not None:
+            if reuse.source("sequence", x.smap, keyframe=i % config.gop == 0):
+                x.side_bytes = 0
+            else:
+                reuse.stored("sequence", i + 1, x.smap)
+        out.append(x)
+    return out
+
+
 def _code_sequence(codec: str, crf: int, images: list[np.ndarray], config: RdConfig) -> list[tuple[np.ndarray, int,
                                                                                                    float, float]]:
     """The images in order as one video stream: per frame (decoded, bytes, enc ms, dec ms)."""
@@ -261,7 +289,9 @@ def score_sequences(
                 acc.add("fullres", codec, crf, f.target, rgb, n, e, d)
             continue
         if method not in lrs:
-            lrs[method] = _method_lrs(frames, method, model, noref, scale)
+            reuse = method == "refscale" and model is not None and config.smap_reuse > 0
+            lrs[method] = (_refscale_sequence(frames, model, config) if reuse  # type: ignore[arg-type]
+                           else _method_lrs(frames, method, model, noref, scale))
         lr = lrs[method]
         if isinstance(lr, str):
             skipped[method] = lr
@@ -324,7 +354,7 @@ def run_scoreboard(
         "noref_weights": noref_weights, "noref_weights_sha256": getattr(noref, "weights_sha256", None),
         "scale": (model or noref).config.scale if (model or noref) else 2,
         "meta_bytes": META_BYTES, "x265_ref_meta_bytes": X265_REF_META_BYTES,
-        "qualities": config.qualities, "gop": config.gop, "sets": {},
+        "qualities": config.qualities, "gop": config.gop, "smap_reuse": config.smap_reuse, "sets": {},
     }
     for name, source, frames, notes in sources:
         if not frames:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -219,11 +220,15 @@ class RefScale(nn.Module):
 
     # ---------------------------------------------------------------- public halves
     @torch.no_grad()
-    def downscale(self, hr: Tensor, ref: Tensor | None = None) -> Encoded:
+    def downscale(
+        self, hr: Tensor, ref: Tensor | None = None, choose_smap: Callable[[Tensor], Tensor] | None = None
+    ) -> Encoded:
         """HR (B×3×H×W, float [0,1] or uint8) and an optional same-size reference -> `Encoded`.
 
         A frame whose S_map quantises to all zero is not stored with one (`codec.stored_smap`), so
-        its LR comes from the no-reference path, as for a frame without reference.
+        its LR comes from the no-reference path, as for a frame without reference. `choose_smap`
+        may replace the computed uint8 B×1×hs×ws map by the one to condition on and store (a video
+        GOP reusing its last map, `pipeline.smap_reuse`).
         """
         hr = _as_float_image(hr)
         self._check_reference(hr, ref)
@@ -233,6 +238,8 @@ class RefScale(nn.Module):
             return Encoded(lr=lr_to_uint8(self.noref_lr(hr_p)), smap=None, size=size)
         ref_p = self.pad(_as_float_image(ref).to(hr.dtype))
         smap_u8 = smap_to_uint8(self.smap_levels_from_images(hr_p, ref_p))
+        if choose_smap is not None:
+            smap_u8 = choose_smap(smap_u8)
         empty = self.empty_smaps(smap_u8) if self.fallback is not None else None
         if empty is not None and bool(empty.all()):  # no referenced flow to run (a gated frame)
             return Encoded(lr=lr_to_uint8(self.noref_lr(hr_p)), smap=smap_u8, size=size)

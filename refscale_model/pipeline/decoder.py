@@ -74,7 +74,9 @@ class FrameAssembler:
     decodes the LR messages in arrival (= coded) order. A predicted frame is only given out when the
     frame its meta says it follows (`lr_prev_stamp_ns`) was the one decoded just before it and was
     itself good; otherwise (its GOP start or a frame of its GOP is missing) it fails as
-    `corrupt_frame` until the next keyframe.
+    `corrupt_frame` until the next keyframe. A video frame may name the earlier frame of its GOP
+    whose S_map it shares (`smap_from_stamp_ns`, `pipeline.smap_reuse`): it gets that frame's map,
+    or fails as `incomplete` when that frame never arrived.
     """
 
     def __init__(self, *, meta_closes: bool, max_pending: int | None = None) -> None:
@@ -82,6 +84,8 @@ class FrameAssembler:
         self.max_pending = max_pending
         self._pending: OrderedDict[tuple[str, int], tuple[int, dict[str, Any]]] = OrderedDict()
         self._video: dict[str, _VideoChain] = {}
+        self._maps: dict[str, LruCache[int, np.ndarray]] = {}
+        """Per camera: the S_maps stored with its recent frames, for frames that share them."""
 
     def add(self, camera: str, kind: str, msg: Any, log_time_ns: int) -> list[EncodedFrame | FrameFailure]:
         """Take one part (`kind`: lr, smap or meta); returns the frames it completed or failed."""
@@ -97,7 +101,7 @@ class FrameAssembler:
             chain = self._video.get(camera)
             if chain is not None and "video" in slot:
                 frame = chain.check(frame, slot["video"])
-            out.append(frame)
+            out.append(self._shared_smap(frame))
         while self.max_pending is not None and len(self._pending) > self.max_pending:
             (cam, stamp), (t, _slot) = self._pending.popitem(last=False)
             out.append(_incomplete(cam, stamp, t, "evicted before all its parts arrived"))
@@ -110,15 +114,32 @@ class FrameAssembler:
         self._pending.clear()
         return left
 
+    def _shared_smap(self, frame: EncodedFrame | FrameFailure) -> EncodedFrame | FrameFailure:
+        """Keep a frame's own S_map for later frames of its GOP; give a sharing frame the map it names."""
+        if isinstance(frame, FrameFailure):
+            return frame
+        maps = self._maps.setdefault(frame.camera_topic, LruCache(64))
+        source = frame.meta.smap_from_stamp_ns
+        if not source:
+            if frame.smap is not None:
+                maps.put(frame.stamp_ns, frame.smap)
+            return frame
+        smap = maps.get(source)
+        if smap is None:
+            return _incomplete(frame.camera_topic, frame.stamp_ns, frame.log_time_ns,
+                               f"its S_map is stored with frame {source}, which is missing")
+        frame.smap = smap
+        return frame
+
     @staticmethod
     def _complete(slot: dict[str, Any]) -> bool:
         if "meta" not in slot or "lr" not in slot:
             return False
         try:
-            has_smap = fmt.meta_from_msg(slot["meta"]).has_smap
+            meta = fmt.meta_from_msg(slot["meta"])
         except (ValueError, KeyError, AttributeError):
             return True  # assemble() reports the bad metadata
-        return not has_smap or "smap" in slot
+        return not _own_smap(meta) or "smap" in slot
 
     @staticmethod
     def assemble(camera: str, stamp: int, log_time: int, slot: dict[str, Any]) -> EncodedFrame | FrameFailure:
@@ -127,7 +148,7 @@ class FrameAssembler:
             meta = fmt.meta_from_msg(slot["meta"])
         except (ValueError, KeyError, AttributeError) as exc:
             return FrameFailure(camera, stamp, log_time, "corrupt_frame", f"{camera} @ {stamp}: bad metadata: {exc}")
-        if "lr" not in slot or (meta.has_smap and "smap" not in slot):
+        if "lr" not in slot or (_own_smap(meta) and "smap" not in slot):
             return FrameFailure(camera, stamp, log_time, "incomplete", f"{camera} @ {stamp}: LR or S_map missing")
         try:
             if "video" in slot:  # decoded on arrival by the camera's stream decoder (checked by the caller)
@@ -141,10 +162,10 @@ class FrameAssembler:
                 raise CodecError(f"{meta.lr_codec} LR outside a stream: decode with FrameAssembler.add")
             else:
                 lr = get_codec(meta.lr_codec).decode(bytes(slot["lr"].data))
-            smap = decode_png(bytes(slot["smap"].data)) if meta.has_smap else None
+            smap = decode_png(bytes(slot["smap"].data)) if _own_smap(meta) else None
         except ValueError as exc:
             return FrameFailure(camera, stamp, log_time, "corrupt_frame", f"{camera} @ {stamp}: {exc}")
-        nbytes = len(slot["lr"].data) + (len(slot["smap"].data) if meta.has_smap else 0)
+        nbytes = len(slot["lr"].data) + (len(slot["smap"].data) if _own_smap(meta) else 0)
         return EncodedFrame(camera, stamp, msgs.frame_id(slot["meta"]), log_time, meta, lr, smap, nbytes)
 
 
@@ -203,6 +224,11 @@ class _VideoChain:
             return frame
         return FrameFailure(frame.camera_topic, frame.stamp_ns, frame.log_time_ns, "corrupt_frame",
                             f"{frame.camera_topic} @ {frame.stamp_ns}: video LR: {why}")
+
+
+def _own_smap(meta: fmt.FrameMeta) -> bool:
+    """The frame carries its own S_map message (not none, not one shared with an earlier frame)."""
+    return meta.has_smap and not meta.smap_from_stamp_ns
 
 
 def _incomplete(camera: str, stamp: int, log_time: int, why: str) -> FrameFailure:

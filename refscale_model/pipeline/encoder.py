@@ -29,6 +29,7 @@ from refscale_model.io import rosimg
 from refscale_model.io.images import encode_smap_png, stored_smap
 from refscale_model.pipeline.encoding import EncodeJob, EncoderStats, FrameError, FrameResult, LrSettings
 from refscale_model.pipeline.pose import Pose, PoseTracker
+from refscale_model.pipeline.smap_reuse import DEFAULT_TOLERANCE, SmapReuse
 from refscale_model.utils import LruCache
 
 if TYPE_CHECKING:
@@ -61,12 +62,15 @@ class FrameEncoder:
         target_kbps: float | None = None,
         lr_gop: int | None = None,
         lr_encoder: str = "auto",
+        smap_reuse: float = DEFAULT_TOLERANCE,
     ) -> None:
         """`lr_codec` / `lr_quality` (0–100, None: the codec's default) / `target_kbps` (per camera
         LR + S_map budget; the quality then adapts, starting at `lr_quality`): a bad combination
         raises `CodecError` here, before anything is written. Video codecs (h264, h265): `lr_quality`
         is the crf 0–51, `lr_gop` the keyframe interval, `lr_encoder` auto / cpu / gpu / a name,
-        `target_kbps` caps the LR stream (VBV at 90 % of it)."""
+        `target_kbps` caps the LR stream (VBV at 90 % of it). `smap_reuse`: with a video LR, the
+        tolerance (mean S_map levels) within which a frame reuses the map stored earlier in its GOP
+        (`pipeline.smap_reuse`; 0: a map per frame); still-image codecs always store one per frame."""
         from refscale_model import __version__
 
         self.lr = LrSettings.checked(lr_codec, lr_quality, target_kbps, lr_gop, lr_encoder)
@@ -93,6 +97,7 @@ class FrameEncoder:
         self._lr_prev: dict[str, int] = {}
         """Per camera: stamp of the last LR frame written (video: what the next P-frame predicts from)."""
         self._rates: dict[str, RateController] = {}
+        self._smap_reuse = SmapReuse(smap_reuse) if self.lr.video and smap_reuse > 0 else None
         self.stats.lr_codec, self.stats.target_kbps = self.lr.codec, self.lr.target_kbps
         self.stats.lr_encoder = self.lr.encoder
         info = fmt.bag_metadata(model.model_id, model.weights_sha256, model.config, software_version or __version__)
@@ -205,13 +210,17 @@ class FrameEncoder:
     def _infer(self, job: EncodeJob) -> EncodeJob:
         """Stage 2: the network (the only stage that needs the downscaler): the reference's
         features (or the cached ones), then the per-frame graphs."""
+        reuse = self._smap_reuse
+        choose = None if reuse is None or job.warped is None else (lambda m: reuse.choose(job.topic, m))
+        extra = {} if choose is None else {"choose_smap": choose}
         try:
             if job.warped is not None and self._with_features:
                 job.fref = self._features(job.ref_obj, job.reg, job.warped)
             if job.fref is not None:
-                job.lr, job.smap = self.downscaler.downscale_with_features(job.rgb, job.fref)  # type: ignore[attr-defined]
+                job.lr, job.smap = self.downscaler.downscale_with_features(  # type: ignore[attr-defined]
+                    job.rgb, job.fref, **extra)
             else:
-                job.lr, job.smap = self.downscaler.downscale(job.rgb, job.warped)
+                job.lr, job.smap = self.downscaler.downscale(job.rgb, job.warped, **extra)  # type: ignore[call-arg]
         except Exception as exc:  # noqa: BLE001 - any backend failure is this frame's failure
             raise FrameError("model", f"{job.topic}: downscaler failed: {exc}") from exc
         if job.warped is not None and job.smap is None:
@@ -231,7 +240,10 @@ class FrameEncoder:
             smap, reason = None, "reference gated: no more similar than an unrelated image (S_map all zero)"
         quality = self._quality(topic)
         lr_coded = self._lr_stream(topic).encode(np.ascontiguousarray(lr), quality)
-        smap_png = encode_smap_png(np.ascontiguousarray(smap)) if smap is not None else b""
+        smap_from = 0  # a map stored by an earlier frame of this GOP (video S_map reuse)
+        if smap is not None and self._smap_reuse is not None:
+            smap_from = self._smap_reuse.source(topic, smap, lr_coded.is_keyframe)
+        smap_png = encode_smap_png(np.ascontiguousarray(smap)) if smap is not None and not smap_from else b""
         encode_ms = (time.perf_counter() - job.t0) * 1e3
         meta = fmt.FrameMeta(
             source_topic=topic,
@@ -258,6 +270,8 @@ class FrameEncoder:
             meta.lr_keyframe = lr_coded.is_keyframe
             meta.lr_prev_stamp_ns = 0 if lr_coded.is_keyframe else self._lr_prev.get(topic, 0)
             meta.lr_encoder, meta.format = self.lr.encoder, fmt.FORMAT_VIDEO
+            if smap_from:
+                meta.smap_from_stamp_ns, meta.format = smap_from, fmt.FORMAT_SMAP_REUSE
             if lr.shape[0] % 2 or lr.shape[1] % 2:  # coded even-padded: the decoder crops back
                 meta.extra["lr_size"] = f"{lr.shape[0]}x{lr.shape[1]}"
             lr_type = msgs.COMPRESSED_VIDEO
@@ -267,6 +281,8 @@ class FrameEncoder:
             lr_msg = {"header": header, "format": lr_coded.format, "data": lr_coded.data}
         try:
             self._write_frame(topic, header, log_time, lr_msg, lr_type, smap, smap_png, meta, reason)
+            if smap is not None and not smap_from and self._smap_reuse is not None:
+                self._smap_reuse.stored(topic, stamp, smap)
         except BaseException:
             request = getattr(self._lr_streams.get(topic), "request_keyframe", None)
             if request is not None:  # the decoder never sees this frame: the next one must not predict from it
@@ -299,7 +315,7 @@ class FrameEncoder:
                      smap: np.ndarray | None, smap_png: bytes, meta: fmt.FrameMeta, reason: str) -> None:
         with self.writer.group():
             self.writer.write(fmt.lr_topic(topic), lr_msg, log_time, type_name=lr_type)
-            if smap is not None:
+            if smap is not None and smap_png:  # no bytes: the map is stored by an earlier frame of the GOP
                 self.writer.write(
                     fmt.smap_topic(topic),
                     {"header": header, "format": "png", "data": smap_png},

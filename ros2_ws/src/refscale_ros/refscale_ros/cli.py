@@ -180,7 +180,7 @@ def dry_run(args: argparse.Namespace) -> int:
     from refscale_model.refcache import ReferenceCache
     from refscale_model.registration import RegistrationConfig
     from refscale_ros.common import string_list
-    from refscale_ros.recorder_config import encoder_lr_args, lr_settings, parse_cameras
+    from refscale_ros.recorder_config import encoder_args, lr_settings, parse_cameras
 
     try:
         p = read_params(args.params, args.param, 'refscale_recorder')
@@ -211,7 +211,7 @@ def dry_run(args: argparse.Namespace) -> int:
         enc = FrameEncoder(BagWriter(Path(tmp) / 'bag'), backend.downscaler, backend.info,
                            cache=cache, registration=reg,
                            camera_names={c.topic: c.cache_id for c in cameras},
-                           **encoder_lr_args(lr))
+                           **encoder_args(p))
         messages = []
         for i, rgb in enumerate(frames):
             for k, cam in enumerate(cameras):

@@ -30,7 +30,7 @@ from refscale_ros.diagnostics import Updater
 from refscale_ros.frame_queue import FrameQueue
 from refscale_ros.messages import message_class, rgb_image
 from refscale_ros.recorder_config import (
-    encoder_lr_args,
+    encoder_args,
     lr_settings,
     PARAMETERS,
     parse_cameras,
@@ -81,7 +81,7 @@ class RecorderNode(Node):
                 'registration': (RegistrationConfig() if p['registration']
                                  else RegistrationConfig(estimators=(), fallback='identity')),
                 'camera_names': {c.topic: c.cache_id for c in self.cameras},
-                **encoder_lr_args(lr)},
+                **encoder_args(p)},
             params=p, queue=self.queue, stats=self.stats, logger=self.get_logger(),
             now_ns=lambda: self.get_clock().now().nanoseconds, subscribe=self._subscribe,
             unsubscribe=self._unsubscribe, on_lr=self._publish_lr if p['publish_lr'] else None)
