@@ -35,7 +35,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="h264/h265 encoder: auto (NVENC when it works, else libx264/libx265), cpu, gpu or a name")
     e.add_argument("--smap-reuse", type=float, default=None, metavar="LEVELS",
                    help="h264/h265: a frame reuses the S_map stored earlier in its GOP while its own differs by at "
-                        "most this many levels on average (default 1.0; 0 = a map with every frame)")
+                        "most this many levels on average (default 2.0; 0 = a map with every frame)")
     e.add_argument("--target-kbps", type=float, default=None, metavar="K",
                    help="per-camera LR + S_map budget in kbit/s: the quality adapts to hold it (lossy codecs); "
                         "h264/h265: the encoder's VBV caps the LR stream at 90 %% of it")

@@ -35,9 +35,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     q.add_argument("--video-codecs", default="h264,h265",
                    help="with --bag: code the frames in order as video, full-res and each method's LR ('' : none)")
     q.add_argument("--gop", type=int, default=10, help="keyframe interval of the sequence curves (10)")
-    q.add_argument("--smap-reuse", type=float, default=1.0, metavar="LEVELS",
+    q.add_argument("--smap-reuse", type=float, default=2.0, metavar="LEVELS",
                    help="sequence curves: RefScale reuses the GOP's stored S_map within this mean level "
-                        "difference, as the recorder does with a video LR (1.0; 0 = a map every frame)")
+                        "difference, as the recorder does with a video LR (2.0; 0 = a map every frame)")
     q.add_argument("--lr-codecs", default="png,jpeg,webp,avif", help="LR codecs of the rescaling methods")
     q.add_argument("--methods", default="bicubic,noref,refscale", help="rescaling methods")
     q.add_argument("--anchors", default="jpeg,webp,avif,x265-intra,x265-ref", help="full-resolution anchors")

@@ -31,7 +31,7 @@ PARAMETERS: list[tuple[str, Any, str]] = [
     ('target_kbps', 0.0, 'per-camera LR + S_map kbit/s budget; quality adapts (0 = fixed)'),
     ('lr_gop', 0, 'h264/h265: keyframe every N frames (0 = default, 10)'),
     ('lr_encoder', 'auto', 'h264/h265 encoder: auto (NVENC if present), cpu, gpu or a name'),
-    ('smap_reuse', 1.0, 'h264/h265: reuse the GOP S_map within this mean level change (0 = off)'),
+    ('smap_reuse', 2.0, 'h264/h265: reuse the GOP S_map within this mean level change (0 = off)'),
     ('pipeline_stages', False, 'overlap decode, network, coding on threads (slower on 2 cores)'),
     ('max_queue', 4, 'frames waiting per camera; the oldest is dropped (and counted) when full'),
     ('registration', True, 'homography registration of the reference (false = unwarped)'),
