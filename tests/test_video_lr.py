@@ -88,8 +88,9 @@ def _lr_payloads(bag: Path) -> list[bytes]:
     return [bytes(m.data) for t, _, m in read_messages(bag) if t == fmt.lr_topic(CAM)]
 
 
-def _model_lr(x2, world: World, meta: fmt.FrameMeta, i: int) -> np.ndarray:
-    """The LR the onboard model made of frame i (reference warped as the bag's record says)."""
+def _model_lr(x2, world: World, meta: fmt.FrameMeta, i: int, smap: np.ndarray | None = None) -> np.ndarray:
+    """The LR the onboard model made of frame i (reference warped as the bag's record says), conditioned
+    on `smap` when given (the map the frame was coded with: S_map reuse may hand it an earlier one)."""
     from refscale_model.registration import warp_reference
 
     hr = torch.from_numpy(world.frames[i]).permute(2, 0, 1)[None].float() / 255.0
@@ -98,8 +99,9 @@ def _model_lr(x2, world: World, meta: fmt.FrameMeta, i: int) -> np.ndarray:
         with ReferenceCache.open(world.cache, readonly=True) as cache:
             rgb = cache.get(int(meta.reference_id), meta.reference_sha256).load_rgb()
         ref = torch.from_numpy(warp_reference(rgb, meta.matrix, meta.size)).permute(2, 0, 1)[None].float() / 255.0
+    choose = None if smap is None else (lambda _computed: torch.from_numpy(smap)[None, None])
     with torch.no_grad():
-        return x2.downscale(hr, ref).lr[0].permute(1, 2, 0).numpy()
+        return x2.downscale(hr, ref, choose).lr[0].permute(1, 2, 0).numpy()
 
 
 def test_video_lr_round_trip_is_frame_exact(video_bag, world: World, x2) -> None:
@@ -124,11 +126,12 @@ def test_video_lr_round_trip_is_frame_exact(video_bag, world: World, x2) -> None
     assert [type(f).__name__ for f in encoded] == ["EncodedFrame"] * N
     assert all(isinstance(f, ReconstructedFrame) for f in rebuilt)
     for i, f in enumerate(encoded):
-        assert f.meta.lr_codec == codec and f.meta.lr_quality == 24 and f.meta.format == fmt.FORMAT_VIDEO
+        assert f.meta.lr_codec == codec and f.meta.lr_quality == 24
+        assert f.meta.format == (fmt.FORMAT_SMAP_REUSE if f.meta.smap_from_stamp_ns else fmt.FORMAT_VIDEO)
         assert f.meta.lr_keyframe == (i % GOP == 0)
         assert f.meta.lr_prev_stamp_ns == (0 if i % GOP == 0 else T0 + (i - 1) * 100_000_000)
         # frame-exact: the i-th message rebuilds the i-th frame's LR, not a neighbour's
-        want = _model_lr(x2, world, f.meta, i)
+        want = _model_lr(x2, world, f.meta, i, f.smap)
         scores = [psnr(f.lr, _model_lr(x2, world, f.meta, j)) for j in {max(i - 1, 0), min(i + 1, N - 1)} - {i}]
         assert psnr(f.lr, want) > 33 and all(psnr(f.lr, want) > s + 3 for s in scores), (i, scores)
         assert psnr(rebuilt[i].rgb, world.frames[i]) > 26
