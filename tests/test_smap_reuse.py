@@ -50,6 +50,9 @@ def test_policy_holds_a_close_map_and_places_it_once_per_gop() -> None:
     assert reuse.source("c", a, keyframe=False) == 100
     assert reuse.source("c", far, keyframe=False) == 0
     assert reuse.source("c", a, keyframe=True) == 0  # a new GOP stores its own map
+    reuse.stored("c", 200, a)
+    assert reuse.source("c", None, keyframe=True) == 0  # a gated keyframe starts a GOP too:
+    assert reuse.source("c", a, keyframe=False) == 0  # frame 200's map belongs to the last one
     assert SmapReuse(0.0).choose("c", near) is near
     with pytest.raises(ValueError):
         SmapReuse(-1.0)

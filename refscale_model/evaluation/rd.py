@@ -243,11 +243,10 @@ def _refscale_sequence(frames: list[RdFrame], model: RefScale, config: RdConfig)
     out = []
     for i, f in enumerate(frames):
         x = model_lr(model, f.target, f.reference, lambda m: reuse.choose("sequence", m))
-        if x.smap is not None:
-            if reuse.source("sequence", x.smap, keyframe=i % config.gop == 0):
-                x.side_bytes = 0
-            else:
-                reuse.stored("sequence", i + 1, x.smap)
+        if reuse.source("sequence", x.smap, keyframe=i % config.gop == 0):
+            x.side_bytes = 0
+        elif x.smap is not None:
+            reuse.stored("sequence", i + 1, x.smap)
         out.append(x)
     return out
 

@@ -241,7 +241,7 @@ class FrameEncoder:
         quality = self._quality(topic)
         lr_coded = self._lr_stream(topic).encode(np.ascontiguousarray(lr), quality)
         smap_from = 0  # a map stored by an earlier frame of this GOP (video S_map reuse)
-        if smap is not None and self._smap_reuse is not None:
+        if self._smap_reuse is not None:  # every frame: a keyframe without a map still starts a new GOP
             smap_from = self._smap_reuse.source(topic, smap, lr_coded.is_keyframe)
         smap_png = encode_smap_png(np.ascontiguousarray(smap)) if smap is not None and not smap_from else b""
         encode_ms = (time.perf_counter() - job.t0) * 1e3

@@ -46,11 +46,14 @@ class SmapReuse:
         self._held[camera] = new
         return new
 
-    def source(self, camera: str, smap: np.ndarray, keyframe: bool) -> int:
-        """Stamp of the frame of the current GOP that already stores `smap` (0: store it with this one).
-        A keyframe starts a new GOP: maps stored before it are no longer referred to."""
+    def source(self, camera: str, smap: np.ndarray | None, keyframe: bool) -> int:
+        """Stamp of the frame of the current GOP that already stores `smap` (0: store it with this one,
+        or there is none). Call it for every frame: a keyframe starts a new GOP, also one without a
+        map, and maps stored before it are no longer referred to."""
         if keyframe:
             self._gop[camera] = []
+        if smap is None:
+            return 0
         for stamp, stored in self._gop.get(camera, []):
             if stored.shape == smap.shape and np.array_equal(stored, smap):
                 return stamp
