@@ -21,7 +21,7 @@ DEFAULT_TOLERANCE = 2.0
 """Mean absolute difference in S_map levels (of 16) up to which the held map is reused. The maps of
 consecutive frames differ by 1.0–1.3 levels from noise alone (a 1-pixel camera drift on a webcam
 revisit, 10 Hz frames of the sample drive), so 1.0 reused nothing; at 2.0 the sample drive's
-video curve needs 3.6 points less BD-rate for −0.02 dB (docs/rate-distortion.md)."""
+video curve needs 2.4 points less BD-rate for −0.02 dB (docs/rate-distortion.md)."""
 
 
 class SmapReuse:
