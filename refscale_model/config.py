@@ -162,6 +162,6 @@ class RefScaleConfig:
         if base not in presets:
             raise ValueError(f"unknown preset {name!r}; choose x2, x4, x2-lossy or one of them with -noref")
         config = presets[base]
-        return dataclasses.replace(config, use_reference=False, refine_flow=False) if suffix == "noref" else config
+        return config.fallback_config() if suffix == "noref" else config
 
 

@@ -6,12 +6,25 @@ Its own module so speed benchmarks and the ROS nodes can load it without the bag
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 if TYPE_CHECKING:
     from refscale_model.models.refscale import RefScale
+
+
+def tensor_smap_choice(choose: Callable[[np.ndarray], np.ndarray] | None) -> Callable[[Any], Any] | None:
+    """A per-frame numpy `choose_smap` (hs×ws uint8) as `RefScale.downscale` takes it (a 1×1×hs×ws tensor)."""
+    if choose is None:
+        return None
+    import torch
+
+    def on_tensor(smap: torch.Tensor) -> torch.Tensor:
+        picked = choose(smap[0, 0].cpu().numpy())
+        return torch.from_numpy(np.ascontiguousarray(picked))[None, None].to(smap.device)
+
+    return on_tensor
 
 
 class TorchDownscaler:
@@ -31,12 +44,7 @@ class TorchDownscaler:
         torch = self._torch
         x = torch.from_numpy(np.ascontiguousarray(hr)).permute(2, 0, 1)[None].to(self.device)
         r = None if ref is None else torch.from_numpy(np.ascontiguousarray(ref)).permute(2, 0, 1)[None].to(self.device)
-        choose = None
-        if choose_smap is not None:
-            def choose(smap: torch.Tensor) -> torch.Tensor:
-                picked = choose_smap(smap[0, 0].cpu().numpy())
-                return torch.from_numpy(np.ascontiguousarray(picked))[None, None].to(smap.device)
-        enc = self.model.downscale(x, r, choose)
+        enc = self.model.downscale(x, r, tensor_smap_choice(choose_smap))
         lr = enc.lr[0].permute(1, 2, 0).contiguous().cpu().numpy()
         smap = None if enc.smap is None else enc.smap[0, 0].contiguous().cpu().numpy()
         return lr, smap

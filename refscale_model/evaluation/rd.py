@@ -30,6 +30,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from refscale_model.backends.torch_backend import tensor_smap_choice
 from refscale_model.codecs import get_codec, open_stream_decoder, open_stream_encoder
 from refscale_model.evaluation.anchors import AnchorUnavailable, x265_available, x265_given_reference, x265_intra
 from refscale_model.evaluation.rd_frames import RdFrame, frames_from_bag, frames_from_pairs
@@ -111,11 +112,7 @@ def model_lr(model: RefScale, hr: np.ndarray, ref: np.ndarray | None,
     t0 = time.perf_counter()
     x = _t(hr)
     r = _t(ref) if ref is not None and model.config.use_reference else None
-    choose = None
-    if choose_smap is not None:
-        def choose(m: torch.Tensor) -> torch.Tensor:
-            return torch.from_numpy(np.ascontiguousarray(choose_smap(m[0, 0].numpy())))[None, None]
-    enc = model.downscale(x, r, choose)
+    enc = model.downscale(x, r, tensor_smap_choice(choose_smap))
     smap = stored_smap(None if enc.smap is None else enc.smap[0, 0].numpy())
     side = len(encode_smap_png(smap)) if smap is not None else 0
     down_ms = (time.perf_counter() - t0) * 1000

@@ -23,26 +23,14 @@ def _gray_u8(image: Tensor) -> np.ndarray:
     return cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
 
 
-def flow_to(target: np.ndarray, source: np.ndarray, downscale: int = 1) -> np.ndarray:
-    """H×W×2 float32 flow with target(x) ≈ source(x + flow(x)), from uint8 luma images of one size.
-
-    Computed at 1/`downscale` size (DIS, medium preset) and brought back to full size."""
-    h, w = target.shape
-    dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
-    if downscale == 1:
-        return dis.calc(target, source, None)
-    small = (max(8, w // downscale), max(8, h // downscale))
-    t_small = cv2.resize(target, small, interpolation=cv2.INTER_AREA)
-    s_small = cv2.resize(source, small, interpolation=cv2.INTER_AREA)
-    flow = dis.calc(t_small, s_small, None)
-    flow = cv2.resize(flow, (w, h), interpolation=cv2.INTER_LINEAR)
-    flow[..., 0] *= w / small[0]
-    flow[..., 1] *= h / small[1]
-    return flow
+def flow_to(target: np.ndarray, source: np.ndarray) -> np.ndarray:
+    """H×W×2 float32 flow with target(x) ≈ source(x + flow(x)), from uint8 luma images of one size
+    (DIS, medium preset)."""
+    return cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM).calc(target, source, None)
 
 
 @torch.no_grad()
-def align_by_flow(source: Tensor, target: Tensor, downscale: int = 1) -> Tensor:
+def align_by_flow(source: Tensor, target: Tensor) -> Tensor:
     """`source` (B×3×H×W float) warped onto `target`'s pixels (same shape) by dense optical flow.
 
     No gradient flows through the alignment (the flow is a measurement, not a learned map). Pixels
@@ -53,7 +41,7 @@ def align_by_flow(source: Tensor, target: Tensor, downscale: int = 1) -> Tensor:
     grid_x, grid_y = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
     out = []
     for src, tgt in zip(source, target, strict=True):
-        flow = flow_to(_gray_u8(tgt), _gray_u8(src), downscale)
+        flow = flow_to(_gray_u8(tgt), _gray_u8(src))
         src_hwc = np.ascontiguousarray(src.detach().float().permute(1, 2, 0).cpu().numpy())
         warped = cv2.remap(src_hwc, grid_x + flow[..., 0], grid_y + flow[..., 1], cv2.INTER_LINEAR,
                            borderMode=cv2.BORDER_REPLICATE)

@@ -118,13 +118,12 @@ class FrameAssembler:
         """Keep a frame's own S_map for later frames of its GOP; give a sharing frame the map it names."""
         if isinstance(frame, FrameFailure):
             return frame
-        maps = self._maps.setdefault(frame.camera_topic, LruCache(64))
         source = frame.meta.smap_from_stamp_ns
         if not source:
-            if frame.smap is not None:
-                maps.put(frame.stamp_ns, frame.smap)
+            if frame.smap is not None and is_video_codec(frame.meta.lr_codec):  # only video frames share maps
+                self._maps.setdefault(frame.camera_topic, LruCache(64)).put(frame.stamp_ns, frame.smap)
             return frame
-        smap = maps.get(source)
+        smap = self._maps.setdefault(frame.camera_topic, LruCache(64)).get(source)
         if smap is None:
             return _incomplete(frame.camera_topic, frame.stamp_ns, frame.log_time_ns,
                                f"its S_map is stored with frame {source}, which is missing")

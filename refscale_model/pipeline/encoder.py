@@ -97,7 +97,8 @@ class FrameEncoder:
         self._lr_prev: dict[str, int] = {}
         """Per camera: stamp of the last LR frame written (video: what the next P-frame predicts from)."""
         self._rates: dict[str, RateController] = {}
-        self._smap_reuse = SmapReuse(smap_reuse) if self.lr.video and smap_reuse > 0 else None
+        reuse = SmapReuse(smap_reuse)  # checks the tolerance for every codec
+        self._smap_reuse = reuse if self.lr.video and reuse.tolerance > 0 else None
         self.stats.lr_codec, self.stats.target_kbps = self.lr.codec, self.lr.target_kbps
         self.stats.lr_encoder = self.lr.encoder
         info = fmt.bag_metadata(model.model_id, model.weights_sha256, model.config, software_version or __version__)
