@@ -53,6 +53,9 @@ class RefScaleConfig:
     """Hidden channels of the decoder-side `HRRefiner` that adds (reference) detail to the rebuilt frame; 0 = none."""
     decoder_layers: int = 4
     """3×3 convolutions in each decoder-side network."""
+    decoder_blocks: int = 1
+    """Residual stages of `decoder_layers` convolutions in each decoder-side network. Offboard capacity:
+    it costs no onboard time or bytes, and a stage added to trained weights starts as the identity."""
     refine_flow: bool = False
     """True: the HR refiner sees the reference aligned to the INN's rebuild by dense optical flow
     (`layers.dense_align`), not only by the stored homography. Decoder side only: no bytes, nothing
@@ -84,6 +87,8 @@ class RefScaleConfig:
             raise ValueError("smap_gate must be in [0, 1)")
         if self.lr_restore_hidden < 0 or self.hr_refine_hidden < 0 or self.decoder_layers < 2:
             raise ValueError("decoder hidden channels must be >= 0 and decoder_layers >= 2")
+        if self.decoder_blocks < 1:
+            raise ValueError("decoder_blocks must be >= 1")
         if self.refine_flow and not (self.use_reference and self.hr_refine_hidden):
             raise ValueError("refine_flow needs a referenced model with an HR refiner (hr_refine_hidden > 0)")
         if self.noref_fallback and not self.use_reference:

@@ -143,6 +143,33 @@ def test_zero_initialised_decoder_leaves_the_inverse_unchanged() -> None:
     assert torch.equal(model.upscale(enc.lr, enc.smap, ref, enc.size), shipped.upscale(enc.lr, enc.smap, ref, enc.size))
 
 
+@pytest.mark.parametrize("name", ["x2-lossy", "x2-lossy-noref"])
+def test_added_decoder_stages_start_as_the_identity_and_then_train(name: str) -> None:
+    """`decoder_blocks` grows trained weights: the old keys load unchanged, the output is bit-identical
+    until the new stages learn, and their gradients are live (so fine-tuning can use them)."""
+    shipped = load_model(name).eval()
+    config = dataclasses.replace(shipped.config, decoder_blocks=3, noref_fallback=False, smap_gate=0.0)
+    grown = RefScale(config).eval()
+    state = {k: v for k, v in shipped.state_dict().items() if not k.startswith("fallback.")}
+    missing, unexpected = grown.load_state_dict(state, strict=False)
+    assert not unexpected and missing and all(".more." in k for k in missing)
+    plain = RefScale(dataclasses.replace(config, decoder_blocks=1)).eval()
+    plain.load_state_dict(state)
+    torch.manual_seed(2)
+    hr = torch.nn.functional.interpolate(torch.rand(1, 3, 8, 8), size=(48, 64), mode="bilinear")
+    ref = (hr + 0.02 * torch.randn_like(hr)).clamp(0, 1) if config.use_reference else None
+    enc = plain.downscale(hr, ref)
+    assert torch.equal(grown.upscale(enc.lr, enc.smap, ref, enc.size), plain.upscale(enc.lr, enc.smap, ref, enc.size))
+    grown.train()
+    lr = enc.lr.float().div(255).requires_grad_(False)
+    out = grown.hr_refine(torch.nn.functional.interpolate(lr, size=hr.shape[-2:]), None, None)
+    (out - hr).abs().mean().backward()
+    last = grown.hr_refine.more[-1][-1]
+    assert last.weight.grad is not None and last.weight.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="decoder_blocks"):
+        dataclasses.replace(config, decoder_blocks=0)
+
+
 def test_onboard_half_does_not_depend_on_the_decoder_side(tmp_path: Path) -> None:
     """The decoder side runs offboard only: changing it changes the rebuild, never the stored LR/S_map."""
     torch.manual_seed(2)

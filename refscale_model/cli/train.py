@@ -47,6 +47,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--lr-restore-hidden", type=int, default=None, help="decoder-side LR restorer channels (0 = none)")
     p.add_argument("--hr-refine-hidden", type=int, default=None, help="decoder-side HR refiner channels (0 = none)")
     p.add_argument("--decoder-layers", type=int, default=None, help="convolutions per decoder-side network")
+    p.add_argument("--decoder-blocks", type=int, default=None,
+                   help="residual stages per decoder-side network (added stages start as the identity)")
     p.add_argument("--refine-flow", action="store_true",
                    help="the HR refiner sees the reference aligned to the rebuild by optical flow (offboard only)")
     p.add_argument("--decoder-lr-mult", type=float, default=1.0, help="learning-rate multiplier of the decoder side")
@@ -77,6 +79,7 @@ def run(args: argparse.Namespace) -> int:
         "lr_restore_hidden": args.lr_restore_hidden,
         "hr_refine_hidden": args.hr_refine_hidden,
         "decoder_layers": args.decoder_layers,
+        "decoder_blocks": args.decoder_blocks,
         "refine_flow": True if args.refine_flow else None,
         "lambda_lr": args.lambda_lr,
     }

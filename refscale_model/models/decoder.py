@@ -39,11 +39,14 @@ class LRRestorer(nn.Module):
     With a reference it also sees the reference brought to the LR grid, weighted by S_map, and S_map.
     """
 
-    def __init__(self, hidden: int, layers: int, scale: int, use_reference: bool) -> None:
+    def __init__(self, hidden: int, layers: int, scale: int, use_reference: bool, blocks: int = 1) -> None:
         super().__init__()
         self.scale = scale
         self.use_reference = use_reference
-        self.body = _body(3 + (4 if use_reference else 0), hidden, 3, layers)
+        in_ch = 3 + (4 if use_reference else 0)
+        self.body = _body(in_ch, hidden, 3, layers)
+        self.more = nn.ModuleList(_body(in_ch, hidden, 3, layers) for _ in range(blocks - 1))
+        """Residual stages after `body`, each seeing the current estimate (`RefScaleConfig.decoder_blocks`)."""
 
     def forward(self, lr: Tensor, ref: Tensor | None, s_lr: Tensor | None) -> Tensor:
         """`ref`: padded HR-size reference; `s_lr`: S_map at the LR grid (both None without reference)."""
@@ -53,10 +56,11 @@ class LRRestorer(nn.Module):
             else:
                 ref_lr = functional.interpolate(ref, size=lr.shape[-2:], mode="area")
                 extra = torch.cat((ref_lr * s_lr, s_lr), dim=1)
-            x = torch.cat((lr, extra), dim=1)
         else:
-            x = lr
-        return lr + self.body(x)
+            extra = None
+        for body in (self.body, *self.more):
+            lr = lr + body(lr if extra is None else torch.cat((lr, extra), dim=1))
+        return lr
 
 
 class HRRefiner(nn.Module):
@@ -67,14 +71,18 @@ class HRRefiner(nn.Module):
     says the reference matches.
     """
 
-    def __init__(self, hidden: int, layers: int, use_reference: bool) -> None:
+    def __init__(self, hidden: int, layers: int, use_reference: bool, blocks: int = 1) -> None:
         super().__init__()
         self.use_reference = use_reference
-        self.body = _body(12 + (25 if use_reference else 0), hidden, 12, layers)
+        in_ch = 12 + (25 if use_reference else 0)
+        self.body = _body(in_ch, hidden, 12, layers)
+        self.more = nn.ModuleList(_body(in_ch, hidden, 12, layers) for _ in range(blocks - 1))
+        """Residual stages after `body`, each seeing the current estimate (`RefScaleConfig.decoder_blocks`)."""
 
     def forward(self, hr: Tensor, ref: Tensor | None, s_half: Tensor | None) -> Tensor:
         """`hr`, `ref`: padded HR-size frames (even sizes); `s_half`: S_map at the HR/2 grid."""
         x = functional.pixel_unshuffle(hr, 2)
+        extra = None
         if self.use_reference:
             if ref is None or s_half is None:
                 extra = x.new_zeros(x.shape[0], 25, *x.shape[-2:])
@@ -85,8 +93,9 @@ class HRRefiner(nn.Module):
                     functional.pixel_unshuffle(ref - hr, 2) * s_half,
                     s_half,
                 ), dim=1)
-            x = torch.cat((x, extra), dim=1)
-        return hr + functional.pixel_shuffle(self.body(x), 2)
+        for body in (self.body, *self.more):
+            x = x + body(x if extra is None else torch.cat((x, extra), dim=1))
+        return functional.pixel_shuffle(x, 2)
 
 
 __all__ = ["HRRefiner", "LRRestorer", "bicubic_down_up"]

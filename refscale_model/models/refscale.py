@@ -81,11 +81,12 @@ class RefScale(nn.Module):
         self.z_channels = channels - LR_CHANNELS
         # decoder side (offboard only; absent by default, so lossless models keep their exact state dict)
         self.lr_restore = (
-            LRRestorer(cfg.lr_restore_hidden, cfg.decoder_layers, cfg.scale, cfg.use_reference)
+            LRRestorer(cfg.lr_restore_hidden, cfg.decoder_layers, cfg.scale, cfg.use_reference, cfg.decoder_blocks)
             if cfg.lr_restore_hidden else None
         )
         self.hr_refine = (
-            HRRefiner(cfg.hr_refine_hidden, cfg.decoder_layers, cfg.use_reference) if cfg.hr_refine_hidden else None
+            HRRefiner(cfg.hr_refine_hidden, cfg.decoder_layers, cfg.use_reference, cfg.decoder_blocks)
+            if cfg.hr_refine_hidden else None
         )
         self.fallback: RefScale | None = RefScale(cfg.fallback_config()) if cfg.noref_fallback else None
         """The no-reference INN for frames without a usable reference (`RefScaleConfig.noref_fallback`)."""
