@@ -148,12 +148,13 @@ def test_added_decoder_stages_start_as_the_identity_and_then_train(name: str) ->
     """`decoder_blocks` grows trained weights: the old keys load unchanged, the output is bit-identical
     until the new stages learn, and their gradients are live (so fine-tuning can use them)."""
     shipped = load_model(name).eval()
-    config = dataclasses.replace(shipped.config, decoder_blocks=3, noref_fallback=False, smap_gate=0.0)
+    blocks = shipped.config.decoder_blocks
+    config = dataclasses.replace(shipped.config, decoder_blocks=blocks + 2, noref_fallback=False, smap_gate=0.0)
     grown = RefScale(config).eval()
     state = {k: v for k, v in shipped.state_dict().items() if not k.startswith("fallback.")}
     missing, unexpected = grown.load_state_dict(state, strict=False)
     assert not unexpected and missing and all(".more." in k for k in missing)
-    plain = RefScale(dataclasses.replace(config, decoder_blocks=1)).eval()
+    plain = RefScale(dataclasses.replace(config, decoder_blocks=blocks)).eval()
     plain.load_state_dict(state)
     torch.manual_seed(2)
     hr = torch.nn.functional.interpolate(torch.rand(1, 3, 8, 8), size=(48, 64), mode="bilinear")
