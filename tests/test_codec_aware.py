@@ -162,7 +162,7 @@ def test_added_decoder_stages_start_as_the_identity_and_then_train(name: str) ->
     enc = plain.downscale(hr, ref)
     assert torch.equal(grown.upscale(enc.lr, enc.smap, ref, enc.size), plain.upscale(enc.lr, enc.smap, ref, enc.size))
     grown.train()
-    lr = enc.lr.float().div(255).requires_grad_(False)
+    lr = enc.lr.float().div(255)
     out = grown.hr_refine(torch.nn.functional.interpolate(lr, size=hr.shape[-2:]), None, None)
     (out - hr).abs().mean().backward()
     last = grown.hr_refine.more[-1][-1]

@@ -121,9 +121,13 @@ class FrameAssembler:
         source = frame.meta.smap_from_stamp_ns
         if not source:
             if frame.smap is not None and is_video_codec(frame.meta.lr_codec):  # only video frames share maps
-                self._maps.setdefault(frame.camera_topic, LruCache(64)).put(frame.stamp_ns, frame.smap)
+                maps = self._maps.get(frame.camera_topic)
+                if maps is None:
+                    maps = self._maps[frame.camera_topic] = LruCache(64)
+                maps.put(frame.stamp_ns, frame.smap)
             return frame
-        smap = self._maps.setdefault(frame.camera_topic, LruCache(64)).get(source)
+        maps = self._maps.get(frame.camera_topic)
+        smap = None if maps is None else maps.get(source)
         if smap is None:
             return _incomplete(frame.camera_topic, frame.stamp_ns, frame.log_time_ns,
                                f"its S_map is stored with frame {source}, which is missing")
