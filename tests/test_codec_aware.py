@@ -13,7 +13,7 @@ import torch
 from refscale_model.config import RefScaleConfig
 from refscale_model.metrics import psnr
 from refscale_model.models.refscale import RefScale, attach_noref_fallback
-from refscale_model.training.codec_loop import codec_straight_through, draw_codecs, roundtrip_rgb
+from refscale_model.training.codec_loop import CodecDraw, codec_straight_through, draw_codecs, roundtrip_rgb
 from refscale_model.training.losses import compute_losses
 from refscale_model.weights import load_model, load_weights, save_weights
 
@@ -63,7 +63,7 @@ def test_codec_forward_video_is_a_real_keyframe_decode(codec: str) -> None:
     from refscale_model.training.codec_loop import crf_for_quality
 
     lr = torch.cat([_smooth_lr(0), _smooth_lr(1)])  # 4 samples of 24×32
-    draws = draws_of(codec, 30, 3) + draws_of("jpeg", 30, 1)
+    draws = [CodecDraw(codec, 30)] * 3 + draws_of("jpeg", 30, 1)
     out = codec_straight_through(lr, draws)
     u8 = (lr.permute(0, 2, 3, 1).numpy() * 255 + 0.5).astype(np.uint8)
     mosaic = np.full((48, 64, 3), 128, np.uint8)  # 2 × 2 cells of 24×32 (multiples of 8 already)
@@ -78,8 +78,49 @@ def test_codec_forward_video_is_a_real_keyframe_decode(codec: str) -> None:
         r, c = divmod(i, 2)
         assert np.array_equal(got[i], decoded[r * 24:(r + 1) * 24, c * 32:(c + 1) * 32])
     assert np.array_equal(got[3], roundtrip_rgb(u8[3], "jpeg", 30)[0])
-    assert crf_for_quality(20) == 40 and crf_for_quality(95) == 22
+    assert crf_for_quality(20) == 43 and crf_for_quality(95) == 22
     assert not torch.equal(out, lr)
+
+
+@pytest.mark.parametrize("codec", ["h264", "h265"])
+def test_codec_forward_video_predicted_frame_is_a_real_p_frame_decode(codec: str) -> None:
+    """A predicted sample is the second frame of a real two-frame stream whose first frame shows the
+    samples moved; the stored access unit is not a keyframe, and PyAV decodes the same pixels."""
+    import av
+
+    from refscale_model.codecs.video import VideoStreamEncoder, is_self_contained_keyframe
+    from refscale_model.training.codec_loop import crf_for_quality, previous_frame
+
+    lr = torch.cat([_smooth_lr(2, (32, 40)), _smooth_lr(3, (32, 40))])  # 4 samples of 32×40
+    motions = [(1.5, -0.5, 0.02), (-2.0, 1.0, -0.01), (0.25, 0.75, 0.0), (0.0, 0.0, 0.03)]
+    out = codec_straight_through(lr, [CodecDraw(codec, 40, m) for m in motions])
+    u8 = (lr.permute(0, 2, 3, 1).numpy() * 255 + 0.5).astype(np.uint8)
+    first, second = (np.full((64, 80, 3), 128, np.uint8) for _ in range(2))
+    for i, (img, motion) in enumerate(zip(u8, motions, strict=True)):
+        r, c = divmod(i, 2)
+        first[r * 32:(r + 1) * 32, c * 40:(c + 1) * 40] = previous_frame(img, motion)
+        second[r * 32:(r + 1) * 32, c * 40:(c + 1) * 40] = img
+    encoder = VideoStreamEncoder(codec, crf=crf_for_quality(40), gop=2)
+    units = [encoder.encode(first).data, encoder.encode(second).data]
+    assert is_self_contained_keyframe(codec, units[0]) and not is_self_contained_keyframe(codec, units[1])
+    ctx = av.codec.CodecContext.create({"h264": "h264", "h265": "hevc"}[codec], "r")  # a second decoder
+    pictures = [p for unit in units for p in ctx.decode(av.Packet(unit))] + list(ctx.decode(None))
+    expected = pictures[1].to_ndarray(format="rgb24")
+    got = (out.detach().permute(0, 2, 3, 1).numpy() * 255 + 0.5).astype(np.uint8)
+    for i in range(4):
+        r, c = divmod(i, 2)
+        assert np.array_equal(got[i], expected[r * 32:(r + 1) * 32, c * 40:(c + 1) * 40])
+    assert not np.array_equal(previous_frame(u8[0], motions[0]), u8[0])
+
+
+def test_video_draws_are_mostly_predicted_frames() -> None:
+    """9 in 10 frames of a GOP-10 stream are predicted; the training draw matches that share."""
+    draws = draw_codecs(np.random.default_rng(4), 2000, ["h265", "jpeg"], (20, 95))
+    video = [d for d in draws if d.codec == "h265"]
+    share = sum(d.motion is not None for d in video) / len(video)
+    assert 0.86 < share < 0.94
+    assert all(d.motion is None for d in draws if d.codec == "jpeg")
+    assert all(abs(d.motion[0]) <= 2 and abs(d.motion[2]) <= 0.03 for d in video if d.motion is not None)
 
 
 def draws_of(codec: str, quality: int, n: int) -> list:

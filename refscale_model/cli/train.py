@@ -40,8 +40,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--smap-pool", type=int, default=None, help="override the S_map storage pooling (cells per side)")
     p.add_argument("--smap-levels", type=int, default=None, help="override the S_map quantisation levels")
     p.add_argument("--codecs", nargs="*", default=[], choices=["jpeg", "webp", "avif", "h264", "h265"],
-                   help="lossy LR codecs in the training forward pass, one drawn per sample (default: none, PNG); "
-                   "h264/h265: the batch's samples of that codec tiled into one keyframe, CRF 40-22 for quality 20-95")
+                   help="lossy LR codecs in the training forward pass, one drawn per sample (default: none, PNG; "
+                   "repeat a name to draw it more often); h264/h265: the batch's samples of that codec tiled into "
+                   "one picture, 9 in 10 coded as a predicted frame, CRF 43-22 for quality 20-95")
     p.add_argument("--codec-quality", type=int, nargs=2, default=[20, 95], metavar=("LO", "HI"),
                    help="closed range of the per-sample codec quality")
     p.add_argument("--lr-restore-hidden", type=int, default=None, help="decoder-side LR restorer channels (0 = none)")
