@@ -109,3 +109,17 @@ def test_rd_cli_on_a_drive_bag(tmp_path: Path) -> None:
     assert s["frames"] >= 1
     names = {f"{p['method']}+{p['codec']}" for p in s["points"]}
     assert {"fullres+jpeg", "bicubic+jpeg", "refscale+jpeg"} <= names
+
+
+def test_a_gated_refscale_frame_pays_the_no_ref_metadata() -> None:
+    """A frame the gate sent reference-free names no reference in its bag meta; one with a map does."""
+    import numpy as np
+
+    from refscale_model.evaluation.rd import _Lr
+    from refscale_model.evaluation.rd_settings import META_BYTES
+
+    lr = np.zeros((4, 4, 3), np.uint8)
+    gated, referenced = _Lr(lr, 0, 0.0, lambda x: x), _Lr(lr, 0, 0.0, lambda x: x, np.ones((2, 2), np.uint8))
+    assert gated.meta_bytes("refscale") == META_BYTES["noref"] < referenced.meta_bytes("refscale")
+    assert referenced.meta_bytes("refscale") == META_BYTES["refscale"]
+    assert gated.meta_bytes("bicubic") == META_BYTES["bicubic"]

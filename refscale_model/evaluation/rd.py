@@ -85,7 +85,12 @@ class _Lr:
     down_ms: float
     rebuild: Callable[[np.ndarray], np.ndarray]
     smap: np.ndarray | None = None
-    """The stored S_map (None: none stored)."""
+    """The S_map the frame is conditioned on (None: none, the frame is rebuilt reference-free)."""
+
+    def meta_bytes(self, method: str) -> int:
+        """The metadata allowance of this frame: a RefScale frame the gate sent reference-free names no
+        reference (its bag meta has an empty reference id), so it carries what a no-ref frame does."""
+        return META_BYTES["noref" if method == "refscale" and self.smap is None else method]
 
 
 def bicubic_lr(hr: np.ndarray, scale: int) -> _Lr:
@@ -210,7 +215,7 @@ def score_frames(
                     data, e = _timed(codec.encode, lr.lr, q)
                     dec_lr, d = _timed(codec.decode, data)
                     out, u = _timed(lr.rebuild, dec_lr)
-                    nbytes = len(data) + lr.side_bytes + META_BYTES[method]
+                    nbytes = len(data) + lr.side_bytes + lr.meta_bytes(method)
                     acc.add(method, codec_name, q, hr, out, nbytes, lr.down_ms + e, d + u)
     return {"points": acc.points(), "skipped": skipped}
 
@@ -295,7 +300,7 @@ def score_sequences(
         coded = _code_sequence(codec, crf, [x.lr for x in lr], config)
         for f, x, (dec_lr, n, e, d) in zip(frames, lr, coded, strict=True):
             out, u = _timed(x.rebuild, dec_lr)
-            acc.add(method, codec, crf, f.target, out, n + x.side_bytes + META_BYTES[method], x.down_ms + e, d + u)
+            acc.add(method, codec, crf, f.target, out, n + x.side_bytes + x.meta_bytes(method), x.down_ms + e, d + u)
     bar.close()
     return {"points": acc.points(), "skipped": skipped}
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 META_BYTES = {"bicubic": 8, "noref": 8, "refscale": 48, "fullres": 0}
 """Per-frame metadata allowance in bytes: original size + scale (8) for a rescaled frame, plus the
-reference's cache id and SHA-256 (40) for RefScale. Full-res anchors carry their sizes in their
+reference's cache id and SHA-256 (40) for a RefScale frame that uses its reference (a gated frame
+names none: 8). Full-res anchors carry their sizes in their
 own headers. (x265-ref also needs to name its reference: it gets the same 40 bytes.)"""
 X265_REF_META_BYTES = 40
 
