@@ -69,12 +69,14 @@ def test_rd_cli_on_two_pairs(shared_data: Path, tmp_path: Path) -> None:
     # lossless LR: refscale's bytes include the S_map and the 48-byte allowance
     png = {p["method"]: p for p in s["points"] if p["codec"] == "png"}
     assert png["refscale"]["psnr"] > png["bicubic"]["psnr"]
+    assert 0 <= png["refscale"]["referenced"] <= 2 and png["bicubic"]["referenced"] == 0
     summary = s["summary"]["curves"]
     assert summary["fullres+jpeg"]["bd_rate_vs_jpeg"] == pytest.approx(0.0, abs=1e-6)
     assert any(v["bd_rate_vs_jpeg"] is not None and not math.isnan(v["bd_rate_vs_jpeg"])
                for k, v in summary.items() if k.startswith("refscale+"))
     md = (out / "rd.md").read_text()
     assert "## satellite_spacenet7_monthly" in md and "| fullres+jpeg | 2 | +0.0 (" in md
+    assert f"RefScale rebuilt {png['refscale']['referenced']} of them with their reference" in md
     assert "BD-rate vs full-res JPEG" in md and "PSNR@0.2" in md
     targets = {(r["curve"], r["against"]) for r in s["summary"]["targets"]}
     assert {("refscale+webp", "bicubic+webp"), ("refscale+webp", "noref+webp"), ("refscale+webp", "fullres+avif")} \

@@ -138,11 +138,11 @@ class _Acc:
         self.rows: dict[tuple[str, str, int | None], list[dict[str, float]]] = defaultdict(list)
 
     def add(self, method: str, codec: str, quality: int | None, hr: np.ndarray, out: np.ndarray, nbytes: int,
-            enc_ms: float, dec_ms: float) -> None:
+            enc_ms: float, dec_ms: float, referenced: bool = False) -> None:
         h, w = hr.shape[:2]
         self.rows[(method, codec, quality)].append({
             "bytes": nbytes, "bpp": 8.0 * nbytes / (h * w), "psnr": psnr(hr, out), "ssim": ssim(hr, out),
-            "enc_ms": enc_ms, "dec_ms": dec_ms,
+            "enc_ms": enc_ms, "dec_ms": dec_ms, "referenced": float(referenced),
         })
 
     def points(self) -> list[dict[str, Any]]:
@@ -152,7 +152,8 @@ class _Acc:
             out.append({"method": method, "codec": codec, "quality": quality, "frames": len(rows),
                         "bytes": round(mean["bytes"], 1), "bpp": round(mean["bpp"], 5), "psnr": round(mean["psnr"], 3),
                         "ssim": round(mean["ssim"], 5), "enc_ms": round(mean["enc_ms"], 2),
-                        "dec_ms": round(mean["dec_ms"], 2)})
+                        "dec_ms": round(mean["dec_ms"], 2),
+                        "referenced": int(round(mean["referenced"] * len(rows)))})  # frames rebuilt with a reference
         return out
 
 
@@ -216,7 +217,7 @@ def score_frames(
                     dec_lr, d = _timed(codec.decode, data)
                     out, u = _timed(lr.rebuild, dec_lr)
                     nbytes = len(data) + lr.side_bytes + lr.meta_bytes(method)
-                    acc.add(method, codec_name, q, hr, out, nbytes, lr.down_ms + e, d + u)
+                    acc.add(method, codec_name, q, hr, out, nbytes, lr.down_ms + e, d + u, lr.smap is not None)
     return {"points": acc.points(), "skipped": skipped}
 
 
@@ -300,7 +301,8 @@ def score_sequences(
         coded = _code_sequence(codec, crf, [x.lr for x in lr], config)
         for f, x, (dec_lr, n, e, d) in zip(frames, lr, coded, strict=True):
             out, u = _timed(x.rebuild, dec_lr)
-            acc.add(method, codec, crf, f.target, out, n + x.side_bytes + x.meta_bytes(method), x.down_ms + e, d + u)
+            acc.add(method, codec, crf, f.target, out, n + x.side_bytes + x.meta_bytes(method), x.down_ms + e, d + u,
+                    x.smap is not None)
     bar.close()
     return {"points": acc.points(), "skipped": skipped}
 

@@ -112,7 +112,11 @@ def markdown(result: dict[str, Any]) -> str:
     for set_name, s in result["sets"].items():
         summ = s["summary"]
         best = summ["best_fullres"]
-        lines += [f"## {set_name}", "", f"{s['frames']} frames ({s['source']}); best full-res anchor: `{best}`.", ""]
+        referenced = sorted({p.get("referenced") for p in s["points"] if p["method"] == "refscale"} - {None})
+        used = (f" RefScale rebuilt {'/'.join(map(str, referenced))} of them with their reference (the gate sent the "
+                "rest reference-free)." if referenced else "")
+        lines += [f"## {set_name}", "",
+                  f"{s['frames']} frames ({s['source']}); best full-res anchor: `{best}`.{used}", ""]
         head = "| curve | pts | BD-rate vs full-res JPEG | BD-rate vs best full-res | " + " | ".join(
             f"PSNR@{r}" for r in RATES_BPP) + " | bpp range | enc ms | dec ms |"
         lines += [head, "|" + "---|" * (head.count("|") - 1)]
