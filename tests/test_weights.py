@@ -62,3 +62,31 @@ def test_unknown_preset_is_a_clear_error() -> None:
     with pytest.raises(ValueError, match="unknown model"):
         load_model("x3")
     assert load_model("x2", allow_untrained=True).config.scale == 2
+
+
+def test_average_weights_tool_mixes_two_files_of_one_architecture(tmp_path: Path) -> None:
+    """tools/average_weights.py: the midpoint of two weight files, written as safetensors with provenance;
+    files of another architecture are refused."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
+    from average_weights import main as average_main
+
+    a, b = small_model(), small_model()
+    with torch.no_grad():
+        for p in b.parameters():
+            p.add_(0.1)
+    save_weights(a, tmp_path / "a.safetensors")
+    save_weights(b, tmp_path / "b.safetensors")
+    assert average_main(["--a", str(tmp_path / "a.safetensors"), "--b", str(tmp_path / "b.safetensors"),
+                         "--out", str(tmp_path / "avg.safetensors")]) == 0
+    mixed = load_weights(tmp_path / "avg.safetensors")
+    for (name, pa), pb, pm in zip(a.named_parameters(), b.parameters(), mixed.parameters(), strict=True):
+        assert torch.allclose(pm, (pa + pb) / 2, atol=1e-6), name
+    side = json.loads((tmp_path / "avg.json").read_text())
+    assert side["averaged"]["a"] == sha256_file(tmp_path / "a.safetensors") and side["averaged"]["weight_a"] == 0.5
+    other = RefScale(RefScaleConfig(scale=4, blocks=(1, 2), hidden=16, encoder_channels=8))
+    save_weights(other, tmp_path / "other.safetensors")
+    with pytest.raises(ValueError, match="different architectures"):
+        average_main(["--a", str(tmp_path / "a.safetensors"), "--b", str(tmp_path / "other.safetensors"),
+                      "--out", str(tmp_path / "bad.safetensors")])
