@@ -67,10 +67,14 @@ def test_unknown_preset_is_a_clear_error() -> None:
 def test_average_weights_tool_mixes_two_files_of_one_architecture(tmp_path: Path) -> None:
     """tools/average_weights.py: the midpoint of two weight files, written as safetensors with provenance;
     files of another architecture are refused."""
-    import sys
+    import importlib.util
 
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
-    from average_weights import main as average_main
+    spec = importlib.util.spec_from_file_location(
+        "average_weights", Path(__file__).resolve().parents[1] / "tools" / "average_weights.py")
+    assert spec is not None and spec.loader is not None
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    average_main = tool.main
 
     a, b = small_model(), small_model()
     with torch.no_grad():

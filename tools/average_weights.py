@@ -29,11 +29,11 @@ def average(a: RefScale, b: RefScale, weight_a: float = 0.5) -> RefScale:
         raise ValueError(f"weight of a must be in [0, 1], got {weight_a}")
     if a.config != b.config:
         raise ValueError("the two files hold different architectures (their configs differ)")
+    if a.config.noref_fallback:  # the configs are equal: neither or both carry one
+        raise ValueError("average models without a fallback attached; attach it afterwards")
     sa, sb = a.state_dict(), b.state_dict()
     if set(sa) != set(sb):
         raise ValueError(f"the two files hold different tensors: {sorted(set(sa) ^ set(sb))[:4]} …")
-    if getattr(a, "fallback", None) is not None or getattr(b, "fallback", None) is not None:
-        raise ValueError("average models without a fallback attached; attach it afterwards")
     mixed = {k: (weight_a * sa[k].double() + (1 - weight_a) * sb[k].double()).to(sa[k].dtype)
              if sa[k].is_floating_point() else sa[k] for k in sa}
     a.load_state_dict(mixed)

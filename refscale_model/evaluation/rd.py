@@ -142,18 +142,18 @@ class _Acc:
         h, w = hr.shape[:2]
         self.rows[(method, codec, quality)].append({
             "bytes": nbytes, "bpp": 8.0 * nbytes / (h * w), "psnr": psnr(hr, out), "ssim": ssim(hr, out),
-            "enc_ms": enc_ms, "dec_ms": dec_ms, "referenced": float(referenced),
+            "enc_ms": enc_ms, "dec_ms": dec_ms, "referenced": referenced,
         })
 
     def points(self) -> list[dict[str, Any]]:
         out = []
         for (method, codec, quality), rows in self.rows.items():
-            mean = {k: float(np.mean([r[k] for r in rows])) for k in rows[0]}
+            mean = {k: float(np.mean([r[k] for r in rows])) for k in rows[0] if k != "referenced"}
             out.append({"method": method, "codec": codec, "quality": quality, "frames": len(rows),
                         "bytes": round(mean["bytes"], 1), "bpp": round(mean["bpp"], 5), "psnr": round(mean["psnr"], 3),
                         "ssim": round(mean["ssim"], 5), "enc_ms": round(mean["enc_ms"], 2),
                         "dec_ms": round(mean["dec_ms"], 2),
-                        "referenced": int(round(mean["referenced"] * len(rows)))})  # frames rebuilt with a reference
+                        "referenced": sum(r["referenced"] for r in rows)})  # frames rebuilt with a reference
         return out
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 import torch
 from torch import Tensor
@@ -42,8 +43,6 @@ def crf_for_quality(quality: int) -> int:
 def previous_frame(img: np.ndarray, motion: tuple[float, float, float]) -> np.ndarray:
     """`img` as the frame before it might have shown it: moved by (dx, dy) LR pixels and zoomed by
     1 + `zoom` about its centre, edges mirrored. What a predicted sample is coded against."""
-    import cv2
-
     dx, dy, zoom = motion
     h, w = img.shape[:2]
     scale = 1.0 + zoom
