@@ -190,10 +190,10 @@ def _coverage(points: np.ndarray, shape_hw: tuple[int, int], cells: int = 4) -> 
 
 
 def _orb_homography(
-    frame_grey: np.ndarray, ref: PreparedReference, config: RegistrationConfig
+    frame: PreparedReference, ref: PreparedReference, config: RegistrationConfig
 ) -> tuple[np.ndarray, float] | None:
     """ORB + ratio test + RANSAC, then KLT refinement: (H_work ref->frame, confidence)."""
-    f_pts, f_desc = _features(frame_grey, config)
+    frame_grey, f_pts, f_desc = frame.grey, frame.keypoints, frame.descriptors
     if f_desc is None or ref.descriptors is None or len(f_pts) < config.min_inliers:
         return None
     pairs = cv2.BFMatcher(cv2.NORM_HAMMING).knnMatch(ref.descriptors, f_desc, k=2)
@@ -249,28 +249,31 @@ def _refine_klt(
 
 
 def register(
-    frame_rgb: np.ndarray,
+    frame_rgb: np.ndarray | PreparedReference,
     ref_rgb: np.ndarray | PreparedReference,
     config: RegistrationConfig | None = None,
 ) -> Registration:
     """Estimate the homography that maps reference pixels onto frame pixels.
 
-    `ref_rgb` may be a `PreparedReference` (see `prepare_features`) to skip its feature
-    extraction. Never raises on bad content: an unusable pair returns identity with confidence 0.
+    Either image may be a `PreparedReference` (see `prepare_features`) to skip its feature
+    extraction: a reference is prepared once for all the frames it serves, a frame once for all the
+    candidate references it is registered against (`pipeline.reference_choice`). Never raises on bad
+    content: an unusable pair returns identity with confidence 0.
     """
     config = config or RegistrationConfig()
     ref = ref_rgb if isinstance(ref_rgb, PreparedReference) else prepare_features(ref_rgb, config)
-    if ref.work_width != config.work_width:
-        raise ValueError(f"reference prepared at work_width {ref.work_width}, config has {config.work_width}")
-    frame_grey, frame_scale = _work_grey(frame_rgb, config.work_width)
+    frame = frame_rgb if isinstance(frame_rgb, PreparedReference) else prepare_features(frame_rgb, config)
+    for name, prepared in (("reference", ref), ("frame", frame)):
+        if prepared.work_width != config.work_width:
+            raise ValueError(f"{name} prepared at work_width {prepared.work_width}, config has {config.work_width}")
     best: Registration = identity_registration()
-    orb = _orb_homography(frame_grey, ref, config) if "orb" in config.estimators else None
+    orb = _orb_homography(frame, ref, config) if "orb" in config.estimators else None
     if orb is not None:
-        full = _to_full(orb[0], ref.scale, frame_scale)
+        full = _to_full(orb[0], ref.scale, frame.scale)
         if _plausible(full, ref.size_hw, config):
             best = Registration(full, orb[1], "orb")
     if "phase" in config.estimators and best.confidence < config.min_confidence:
-        best = _try_dense(frame_grey, frame_scale, ref, config, best)
+        best = _try_dense(frame.grey, frame.scale, ref, config, best)
     return best
 
 
@@ -348,6 +351,15 @@ def align_reference(
         raise ValueError(f"prepared reference is {prepared.size_hw}, reference is {ref.shape[:2]}")
     size_hw = (int(frame.shape[0]), int(frame.shape[1]))
     reg = register(frame, prepared if prepared is not None else ref, config)
+    return apply_registration(ref, reg, size_hw, config)
+
+
+def apply_registration(
+    ref: np.ndarray, reg: Registration, size_hw: tuple[int, int], config: RegistrationConfig | None = None
+) -> tuple[np.ndarray | None, Registration]:
+    """`align_reference`'s second half: warp `ref` by `reg`, or apply `when_unregistered` below
+    `min_confidence` (for a registration already estimated, e.g. while choosing among references)."""
+    config = config or RegistrationConfig()
     if reg.confidence >= config.min_confidence:
         return warp_reference(ref, reg.matrix, size_hw), reg
     if config.when_unregistered == "none":

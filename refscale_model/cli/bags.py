@@ -36,6 +36,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--smap-reuse", type=float, default=None, metavar="LEVELS",
                    help="h264/h265: a frame reuses the S_map stored earlier in its GOP while its own differs by at "
                         "most this many levels on average (default 2.0; 0 = a map with every frame)")
+    e.add_argument("--reference-candidates", type=int, default=None, metavar="N",
+                   help="register each frame against the N cache references nearest its pose and use the most "
+                        "confident (default 4; 1 = the nearest)")
     e.add_argument("--target-kbps", type=float, default=None, metavar="K",
                    help="per-camera LR + S_map budget in kbit/s: the quality adapts to hold it (lossy codecs); "
                         "h264/h265: the encoder's VBV caps the LR stream at 90 %% of it")
@@ -126,6 +129,9 @@ def run_encode_bag(args: argparse.Namespace) -> int:
     except CodecError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    if args.reference_candidates is not None and args.reference_candidates < 1:
+        print(f"error: --reference-candidates must be >= 1, got {args.reference_candidates}", file=sys.stderr)
+        return 2
     try:
         backend = load_downscaler(
             args.weights, onnx_model=args.onnx, device=args.device, allow_untrained=args.allow_untrained,
@@ -144,7 +150,9 @@ def run_encode_bag(args: argparse.Namespace) -> int:
             split_max_duration_s=args.split_duration, progress=bar.update,
             encoder_options={"lr_codec": lr.codec, "lr_quality": lr.quality, "target_kbps": lr.target_kbps,
                              **({"lr_gop": lr.gop, "lr_encoder": lr.encoder} if lr.video else {}),
-                             **({"smap_reuse": args.smap_reuse} if args.smap_reuse is not None else {})},
+                             **({"smap_reuse": args.smap_reuse} if args.smap_reuse is not None else {}),
+                             **({"reference_candidates": args.reference_candidates}
+                                if args.reference_candidates is not None else {})},
         )
     except BagWriteError as exc:
         print(f"error: {exc}; frames written before it are readable (`refscale bag recover {args.out}`)",

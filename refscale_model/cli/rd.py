@@ -24,6 +24,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     src.add_argument("--camera", default=None, help="camera topic of --bag")
     src.add_argument("--camera-id", default=None, help="camera id in the cache (default: the topic)")
     src.add_argument("--every", type=int, default=1, help="take every N-th camera frame of --bag")
+    src.add_argument("--reference-candidates", type=int, default=None, metavar="N",
+                     help="with --bag: the frame's reference is the most confident registration among the N cache "
+                          "entries nearest its pose (default: the recorder's, 4; 1 = the nearest)")
     p.add_argument("--weights", default="x2", help="RefScale weights: x2 | x4 | PATH.safetensors | skip")
     p.add_argument("--noref-weights", default=None, help="no-reference INN (default: <weights>-noref; 'skip')")
     q = p.add_argument_group("rate points")
@@ -62,6 +65,7 @@ def run(args: argparse.Namespace) -> int:
     result = rd.run_scoreboard(
         pairs=args.pairs, split=args.split, limit=args.limit, bag=args.bag, cache=args.cache, camera=args.camera,
         camera_id=args.camera_id, every=args.every, weights=args.weights, noref_weights=args.noref_weights,
+        reference_candidates=args.reference_candidates,
         config=rd.RdConfig(
             qualities={"jpeg": args.jpeg, "webp": args.webp, "avif": args.avif, "x265": args.crf,
                        "h264": args.video_crf, "h265": args.video_crf},

@@ -325,8 +325,10 @@ def run_scoreboard(
     config: RdConfig | None = None,
     out: Path,
     progress: bool = True,
+    reference_candidates: int | None = None,
 ) -> dict[str, Any]:
-    """Load frames and models, score every set, write the outputs; the library behind `refscale rd`."""
+    """Load frames and models, score every set, write the outputs; the library behind `refscale rd`.
+    `reference_candidates` (bag frames): as the recorder's (None: its default)."""
     from refscale_model.codecs import CODEC_NAMES
     from refscale_model.weights import load_model
 
@@ -347,7 +349,8 @@ def run_scoreboard(
     noref = None if noref_weights in (None, "skip") else load_model(noref_weights)
     sources: list[tuple[str, str, list[RdFrame], list[str]]] = []
     if bag is not None:
-        frames, notes = frames_from_bag(bag, cache, camera, every, limit, camera_id)  # type: ignore[arg-type]
+        choice = {} if reference_candidates is None else {"reference_candidates": reference_candidates}
+        frames, notes = frames_from_bag(bag, cache, camera, every, limit, camera_id, **choice)  # type: ignore[arg-type]
         sources.append((bag.name, f"bag {bag}, camera {camera}, every {every}, cache {cache}", frames, notes))
     for csv_path in pairs or []:
         frames = frames_from_pairs(csv_path, split, limit)

@@ -4,9 +4,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+from refscale_model.pipeline.reference_choice import DEFAULT_CANDIDATES, choose_reference
+
+if TYPE_CHECKING:
+    from refscale_model.refcache.store import Reference
+    from refscale_model.registration import PreparedReference
 
 
 @dataclass
@@ -39,17 +45,22 @@ def frames_from_pairs(csv_path: Path, split: str = "all", limit: int | None = No
 
 
 def frames_from_bag(
-    bag: Path, cache_dir: Path, camera: str, every: int = 1, limit: int | None = None, camera_id: str | None = None
+    bag: Path, cache_dir: Path, camera: str, every: int = 1, limit: int | None = None, camera_id: str | None = None,
+    reference_candidates: int = DEFAULT_CANDIDATES,
 ) -> tuple[list[RdFrame], list[str]]:
-    """Camera frames of a raw bag with the reference the onboard encoder would use: the nearest cache
-    entry for the pose so far (NavSatFix / Odometry topics of the bag), registered onto the frame
-    (default `RegistrationConfig`, as `FrameEncoder`). Frames without a reference are left out (noted)."""
+    """Camera frames of a raw bag with the reference the onboard encoder would use: the best-registering
+    of the `reference_candidates` cache entries nearest the pose so far (NavSatFix / Odometry topics of
+    the bag; `pipeline.reference_choice`, default `RegistrationConfig`, as `FrameEncoder`), registered
+    onto the frame. Frames without a reference are left out (noted)."""
     from refscale_model.bags import BagReader, msgs
     from refscale_model.bags.reader import topics_of
     from refscale_model.io import rosimg
     from refscale_model.pipeline.pose import PoseTracker
     from refscale_model.refcache.store import ReferenceCache
-    from refscale_model.registration import align_reference
+    from refscale_model.registration import prepare_features
+
+    if reference_candidates < 1:
+        raise ValueError(f"reference_candidates must be >= 1, got {reference_candidates}")
 
     topics = topics_of(bag)
     if camera not in topics:
@@ -61,7 +72,14 @@ def frames_from_bag(
     with ReferenceCache.open(cache_dir) as cache:
         tracker = PoseTracker(pseudo_latlon=cache.pseudo_latlon)
         reader = BagReader(bag)
-        refs: dict[int, np.ndarray] = {}
+        refs: dict[int, tuple[np.ndarray, PreparedReference]] = {}
+
+        def load(entry: Reference) -> tuple[np.ndarray, PreparedReference]:
+            if entry.id not in refs:
+                rgb = entry.load_rgb()
+                refs[entry.id] = (rgb, prepare_features(rgb))
+            return refs[entry.id]
+
         for raw in reader.raw_messages([camera, *pose_topics]):
             msg = reader.decode(raw)
             if raw.topic != camera:
@@ -77,18 +95,18 @@ def frames_from_bag(
                 notes.append(f"frame {seen - 1}: undecodable ({exc})")
                 continue
             pose = tracker.pose(stamp)
-            entry = None if pose is None else cache.nearest(camera_id or camera, pose.lat, pose.lon, pose.heading_deg)
-            if entry is None:
+            entries = [] if pose is None else cache.near(camera_id or camera, pose.lat, pose.lon, pose.heading_deg,
+                                                         limit=reference_candidates)
+            if not entries:
                 notes.append(f"frame {seen - 1}: no reference ({'no pose' if pose is None else 'none near'})")
                 continue
-            if entry.id not in refs:
-                refs[entry.id] = entry.load_rgb()
-            warped, reg = align_reference(rgb, refs[entry.id])
-            if warped is None:
+            choice = choose_reference(rgb, entries, load)
+            if choice is None or choice.warped is None:
                 notes.append(f"frame {seen - 1}: registration failed")
                 continue
-            frames.append(RdFrame(f"{bag.name}#{seen - 1}", rgb, warped,
-                                  {"reference_id": entry.id, "registration": reg.method,
+            reg = choice.registration
+            frames.append(RdFrame(f"{bag.name}#{seen - 1}", rgb, choice.warped,
+                                  {"reference_id": choice.entry.id, "registration": reg.method,
                                    "registration_confidence": round(reg.confidence, 3)}))
             if limit is not None and len(frames) >= limit:
                 break

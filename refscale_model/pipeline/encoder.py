@@ -29,6 +29,7 @@ from refscale_model.io import rosimg
 from refscale_model.io.images import encode_smap_png, stored_smap
 from refscale_model.pipeline.encoding import EncodeJob, EncoderStats, FrameError, FrameResult, LrSettings
 from refscale_model.pipeline.pose import Pose, PoseTracker
+from refscale_model.pipeline.reference_choice import DEFAULT_CANDIDATES, choose_reference
 from refscale_model.pipeline.smap_reuse import DEFAULT_TOLERANCE, SmapReuse
 from refscale_model.utils import LruCache
 
@@ -63,6 +64,7 @@ class FrameEncoder:
         lr_gop: int | None = None,
         lr_encoder: str = "auto",
         smap_reuse: float = DEFAULT_TOLERANCE,
+        reference_candidates: int = DEFAULT_CANDIDATES,
     ) -> None:
         """`lr_codec` / `lr_quality` (0–100, None: the codec's default) / `target_kbps` (per camera
         LR + S_map budget; the quality then adapts, starting at `lr_quality`): a bad combination
@@ -70,7 +72,9 @@ class FrameEncoder:
         is the crf 0–51, `lr_gop` the keyframe interval, `lr_encoder` auto / cpu / gpu / a name,
         `target_kbps` caps the LR stream (VBV at 90 % of it). `smap_reuse`: with a video LR, the
         tolerance (mean S_map levels) within which a frame reuses the map stored earlier in its GOP
-        (`pipeline.smap_reuse`; 0: a map per frame); still-image codecs always store one per frame."""
+        (`pipeline.smap_reuse`; 0: a map per frame); still-image codecs always store one per frame.
+        `reference_candidates`: the nearest cache entries registered per frame, the most confident
+        of which is used (`pipeline.reference_choice`; 1: the nearest)."""
         from refscale_model import __version__
 
         self.lr = LrSettings.checked(lr_codec, lr_quality, target_kbps, lr_gop, lr_encoder)
@@ -78,8 +82,11 @@ class FrameEncoder:
         self.writer = writer
         self.downscaler = downscaler
         self.model = model
+        if reference_candidates < 1:
+            raise ValueError(f"reference_candidates must be >= 1, got {reference_candidates}")
         self.cache = cache
         self.registration = registration
+        self.reference_candidates = int(reference_candidates)
         self.camera_names = dict(camera_names or {})
         self.flush_interval_s = flush_interval_s
         self.stats = EncoderStats()
@@ -369,26 +376,28 @@ class FrameEncoder:
         if pose is None:
             return None, None, None, "no pose"
         from refscale_model.refcache import CacheError
-        from refscale_model.registration import align_reference
 
         camera = self.camera_names.get(topic, topic)
         try:
-            ref = self.cache.nearest(camera, pose.lat, pose.lon, pose.heading_deg)
-            if ref is None:
+            entries = self.cache.near(camera, pose.lat, pose.lon, pose.heading_deg, limit=self.reference_candidates)
+            if not entries:
                 return None, None, None, "no reference near this pose"
-            ref_rgb, prepared = self._load_reference(ref)
+            for entry in entries:  # load before registering: a cache error is the cache's, not registration's
+                self._load_reference(entry)
         except CacheError as exc:
             self.stats.errors["reference_cache"] += 1
             return None, None, None, f"reference cache: {exc}"
         except Exception as exc:  # noqa: BLE001 - e.g. OpenCV on a degenerate reference: code without it
             return None, None, None, f"reference unusable: {type(exc).__name__}: {exc}"
         try:
-            warped, reg = align_reference(rgb, ref_rgb, self.registration, prepared=prepared)
+            choice = choose_reference(rgb, entries, self._load_reference, self.registration)
         except Exception as exc:  # noqa: BLE001 - registration must not cost the frame: code it without reference
             return None, None, None, f"registration error: {type(exc).__name__}: {exc}"
-        if warped is None:
-            return ref, None, reg, f"registration failed (confidence {reg.confidence:.2f})"
-        return ref, warped, reg, ""
+        assert choice is not None
+        reg = choice.registration
+        if choice.warped is None:
+            return choice.entry, None, reg, f"registration failed (confidence {reg.confidence:.2f})"
+        return choice.entry, choice.warped, reg, ""
 
     def _load_reference(self, ref: Reference) -> tuple[np.ndarray, Any]:
         """Decoded reference + its registration features, kept for a few references (frames share them)."""

@@ -292,22 +292,45 @@ class ReferenceCache:
         None without a position (no GPS: the encoder runs in no-reference mode) or without a match.
         An unknown heading (None/NaN, on either side) matches any heading. Ties go to the newest.
         """
+        found = self.near(camera, lat, lon, heading_deg, radius_m, heading_tol_deg, limit=1)
+        return found[0] if found else None
+
+    def near(
+        self,
+        camera: str,
+        lat: float | None,
+        lon: float | None,
+        heading_deg: float | None,
+        radius_m: float = 15.0,
+        heading_tol_deg: float = 30.0,
+        limit: int | None = None,
+    ) -> list[Reference]:
+        """The references `nearest` would consider, closest first (ties: newest first), at most `limit`.
+
+        Why more than one: a GPS fix is metres off, so the closest entry by GPS is often not the one
+        that sees the frame's view best (`pipeline.reference_choice` registers a few and keeps the best).
+        """
         if lat is None or lon is None or not (math.isfinite(lat) and math.isfinite(lon)):
-            return None
+            return []
+        if limit is not None and limit < 1:
+            raise ValueError(f"limit must be >= 1, got {limit}")
         use_heading = heading_deg is not None and math.isfinite(heading_deg)
-        best: tuple[float, int, Reference] | None = None
+        found: list[tuple[float, int, Reference]] = []
+        seen: set[int] = set()
         for row in self._candidates(camera, lat, lon, radius_m):
             ref = self._reference(row)
+            if ref.id in seen:  # the query boxes of `degree_boxes` may share a row
+                continue
+            seen.add(ref.id)
             dist = haversine_m(lat, lon, ref.lat, ref.lon)
             if dist > radius_m:
                 continue
             if use_heading and math.isfinite(ref.heading_deg):
                 if heading_diff_deg(float(heading_deg), ref.heading_deg) > heading_tol_deg:
                     continue
-            key = (dist, -ref.stamp_ns)
-            if best is None or key < best[:2]:
-                best = (dist, -ref.stamp_ns, ref)
-        return None if best is None else best[2]
+            found.append((dist, -ref.stamp_ns, ref))
+        found.sort(key=lambda item: item[:2])
+        return [ref for _, _, ref in found[:limit]]
 
     def _candidates(self, camera: str, lat: float, lon: float, radius_m: float) -> list[tuple[Any, ...]]:
         rows: list[tuple[Any, ...]] = []

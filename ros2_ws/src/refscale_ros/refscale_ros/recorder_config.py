@@ -35,6 +35,7 @@ PARAMETERS: list[tuple[str, Any, str]] = [
     ('pipeline_stages', False, 'overlap decode, network, coding on threads (slower on 2 cores)'),
     ('max_queue', 4, 'frames waiting per camera; the oldest is dropped (and counted) when full'),
     ('registration', True, 'homography registration of the reference (false = unwarped)'),
+    ('reference_candidates', 4, 'nearest references registered per frame, best used (1: nearest)'),
     ('flush_interval_s', 1.0, 'close the open MCAP chunk at most this often'),
     ('diagnostics_period_s', 1.0, '/diagnostics period'),
     ('publish_lr', False, 'publish LR frames on <camera>/refscale/lr_preview (Image rgb8)'),
@@ -92,10 +93,14 @@ def encoder_lr_args(lr: Any) -> dict[str, Any]:
 
 
 def encoder_args(params: dict[str, Any]) -> dict[str, Any]:
-    """`FrameEncoder` keyword arguments of the recorder parameters: LR settings, S_map reuse."""
+    """`FrameEncoder` keyword arguments of the recorder parameters (LR, S_map, references)."""
     if not params['smap_reuse'] >= 0:
         raise ValueError(f'smap_reuse must be >= 0 levels, got {params["smap_reuse"]}')
-    return {**encoder_lr_args(lr_settings(params)), 'smap_reuse': float(params['smap_reuse'])}
+    if not params['reference_candidates'] >= 1:
+        raise ValueError(
+            f'reference_candidates must be >= 1, got {params["reference_candidates"]}')
+    return {**encoder_lr_args(lr_settings(params)), 'smap_reuse': float(params['smap_reuse']),
+            'reference_candidates': int(params['reference_candidates'])}
 
 
 def parse_cameras(entries: list[str]) -> list[CameraSpec]:

@@ -1,0 +1,113 @@
+"""Choosing the frame's reference among the nearest cache entries (`pipeline.reference_choice`).
+
+Real revisit images (walk_gardenspoint_sfu) in a real SQLite reference cache: the entry closest by
+GPS is an unrelated place, the true revisit lies 3 m further. The nearest-only policy takes the
+unrelated one; registering both takes the revisit, in the library and in a real `FrameEncoder`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from conftest import load_pair
+
+from refscale_model import RefScale, RefScaleConfig, save_weights
+from refscale_model.backends.torch_backend import TorchDownscaler
+from refscale_model.bags import BagWriter, msgs
+from refscale_model.geo import M_PER_DEG_LAT
+from refscale_model.pipeline import FrameEncoder, ModelInfo
+from refscale_model.pipeline.reference_choice import choose_reference
+from refscale_model.refcache import ReferenceCache
+from refscale_model.registration import RegistrationConfig, prepare_features
+
+CAM = "/cam/front/image_raw"
+LAT, LON = 47.0, 8.0
+FURTHER_LAT = LAT + 3.0 / M_PER_DEG_LAT  # 3 m north
+
+
+@pytest.fixture(scope="module")
+def scene(tmp_path_factory: pytest.TempPathFactory, shared_data: Path) -> tuple[np.ndarray, Path]:
+    """(frame, cache): the unrelated place at the frame's fix (id 1), its true revisit 3 m on (id 2)."""
+    frame, revisit = load_pair("walk_gardenspoint_sfu", 0)
+    other = load_pair("satellite_spacenet7_monthly", 0)[1]
+    other = cv2.resize(other, (revisit.shape[1], revisit.shape[0]), interpolation=cv2.INTER_AREA)
+    root = tmp_path_factory.mktemp("choice")
+    with ReferenceCache.open(root / "cache", create=True) as cache:
+        cache.add(other, CAM, LAT, LON, 0.0, 1, "route", "earlier")
+        cache.add(revisit, CAM, FURTHER_LAT, LON, 0.0, 2, "route", "earlier")
+    return frame, root / "cache"
+
+
+def _loader(config: RegistrationConfig):
+    def load(entry):
+        rgb = entry.load_rgb()
+        return rgb, prepare_features(rgb, config)
+    return load
+
+
+def test_near_lists_entries_closest_first(scene: tuple[np.ndarray, Path]) -> None:
+    _, cache_dir = scene
+    with ReferenceCache.open(cache_dir, readonly=True) as cache:
+        assert [e.id for e in cache.near(CAM, LAT, LON, 0.0)] == [1, 2]
+        assert [e.id for e in cache.near(CAM, LAT, LON, 0.0, limit=1)] == [1]
+        assert cache.nearest(CAM, LAT, LON, 0.0).id == 1
+        assert [e.id for e in cache.near(CAM, FURTHER_LAT, LON, 0.0)] == [2, 1]
+        assert cache.near(CAM, None, LON, 0.0) == []
+        with pytest.raises(ValueError, match="limit"):
+            cache.near(CAM, LAT, LON, 0.0, limit=0)
+
+
+def test_the_best_registering_candidate_wins_over_the_closest(scene: tuple[np.ndarray, Path]) -> None:
+    frame, cache_dir = scene
+    config = RegistrationConfig()
+    with ReferenceCache.open(cache_dir, readonly=True) as cache:
+        entries = cache.near(CAM, LAT, LON, 0.0)
+        both = choose_reference(frame, entries, _loader(config), config)
+        closest = choose_reference(frame, entries[:1], _loader(config), config)
+    assert both is not None and closest is not None
+    assert both.entry.id == 2 and both.registration.confidence >= config.min_confidence
+    assert both.warped is not None and both.warped.shape == frame.shape
+    # nearest only: the unrelated place does not register; the usual policy keeps it unwarped
+    assert closest.entry.id == 1 and closest.registration.method == "identity"
+    assert choose_reference(frame, [], _loader(config), config) is None
+
+
+def test_nothing_registers_falls_back_to_the_closest(scene: tuple[np.ndarray, Path]) -> None:
+    frame, cache_dir = scene
+    flat = np.full_like(frame, 128)  # no features, no texture: no registration can succeed
+    config = RegistrationConfig(when_unregistered="none")
+    with ReferenceCache.open(cache_dir, readonly=True) as cache:
+        entries = cache.near(CAM, LAT, LON, 0.0)
+        choice = choose_reference(flat, entries, _loader(config), config)
+        off = RegistrationConfig(estimators=(), fallback="identity")
+        unregistered = choose_reference(frame, entries, _loader(off), off)
+    assert choice is not None and choice.entry.id == 1 and choice.warped is None
+    assert unregistered is not None and unregistered.entry.id == 1  # registration off: the closest
+
+
+@pytest.mark.parametrize(("candidates", "expected"), [(1, "1"), (2, "2")])
+def test_encoder_records_the_chosen_reference(tmp_path: Path, scene: tuple[np.ndarray, Path],
+                                              candidates: int, expected: str) -> None:
+    frame, cache_dir = scene
+    torch.manual_seed(0)
+    model = RefScale(RefScaleConfig(scale=2, blocks=(1,), hidden=8, encoder_channels=8))
+    save_weights(model, tmp_path / "tiny.safetensors")
+    with ReferenceCache.open(cache_dir, readonly=True) as cache:
+        enc = FrameEncoder(BagWriter(tmp_path / "bag"), TorchDownscaler(model), ModelInfo.of(model, "tiny"),
+                           cache=cache, reference_candidates=candidates)
+        s = 1_700_000_000_000_000_000
+        enc.passthrough("/gps/fix", msgs.NAV_SAT_FIX, msgs.navsatfix_msg(LAT, LON, 500.0, s), s)
+        res = enc.encode(CAM, msgs.image_msg(frame, s, "cam_front"), s)
+        enc.close()
+    assert res.has_reference and res.reference_id == expected
+
+
+def test_encoder_refuses_no_candidates(tmp_path: Path) -> None:
+    model = RefScale(RefScaleConfig(scale=2, blocks=(1,), hidden=8, encoder_channels=8))
+    with pytest.raises(ValueError, match="reference_candidates"):
+        FrameEncoder(BagWriter(tmp_path / "bag"), TorchDownscaler(model), ModelInfo.of(model, "tiny"),
+                     reference_candidates=0)
