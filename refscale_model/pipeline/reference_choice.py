@@ -16,6 +16,7 @@ Encoder and scoreboard both call `choose_reference`, so `refscale rd` scores wha
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -61,16 +62,22 @@ def choose_reference(
     config = config or RegistrationConfig()
     if not config.estimators:  # registration off: nothing to choose by, the closest as always
         entries = entries[:1]
-    frame_features = prepare_features(frame_rgb, config) if len(entries) > 1 else frame_rgb
-    tried: list[tuple[np.ndarray, Registration]] = []
-    for entry in entries:
-        ref_rgb, prepared = load(entry)
-        tried.append((ref_rgb, register(frame_features, prepared, config)))
-    # most confident; a tie keeps the closer entry; nothing registered: the closest, as with one candidate
-    rank = max(range(len(tried)), key=lambda i: (tried[i][1].confidence, -i))
-    if tried[rank][1].confidence < config.min_confidence:
-        rank = 0
-    ref_rgb, reg = tried[rank]
+    rank = 0
+    if len(entries) == 1:
+        ref_rgb, prepared = load(entries[0])
+        reg = register(frame_rgb, prepared, config)
+    else:
+        # rank by confidence without the sub-pixel refinement (it moves the matrix, not the confidence),
+        # then register the winner in full: one refinement per frame, as with a single candidate
+        frame_features = prepare_features(frame_rgb, config)
+        probe = dataclasses.replace(config, refine_iterations=0)
+        confidence = [register(frame_features, load(entry)[1], probe).confidence for entry in entries]
+        # most confident; a tie keeps the closer entry; nothing registered: the closest, as with one candidate
+        rank = max(range(len(entries)), key=lambda i: (confidence[i], -i))
+        if confidence[rank] < config.min_confidence:
+            rank = 0
+        ref_rgb, prepared = load(entries[rank])
+        reg = register(frame_features, prepared, config)
     warped, applied = apply_registration(ref_rgb, reg, (int(frame_rgb.shape[0]), int(frame_rgb.shape[1])), config)
     return ReferenceChoice(entries[rank], warped, applied)
 
