@@ -21,7 +21,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     pos = b.add_mutually_exclusive_group(required=True)
     pos.add_argument("--gps", help="sensor_msgs/NavSatFix topic")
     pos.add_argument("--odom", help="nav_msgs/Odometry topic (x/y stored as pseudo lat/lon)")
-    b.add_argument("--every", type=float, default=10.0, metavar="METERS", help="keyframe spacing (default 10)")
+    b.add_argument("--every", type=float, default=None, metavar="METERS",
+                   help="keyframe spacing (default 2; denser references pay, docs/reference-cache.md)")
     b.add_argument("--out", type=Path, required=True, help="cache directory (created if missing)")
     _common_ids(b)
     b.add_argument("--max-pose-gap", type=float, default=2.5, metavar="S", help="skip frames this far from a pose")
@@ -83,6 +84,7 @@ def _print_report(report: object) -> None:
 
 def run_build(args: argparse.Namespace) -> int:
     from refscale_model.refcache import ReferenceCache, build_from_bag
+    from refscale_model.refcache.importers import DEFAULT_EVERY_M
 
     with ReferenceCache.open(args.out, create=True) as cache:
         report = build_from_bag(
@@ -91,7 +93,7 @@ def run_build(args: argparse.Namespace) -> int:
             args.camera,
             gps_topic=args.gps,
             odom_topic=args.odom,
-            every_m=args.every,
+            every_m=DEFAULT_EVERY_M if args.every is None else args.every,
             route=args.route,
             drive=args.drive,
             camera=args.camera_id,

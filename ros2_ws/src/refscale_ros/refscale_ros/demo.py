@@ -34,7 +34,8 @@ class DemoSettings:
     backend: str = 'onnx'
     """'onnx' (the car path: exported graph on ONNX Runtime) or 'torch'."""
     rate: float = 1.0
-    keyframe_every_m: float = 5.0
+    keyframe_every_m: float = 2.0
+    """Reference keyframe spacing (the `refscale cache build` default: denser references pay)."""
     figures: int = 3
     domain_id: int | None = None
     allow_untrained: bool = False
