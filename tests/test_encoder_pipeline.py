@@ -106,8 +106,9 @@ def test_features_path_writes_what_the_plain_downscale_path_writes(
     plain `downscale(hr, ref)` contract on the same ONNX export: identical bags."""
 
     class Plain:  # only the contract: no reference_features, so the encoder uses downscale()
-        def downscale(self, hr: np.ndarray, ref: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None]:
-            return runtime.downscale(hr, ref)
+        def downscale(self, hr: np.ndarray, ref: np.ndarray | None,
+                      choose_smap=None) -> tuple[np.ndarray, np.ndarray | None]:
+            return runtime.downscale(hr, ref, choose_smap)
 
     paths = {}
     for name, ds in (("features", runtime), ("plain", Plain())):

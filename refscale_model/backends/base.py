@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
@@ -11,16 +12,21 @@ import numpy as np
 if TYPE_CHECKING:
     from refscale_model.models.refscale import RefScale
 
+ChooseSmap = Callable[[np.ndarray], np.ndarray]
+"""hs×ws uint8 S_map -> the map to condition on (and store)."""
 
 @runtime_checkable
 class Downscaler(Protocol):
     """What the encoder needs from a backend (PyTorch adapter below, or runtime.OnnxDownscaler)."""
 
-    def downscale(self, hr: np.ndarray, ref: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None]:
+    def downscale(
+        self, hr: np.ndarray, ref: np.ndarray | None, choose_smap: ChooseSmap | None = None
+    ) -> tuple[np.ndarray, np.ndarray | None]:
         """RGB uint8 H×W×3 (+ same-size reference or None) -> (LR uint8 h×w×3, S_map uint8 hs×ws or None).
 
-        Backends may also take `choose_smap` (hs×ws uint8 -> the map to condition on and return),
-        which the encoder passes for S_map reuse in a video GOP (`pipeline.smap_reuse`)."""
+        `choose_smap` (hs×ws uint8 -> the map to condition on and return) is how the encoder gives every
+        referenced frame its stored map: median-smoothed (`pipeline.smap_smoothing`) and, with a video LR,
+        reused within the GOP (`pipeline.smap_reuse`)."""
         ...
 
 

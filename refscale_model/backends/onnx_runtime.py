@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from refscale_model.backends.base import ChooseSmap
 from refscale_model.config import RefScaleConfig
 from refscale_model.io.images import stored_smap
 from refscale_model.utils import LruCache, round_up
@@ -41,8 +42,6 @@ TENSORRT = "TensorrtExecutionProvider"
 CUDA = "CUDAExecutionProvider"
 CPU = "CPUExecutionProvider"
 ProviderSpec = str | tuple[str, Mapping[str, Any]]
-ChooseSmap = Callable[[np.ndarray], np.ndarray]
-"""hs×ws uint8 S_map -> the map to condition on (S_map reuse in a video GOP, `pipeline.smap_reuse`)."""
 
 
 def default_trt_cache_dir() -> Path:

@@ -36,6 +36,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--smap-reuse", type=float, default=None, metavar="LEVELS",
                    help="h264/h265: a frame reuses the S_map stored earlier in its GOP while its own differs by at "
                         "most this many levels on average (default 2.0; 0 = a map with every frame)")
+    e.add_argument("--smap-median", type=int, default=None, choices=(1, 3, 5),
+                   help="median window (cells) of the stored S_map before the network uses it (default 3; 1 = off)")
     e.add_argument("--reference-candidates", type=int, default=None, metavar="N",
                    help="register each frame against the N cache references nearest its pose and use the most "
                         "confident (default 4; 1 = the nearest)")
@@ -152,7 +154,8 @@ def run_encode_bag(args: argparse.Namespace) -> int:
                              **({"lr_gop": lr.gop, "lr_encoder": lr.encoder} if lr.video else {}),
                              **({"smap_reuse": args.smap_reuse} if args.smap_reuse is not None else {}),
                              **({"reference_candidates": args.reference_candidates}
-                                if args.reference_candidates is not None else {})},
+                                if args.reference_candidates is not None else {}),
+                             **({"smap_median": args.smap_median} if args.smap_median is not None else {})},
         )
     except BagWriteError as exc:
         print(f"error: {exc}; frames written before it are readable (`refscale bag recover {args.out}`)",

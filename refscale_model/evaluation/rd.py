@@ -48,6 +48,7 @@ from refscale_model.io.images import encode_smap_png, stored_smap
 from refscale_model.metrics import psnr, ssim
 from refscale_model.models.refscale import RefScale
 from refscale_model.pipeline.smap_reuse import DEFAULT_TOLERANCE, SmapReuse
+from refscale_model.pipeline.smap_smoothing import DEFAULT_MEDIAN, smooth_smap
 
 
 @dataclass
@@ -61,6 +62,9 @@ class RdConfig:
     video_codecs: tuple[str, ...] = VIDEO_CODECS
     """Sequence curves (bag frames only): full-res and every method's LR coded as this video."""
     gop: int = 10
+    smap_median: int = DEFAULT_MEDIAN
+    """RefScale's S_map is median-smoothed before it is conditioned on and stored, as the recorder does
+    (`pipeline.smap_smoothing`; 1: off)."""
     smap_reuse: float = DEFAULT_TOLERANCE
     """Sequence curves: RefScale reuses the S_map stored earlier in the GOP within this many levels, as the
     recorder does with a video LR (`pipeline.smap_reuse`; 0: a map with every frame)."""
@@ -206,7 +210,7 @@ def score_frames(
                 acc.add("fullres", anchor, crf, hr, coded.decoded, coded.nbytes + extra, coded.enc_ms, coded.dec_ms)
         # rescaling methods × LR codecs
         for method in config.methods if config.lr_codecs else ():
-            lr = _method_lr(frame, method, model, noref, scale)
+            lr = _method_lr(frame, method, model, noref, scale, config.smap_median)
             if isinstance(lr, str):
                 skipped[method] = lr
                 continue
@@ -222,19 +226,21 @@ def score_frames(
 
 
 def _method_lr(frame: RdFrame, method: str, model: RefScale | None, noref: RefScale | None,
-               scale: int) -> _Lr | str:
-    """One frame's LR for `method`, or why the method cannot run."""
+               scale: int, smap_median: int = DEFAULT_MEDIAN) -> _Lr | str:
+    """One frame's LR for `method`, or why the method cannot run (RefScale's S_map smoothed as the recorder's)."""
     if method == "bicubic":
         return bicubic_lr(frame.target, scale)
     if method == "noref":
         return "no no-reference weights given" if noref is None else model_lr(noref, frame.target, None)
-    return "no RefScale weights given" if model is None else model_lr(model, frame.target, frame.reference)
+    if model is None:
+        return "no RefScale weights given"
+    return model_lr(model, frame.target, frame.reference, lambda m: smooth_smap(m, smap_median))
 
 
 def _method_lrs(frames: list[RdFrame], method: str, model: RefScale | None, noref: RefScale | None,
-                scale: int) -> list[_Lr] | str:
+                scale: int, smap_median: int = DEFAULT_MEDIAN) -> list[_Lr] | str:
     """Every frame's LR for `method` (a sequence), or why the method cannot run."""
-    lrs = [_method_lr(f, method, model, noref, scale) for f in frames]  # a missing model costs nothing here
+    lrs = [_method_lr(f, method, model, noref, scale, smap_median) for f in frames]  # no model: costs nothing
     reasons = [x for x in lrs if isinstance(x, str)]
     return reasons[0] if reasons else lrs  # type: ignore[return-value]
 
@@ -245,7 +251,8 @@ def _refscale_sequence(frames: list[RdFrame], model: RefScale, config: RdConfig)
     reuse = SmapReuse(config.smap_reuse)
     out = []
     for i, f in enumerate(frames):
-        x = model_lr(model, f.target, f.reference, lambda m: reuse.choose("sequence", m))
+        x = model_lr(model, f.target, f.reference,
+                     lambda m: reuse.choose("sequence", smooth_smap(m, config.smap_median)))
         if reuse.source("sequence", x.smap, keyframe=i % config.gop == 0):
             x.side_bytes = 0
         elif x.smap is not None:
@@ -293,7 +300,7 @@ def score_sequences(
         if method not in lrs:
             reuse = method == "refscale" and model is not None and config.smap_reuse > 0
             lrs[method] = (_refscale_sequence(frames, model, config) if reuse  # type: ignore[arg-type]
-                           else _method_lrs(frames, method, model, noref, scale))
+                           else _method_lrs(frames, method, model, noref, scale, config.smap_median))
         lr = lrs[method]
         if isinstance(lr, str):
             skipped[method] = lr

@@ -31,6 +31,7 @@ from refscale_model.pipeline.encoding import EncodeJob, EncoderStats, FrameError
 from refscale_model.pipeline.pose import Pose, PoseTracker
 from refscale_model.pipeline.reference_choice import DEFAULT_CANDIDATES, choose_reference
 from refscale_model.pipeline.smap_reuse import DEFAULT_TOLERANCE, SmapReuse
+from refscale_model.pipeline.smap_smoothing import DEFAULT_MEDIAN, smooth_smap
 from refscale_model.utils import LruCache
 
 if TYPE_CHECKING:
@@ -65,6 +66,7 @@ class FrameEncoder:
         lr_encoder: str = "auto",
         smap_reuse: float = DEFAULT_TOLERANCE,
         reference_candidates: int = DEFAULT_CANDIDATES,
+        smap_median: int = DEFAULT_MEDIAN,
     ) -> None:
         """`lr_codec` / `lr_quality` (0–100, None: the codec's default) / `target_kbps` (per camera
         LR + S_map budget; the quality then adapts, starting at `lr_quality`): a bad combination
@@ -74,7 +76,8 @@ class FrameEncoder:
         tolerance (mean S_map levels) within which a frame reuses the map stored earlier in its GOP
         (`pipeline.smap_reuse`; 0: a map per frame); still-image codecs always store one per frame.
         `reference_candidates`: the nearest cache entries registered per frame, the most confident
-        of which is used (`pipeline.reference_choice`; 1: the nearest)."""
+        of which is used (`pipeline.reference_choice`; 1: the nearest). `smap_median`: median window
+        of the stored S_map (`pipeline.smap_smoothing`; 1: off)."""
         from refscale_model import __version__
 
         self.lr = LrSettings.checked(lr_codec, lr_quality, target_kbps, lr_gop, lr_encoder)
@@ -87,6 +90,8 @@ class FrameEncoder:
         self.cache = cache
         self.registration = registration
         self.reference_candidates = int(reference_candidates)
+        smooth_smap(np.zeros((1, 1), np.uint8), smap_median)  # a bad window is refused here, not per frame
+        self.smap_median = int(smap_median)
         self.camera_names = dict(camera_names or {})
         self.flush_interval_s = flush_interval_s
         self.stats = EncoderStats()
@@ -215,12 +220,16 @@ class FrameEncoder:
             self.stats.feature_reuse += 1
         return fref
 
+    def _choose_smap(self, topic: str, smap: np.ndarray) -> np.ndarray:
+        """The map a referenced frame conditions on and stores: the computed one, median-smoothed
+        (`pipeline.smap_smoothing`), or with a video LR the one held in its GOP (`pipeline.smap_reuse`)."""
+        smap = smooth_smap(smap, self.smap_median)
+        return smap if self._smap_reuse is None else self._smap_reuse.choose(topic, smap)
+
     def _infer(self, job: EncodeJob) -> EncodeJob:
         """Stage 2: the network (the only stage that needs the downscaler): the reference's
         features (or the cached ones), then the per-frame graphs."""
-        reuse = self._smap_reuse
-        choose = None if reuse is None or job.warped is None else (lambda m: reuse.choose(job.topic, m))
-        extra = {} if choose is None else {"choose_smap": choose}
+        extra = {} if job.warped is None else {"choose_smap": lambda m: self._choose_smap(job.topic, m)}
         try:
             if job.warped is not None and self._with_features:
                 job.fref = self._features(job.ref_obj, job.reg, job.warped)

@@ -32,6 +32,7 @@ PARAMETERS: list[tuple[str, Any, str]] = [
     ('lr_gop', 0, 'h264/h265: keyframe every N frames (0 = default, 10)'),
     ('lr_encoder', 'auto', 'h264/h265 encoder: auto (NVENC if present), cpu, gpu or a name'),
     ('smap_reuse', 2.0, 'h264/h265: reuse the GOP S_map within this mean level change (0 = off)'),
+    ('smap_median', 3, 'median window (cells) of the stored S_map: 1 (off), 3 or 5'),
     ('pipeline_stages', False, 'overlap decode, network, coding on threads (slower on 2 cores)'),
     ('max_queue', 4, 'frames waiting per camera; the oldest is dropped (and counted) when full'),
     ('registration', True, 'homography registration of the reference (false = unwarped)'),
@@ -99,7 +100,10 @@ def encoder_args(params: dict[str, Any]) -> dict[str, Any]:
     if not params['reference_candidates'] >= 1:
         raise ValueError(
             f'reference_candidates must be >= 1, got {params["reference_candidates"]}')
+    if params['smap_median'] not in (1, 3, 5):
+        raise ValueError(f'smap_median must be 1 (off), 3 or 5 cells, got {params["smap_median"]}')
     return {**encoder_lr_args(lr_settings(params)), 'smap_reuse': float(params['smap_reuse']),
+            'smap_median': int(params['smap_median']),
             'reference_candidates': int(params['reference_candidates'])}
 
 

@@ -1,0 +1,84 @@
+"""The stored S_map is median-smoothed (`pipeline.smap_smoothing`): fewer bytes, same conditioning on
+both sides. Real webcam revisits, the shipped x2 weights, real MCAP bags and the real `Reconstructor`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from conftest import load_pair
+from test_pipeline import CAM, POSITIONS, T0, crop
+
+from refscale_model import load_model
+from refscale_model.backends.torch_backend import TorchDownscaler
+from refscale_model.bags import BagWriter, msgs, read_messages
+from refscale_model.bags import refscale_format as fmt
+from refscale_model.io.images import decode_png, encode_smap_png
+from refscale_model.pipeline import FrameEncoder, ModelInfo, ReconstructedFrame, Reconstructor
+from refscale_model.pipeline.pose import Pose
+from refscale_model.pipeline.smap_smoothing import smooth_smap
+from refscale_model.refcache import ReferenceCache
+
+
+def test_smoothing_keeps_gated_maps_and_refuses_other_windows(tmp_path: Path) -> None:
+    zero = np.zeros((45, 80), np.uint8)
+    assert not smooth_smap(zero).any()
+    speckle = zero.copy()
+    speckle[::7, ::9] = 5  # isolated cells: noise the median removes, leaving a gated (empty) map
+    assert not smooth_smap(speckle).any() and speckle.any()
+    assert smooth_smap(speckle, 1) is speckle
+    for bad in (0, 2, 7):
+        with pytest.raises(ValueError, match="median"):
+            smooth_smap(zero, bad)
+    with pytest.raises(ValueError, match="uint8"):
+        smooth_smap(zero.astype(np.float32))
+    with pytest.raises(ValueError, match="median"):
+        FrameEncoder(BagWriter(tmp_path / "bag"), None, None, smap_median=4)  # type: ignore[arg-type]
+
+
+def test_a_real_map_gets_cheaper(shared_data: Path) -> None:
+    target, ref = load_pair("webcam_tilde", 0)
+    model = load_model("x2")
+    as_tensor = lambda img: torch.from_numpy(img).permute(2, 0, 1)[None]  # noqa: E731
+    with torch.no_grad():
+        enc = model.downscale(as_tensor(target), as_tensor(ref))
+    raw = enc.smap[0, 0].numpy()
+    assert raw.any(), "the revisit must pass the gate for this test to mean anything"
+    smooth = smooth_smap(raw)
+    assert len(encode_smap_png(smooth)) < 0.9 * len(encode_smap_png(raw))
+    assert abs(float(smooth.mean()) - float(raw.mean())) < 0.5  # the same similarity, less noise
+
+
+def _encode(root: Path, frames: list[np.ndarray], model, median: int) -> Path:
+    out = root / f"median{median}"
+    with ReferenceCache.open(root / "cache", readonly=True) as cache:
+        enc = FrameEncoder(BagWriter(out), TorchDownscaler(model), ModelInfo.of(model, "x2"), cache=cache,
+                           lr_codec="webp", lr_quality=70, smap_median=median)
+        for i, rgb in enumerate(frames):
+            s = T0 + i * 100_000_000
+            enc.encode(CAM, msgs.image_msg(rgb, s, "cam_front"), s, Pose(*POSITIONS[0], 0.0))
+        enc.close()
+    return out
+
+
+def test_the_bag_stores_the_smoothed_map_and_rebuilds(tmp_path: Path, shared_data: Path) -> None:
+    target, ref = load_pair("webcam_tilde", 0)
+    frames = [crop(np.roll(target, i, axis=1)) for i in range(3)]
+    with ReferenceCache.open(tmp_path / "cache", create=True) as cache:
+        cache.add(crop(ref), CAM, *POSITIONS[0], 0.0, 1, "route", "drive0")
+    model = load_model("x2")
+    raw_bag, smooth_bag = _encode(tmp_path, frames, model, 1), _encode(tmp_path, frames, model, 3)
+
+    def maps(bag: Path) -> list[bytes]:
+        return [bytes(m.data) for t, _, m in read_messages(bag) if t == fmt.smap_topic(CAM)]
+
+    raw, smooth = maps(raw_bag), maps(smooth_bag)
+    assert len(raw) == len(smooth) == len(frames)
+    for r, s in zip(raw, smooth, strict=True):
+        np.testing.assert_array_equal(decode_png(s), smooth_smap(decode_png(r)))
+    assert sum(map(len, smooth)) < sum(map(len, raw))
+    with ReferenceCache.open(tmp_path / "cache", readonly=True) as cache:
+        rebuilt = list(Reconstructor(model, cache, batch_size=2).run(smooth_bag))
+    assert [type(f) for f in rebuilt] == [ReconstructedFrame] * len(frames)
