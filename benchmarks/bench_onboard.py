@@ -4,10 +4,12 @@
         [--weights x2] [--cameras 1] [--threads 2] [--old-rev REV] [--variants old new] [--pair-set SET] [--pair I]
 
 Path per frame (`refscale_model.backends.onboard_bench`): sensor_msgs/Image decode -> reference
-lookup in a real ReferenceCache -> registration (a new homography every frame: the synthetic drive
-moves) -> downscaler (ONNX Runtime, CPU provider, the shipped `--weights`, x2 by default, with its
-fallback) -> LR coding (`--codecs`: png, jpeg, webp, avif) + S_map PNG -> a real bag write. Frames are
-offered back to back (capacity, nothing dropped); fps = timed frames / wall time, after 2 warm-up frames.
+lookup in a real ReferenceCache (`--references` entries 2 m apart: this tree registers the frame
+against the 4 nearest and keeps the best, an older tree takes the nearest) -> registration (a new
+homography every frame: the synthetic drive moves) -> downscaler (ONNX Runtime, CPU provider, the
+shipped `--weights`, x2 by default, with its fallback) -> LR coding (`--codecs`: png, jpeg, webp,
+avif) + S_map PNG -> a real bag write. Frames are offered back to back (capacity, nothing dropped);
+fps = timed frames / wall time, after 2 warm-up frames.
 
 * `old`: today's main behaviour, measured on a `git archive` of `--old-rev` (default: the merge-base of
   `main` and HEAD, the main this branch started from) extracted to a temporary folder: its own ONNX
@@ -57,6 +59,7 @@ def parse_size(text: str) -> tuple[int, int]:
 def worker(spec: dict) -> dict:
     """Runs with PYTHONPATH = the tree under test (its refscale_model); prints one JSON line."""
     import cv2
+    import numpy as np
 
     from refscale_model.backends.onnx_runtime import CPU, OnnxDownscaler
     from refscale_model.bags import BagWriter, msgs
@@ -74,7 +77,10 @@ def worker(spec: dict) -> dict:
     tmp = Path(tempfile.mkdtemp(prefix="bench_onboard_"))
     with ReferenceCache.open(tmp / "cache", create=True) as cache:
         for k in range(cams):
-            cache.add(ref, CAM.format(k), 45.0, 7.0, 0.0, 1, "route", "drive0")
+            for j in range(spec.get("references", 1)):  # every 2 m north, each a few pixels shifted
+                lat = 45.0 + j * 2.0 / 111_195.0
+                cache.add(np.roll(ref, 3 * j, axis=1) if j else ref, CAM.format(k), lat, 7.0, 0.0, 1 + j, "route",
+                          "drive0")
     ds = OnnxDownscaler(spec["onnx"], [CPU], intra_op_threads=spec["threads"])
     cache = ReferenceCache.open(tmp / "cache", readonly=True)
     enc = FrameEncoder(BagWriter(tmp / "bag"), ds, ds.model_info(), cache=cache, lr_codec=spec["codec"])
@@ -244,6 +250,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--codecs", nargs="+", default=["png", "jpeg"], help="LR codecs (png jpeg webp avif)")
     ap.add_argument("--weights", default="x2", help="shipped weights both trees export (x2, x2-lossy, ...)")
     ap.add_argument("--cameras", type=int, default=1)
+    ap.add_argument("--references", type=int, default=4,
+                    help="cache entries per camera, 2 m apart (a tree that chooses among them registers them all)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--old-rev", default=None)
     ap.add_argument("--pair-set", default="walk_gardenspoint_sfu",
@@ -280,7 +288,7 @@ def main(argv: list[str] | None = None) -> int:
             for v, c in cells:
                 spec = {"size": size, "frames": args.frames, "cameras": args.cameras, "threads": args.threads,
                         "codec": c, "onnx": str(onnx[v]), "pipeline": v == "new",
-                        "pair_set": args.pair_set, "pair": args.pair}
+                        "pair_set": args.pair_set, "pair": args.pair, "references": args.references}
                 proc = subprocess.run([sys.executable, __file__, "--worker", json.dumps(spec)], env=_env(trees[v]),
                                       capture_output=True, text=True)
                 if proc.returncode != 0:
