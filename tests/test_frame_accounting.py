@@ -32,15 +32,15 @@ def world(tmp_path_factory: pytest.TempPathFactory, shared_data: Path) -> World:
 def test_counters_add_up_under_injected_faults(tmp_path: Path, world: World, monkeypatch: pytest.MonkeyPatch) -> None:
     import refscale_model.registration as registration
 
-    calls = {"align": 0, "code": 0}
-    real_align = registration.align_reference
+    calls = {"register": 0, "code": 0}
+    real_register = registration.register
     real_encode = image_codecs.ImageStreamEncoder.encode
 
-    def align(*args, **kwargs):
-        calls["align"] += 1
-        if calls["align"] == 1:
+    def register(*args, **kwargs):
+        calls["register"] += 1
+        if calls["register"] == 1:
             raise cv2.error("injected: OpenCV failed inside registration")
-        return real_align(*args, **kwargs)
+        return real_register(*args, **kwargs)
 
     def code(self, rgb, quality=None):
         calls["code"] += 1
@@ -48,7 +48,7 @@ def test_counters_add_up_under_injected_faults(tmp_path: Path, world: World, mon
             raise RuntimeError("injected: the LR coder failed")
         return real_encode(self, rgb, quality)
 
-    monkeypatch.setattr(registration, "align_reference", align)
+    monkeypatch.setattr(registration, "register", register)
     monkeypatch.setattr(image_codecs.ImageStreamEncoder, "encode", code)
     model = load_weights(world.weights)
     backend = Backend(TorchDownscaler(model), ModelInfo.of(model, "tiny"), "torch:cpu")
