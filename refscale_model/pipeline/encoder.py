@@ -388,7 +388,9 @@ class FrameEncoder:
 
         camera = self.camera_names.get(topic, topic)
         try:
-            entries = self.cache.near(camera, pose.lat, pose.lon, pose.heading_deg, limit=self.reference_candidates)
+            registers = self.registration is None or bool(self.registration.estimators)
+            limit = self.reference_candidates if registers else 1  # unregistered: nothing to choose by
+            entries = self.cache.near(camera, pose.lat, pose.lon, pose.heading_deg, limit=limit)
             if not entries:
                 return None, None, None, "no reference near this pose"
             for entry in entries:  # load before registering: a cache error is the cache's, not registration's
