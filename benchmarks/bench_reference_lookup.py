@@ -1,0 +1,95 @@
+"""What finding the reference costs per frame on a drive: cache lookup, loading new entries, choosing.
+
+Plays the camera frames of a raw drive bag (every `--every`-th, as a recorder that drops frames
+would see them) against one or more reference caches and times, per frame, loading the cache entries
+the frame needs that are not yet decoded (read, rehash, PNG decode, ORB features; an LRU of 8 as in
+`FrameEncoder`) and `choose_reference` with `--candidates` entries. Prints one row per (cache, candidates).
+
+    python benchmarks/bench_reference_lookup.py --bag /tmp/sd/drive_b --camera /camera/front/image_raw \
+        --caches /tmp/sd/cache10:1 /tmp/sd/cache2:1 /tmp/sd/cache2:4 [--every 3] [--frames 25]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import cv2
+
+from refscale_model.bags import BagReader, msgs
+from refscale_model.bags.reader import topics_of
+from refscale_model.io import rosimg
+from refscale_model.pipeline.pose import PoseTracker
+from refscale_model.pipeline.reference_choice import choose_reference
+from refscale_model.refcache.store import ReferenceCache
+from refscale_model.registration import prepare_features
+from refscale_model.utils import LruCache
+
+
+def measure(
+    bag: Path, camera: str, cache_dir: Path, candidates: int, every: int, frames: int
+) -> tuple[float, float, int, int]:
+    """(load ms per frame, choice ms per frame, entries loaded, frames timed)."""
+    t_load = t_choose = 0.0
+    loads = timed = seen = 0
+    pose_topics = [t for t, ty in topics_of(bag).items() if ty in (msgs.NAV_SAT_FIX, msgs.ODOMETRY)]
+    with ReferenceCache.open(cache_dir, readonly=True) as cache:
+        decoded: LruCache = LruCache(8)
+
+        def load(entry):
+            nonlocal t_load, loads
+            found = decoded.get(entry.id)
+            if found is None:
+                t0 = time.perf_counter()
+                rgb = entry.load_rgb()
+                found = decoded.put(entry.id, (rgb, prepare_features(rgb)))
+                t_load += time.perf_counter() - t0
+                loads += 1
+            return found
+
+        tracker, reader = PoseTracker(pseudo_latlon=cache.pseudo_latlon), BagReader(bag)
+        for raw in reader.raw_messages([camera, *pose_topics]):
+            msg = reader.decode(raw)
+            stamp = msgs.stamp_or(msg, raw.log_time_ns)
+            if raw.topic != camera:
+                tracker.update(raw.type_name, msg, stamp)
+                continue
+            seen += 1
+            pose = tracker.pose(stamp)
+            if seen % every or pose is None:
+                continue
+            rgb = rosimg.image_from_msg(msg)
+            entries = cache.near(camera, pose.lat, pose.lon, pose.heading_deg, limit=candidates)
+            for entry in entries:
+                load(entry)
+            t0 = time.perf_counter()
+            choose_reference(rgb, entries, load)
+            t_choose += time.perf_counter() - t0
+            timed += 1
+            if timed >= frames:
+                break
+    timed = max(timed, 1)
+    return t_load / timed * 1000, t_choose / timed * 1000, loads, timed
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--bag", type=Path, required=True)
+    p.add_argument("--camera", required=True)
+    p.add_argument("--caches", nargs="+", required=True, metavar="CACHE:CANDIDATES")
+    p.add_argument("--every", type=int, default=3)
+    p.add_argument("--frames", type=int, default=25)
+    p.add_argument("--threads", type=int, default=2, help="OpenCV threads (2)")
+    args = p.parse_args()
+    cv2.setNumThreads(args.threads)
+    print("| cache | candidates | load ms/frame | choice ms/frame | total | entries loaded | frames |")
+    print("|---|---|---|---|---|---|---|")
+    for spec in args.caches:
+        path, _, k = spec.rpartition(":")
+        load_ms, choose_ms, loads, timed = measure(args.bag, args.camera, Path(path), int(k), args.every, args.frames)
+        print(f"| {path} | {k} | {load_ms:.1f} | {choose_ms:.1f} | {load_ms + choose_ms:.1f} | {loads} | {timed} |")
+
+
+if __name__ == "__main__":
+    main()
