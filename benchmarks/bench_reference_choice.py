@@ -22,9 +22,9 @@ import torch
 from refscale_model.codecs import get_codec
 from refscale_model.evaluation.rd import model_lr
 from refscale_model.geo import haversine_m
-from refscale_model.pipeline.reference_choice import DEFAULT_CANDIDATES, choose_reference
+from refscale_model.pipeline.reference_choice import DEFAULT_CANDIDATES, ReferenceLoader, choose_reference
 from refscale_model.refcache.store import ReferenceCache
-from refscale_model.registration import RegistrationConfig, apply_registration, prepare_features, register
+from refscale_model.registration import RegistrationConfig, apply_registration, register
 from refscale_model.weights import load_model
 
 
@@ -33,27 +33,16 @@ def _psnr(a: np.ndarray, b: np.ndarray) -> float:
     return 10.0 * np.log10(255.0**2 / max(mse, 1e-12))
 
 
-def _frames(bag: Path, camera: str, every: int, limit: int):
+def _frames(bag: Path, camera: str, every: int, limit: int, pseudo_latlon):
     """(index, rgb, pose) of every `every`-th camera frame that has a pose, at most `limit`."""
-    from refscale_model.bags import BagReader, msgs
-    from refscale_model.bags.reader import topics_of
     from refscale_model.io import rosimg
-    from refscale_model.pipeline.pose import PoseTracker
+    from refscale_model.pipeline.raw import iter_posed_frames
 
-    topics = topics_of(bag)
-    pose_topics = [t for t, ty in topics.items() if ty in (msgs.NAV_SAT_FIX, msgs.ODOMETRY)]
-    tracker, reader, seen, given = PoseTracker(), BagReader(bag), 0, 0
-    for raw in reader.raw_messages([camera, *pose_topics]):
-        msg = reader.decode(raw)
-        stamp = msgs.stamp_or(msg, raw.log_time_ns)
-        if raw.topic != camera:
-            tracker.update(raw.type_name, msg, stamp)
+    given = 0
+    for index, _stamp, msg, pose in iter_posed_frames(bag, camera, every, pseudo_latlon):
+        if pose is None:
             continue
-        seen += 1
-        pose = tracker.pose(stamp)
-        if (seen - 1) % every or pose is None:
-            continue
-        yield seen - 1, rosimg.image_from_msg(msg), pose
+        yield index, rosimg.image_from_msg(msg), pose
         given += 1
         if given >= limit:
             return
@@ -87,15 +76,8 @@ def main() -> None:
           f"q{args.quality})\n|---|---|---|---|---|---|---|")
     totals = {"nearest": [0.0, 0], "choice": [0.0, 0], "oracle": [0.0, 0]}
     with ReferenceCache.open(args.cache, readonly=True) as cache:
-        loaded: dict[int, tuple[np.ndarray, object]] = {}
-
-        def load(entry):
-            if entry.id not in loaded:
-                rgb = entry.load_rgb()
-                loaded[entry.id] = (rgb, prepare_features(rgb, reg_config))
-            return loaded[entry.id]
-
-        for index, frame, pose in _frames(args.bag, args.camera, args.every, args.limit):
+        load = ReferenceLoader(reg_config, size=32)  # every entry near a frame stays decoded
+        for index, frame, pose in _frames(args.bag, args.camera, args.every, args.limit, cache.pseudo_latlon):
             entries = cache.near(args.camera_id or args.camera, pose.lat, pose.lon, pose.heading_deg, args.radius)
             if not entries:
                 continue

@@ -1,7 +1,7 @@
 """What finding the reference costs per frame on a drive: cache lookup, loading new entries, choosing.
 
-Plays the camera frames of a raw drive bag (every `--every`-th, as a recorder that drops frames
-would see them) against one or more reference caches and times, per frame, loading the cache entries
+Plays the camera frames of a raw drive bag (every `--every`-th from the first, as a recorder that drops
+frames would see them) against one or more reference caches and times, per frame, loading the cache entries
 the frame needs that are not yet decoded (read, rehash, PNG decode, ORB features; an LRU of 8 as in
 `FrameEncoder`) and `choose_reference` with `--candidates` entries. Prints one row per (cache, candidates).
 
@@ -17,14 +17,10 @@ from pathlib import Path
 
 import cv2
 
-from refscale_model.bags import BagReader, msgs
-from refscale_model.bags.reader import topics_of
 from refscale_model.io import rosimg
-from refscale_model.pipeline.pose import PoseTracker
-from refscale_model.pipeline.reference_choice import choose_reference
+from refscale_model.pipeline.raw import iter_posed_frames
+from refscale_model.pipeline.reference_choice import ReferenceLoader, choose_reference
 from refscale_model.refcache.store import ReferenceCache
-from refscale_model.registration import prepare_features
-from refscale_model.utils import LruCache
 
 
 def measure(
@@ -32,45 +28,25 @@ def measure(
 ) -> tuple[float, float, int, int]:
     """(load ms per frame, choice ms per frame, entries loaded, frames timed)."""
     t_load = t_choose = 0.0
-    loads = timed = seen = 0
-    pose_topics = [t for t, ty in topics_of(bag).items() if ty in (msgs.NAV_SAT_FIX, msgs.ODOMETRY)]
+    timed = 0
     with ReferenceCache.open(cache_dir, readonly=True) as cache:
-        decoded: LruCache = LruCache(8)
-
-        def load(entry):
-            nonlocal t_load, loads
-            found = decoded.get(entry.id)
-            if found is None:
-                t0 = time.perf_counter()
-                rgb = entry.load_rgb()
-                found = decoded.put(entry.id, (rgb, prepare_features(rgb)))
-                t_load += time.perf_counter() - t0
-                loads += 1
-            return found
-
-        tracker, reader = PoseTracker(pseudo_latlon=cache.pseudo_latlon), BagReader(bag)
-        for raw in reader.raw_messages([camera, *pose_topics]):
-            msg = reader.decode(raw)
-            stamp = msgs.stamp_or(msg, raw.log_time_ns)
-            if raw.topic != camera:
-                tracker.update(raw.type_name, msg, stamp)
-                continue
-            seen += 1
-            pose = tracker.pose(stamp)
-            if seen % every or pose is None:
+        load = ReferenceLoader()  # as `FrameEncoder`'s: the last 8 entries stay decoded
+        for _index, _stamp, msg, pose in iter_posed_frames(bag, camera, every, cache.pseudo_latlon):
+            if pose is None:
                 continue
             rgb = rosimg.image_from_msg(msg)
             entries = cache.near(camera, pose.lat, pose.lon, pose.heading_deg, limit=candidates)
+            t0 = time.perf_counter()
             for entry in entries:
                 load(entry)
-            t0 = time.perf_counter()
+            t1 = time.perf_counter()
             choose_reference(rgb, entries, load)
-            t_choose += time.perf_counter() - t0
+            t_load, t_choose = t_load + t1 - t0, t_choose + time.perf_counter() - t1
             timed += 1
             if timed >= frames:
                 break
     timed = max(timed, 1)
-    return t_load / timed * 1000, t_choose / timed * 1000, loads, timed
+    return t_load / timed * 1000, t_choose / timed * 1000, load.loaded, timed
 
 
 def main() -> None:

@@ -15,6 +15,7 @@ if TYPE_CHECKING:
 ChooseSmap = Callable[[np.ndarray], np.ndarray]
 """hs×ws uint8 S_map -> the map to condition on (and store)."""
 
+
 @runtime_checkable
 class Downscaler(Protocol):
     """What the encoder needs from a backend (PyTorch adapter below, or runtime.OnnxDownscaler)."""

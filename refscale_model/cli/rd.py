@@ -68,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
     result = rd.run_scoreboard(
         pairs=args.pairs, split=args.split, limit=args.limit, bag=args.bag, cache=args.cache, camera=args.camera,
         camera_id=args.camera_id, every=args.every, weights=args.weights, noref_weights=args.noref_weights,
-        reference_candidates=args.reference_candidates,
+        **({} if args.reference_candidates is None else {"reference_candidates": args.reference_candidates}),
         config=rd.RdConfig(
             qualities={"jpeg": args.jpeg, "webp": args.webp, "avif": args.avif, "x265": args.crf,
                        "h264": args.video_crf, "h265": args.video_crf},

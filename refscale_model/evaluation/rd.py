@@ -47,6 +47,7 @@ from refscale_model.evaluation.rd_settings import (
 from refscale_model.io.images import encode_smap_png, stored_smap
 from refscale_model.metrics import psnr, ssim
 from refscale_model.models.refscale import RefScale
+from refscale_model.pipeline.reference_choice import DEFAULT_CANDIDATES
 from refscale_model.pipeline.smap_reuse import DEFAULT_TOLERANCE, SmapReuse
 from refscale_model.pipeline.smap_smoothing import DEFAULT_MEDIAN, smooth_smap
 
@@ -332,10 +333,10 @@ def run_scoreboard(
     config: RdConfig | None = None,
     out: Path,
     progress: bool = True,
-    reference_candidates: int | None = None,
+    reference_candidates: int = DEFAULT_CANDIDATES,
 ) -> dict[str, Any]:
     """Load frames and models, score every set, write the outputs; the library behind `refscale rd`.
-    `reference_candidates` (bag frames): as the recorder's (None: its default)."""
+    `reference_candidates` (bag frames): the recorder's reference choice (`pipeline.reference_choice`)."""
     from refscale_model.codecs import CODEC_NAMES
     from refscale_model.weights import load_model
 
@@ -356,8 +357,8 @@ def run_scoreboard(
     noref = None if noref_weights in (None, "skip") else load_model(noref_weights)
     sources: list[tuple[str, str, list[RdFrame], list[str]]] = []
     if bag is not None:
-        choice = {} if reference_candidates is None else {"reference_candidates": reference_candidates}
-        frames, notes = frames_from_bag(bag, cache, camera, every, limit, camera_id, **choice)  # type: ignore[arg-type]
+        frames, notes = frames_from_bag(bag, cache, camera, every, limit, camera_id,  # type: ignore[arg-type]
+                                        reference_candidates)
         sources.append((bag.name, f"bag {bag}, camera {camera}, every {every}, cache {cache}", frames, notes))
     for csv_path in pairs or []:
         frames = frames_from_pairs(csv_path, split, limit)

@@ -4,15 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
-from refscale_model.pipeline.reference_choice import DEFAULT_CANDIDATES, choose_reference
-
-if TYPE_CHECKING:
-    from refscale_model.refcache.store import Reference
-    from refscale_model.registration import PreparedReference
+from refscale_model.pipeline.reference_choice import DEFAULT_CANDIDATES, ReferenceLoader, choose_reference
 
 
 @dataclass
@@ -52,60 +48,33 @@ def frames_from_bag(
     of the `reference_candidates` cache entries nearest the pose so far (NavSatFix / Odometry topics of
     the bag; `pipeline.reference_choice`, default `RegistrationConfig`, as `FrameEncoder`), registered
     onto the frame. Frames without a reference are left out (noted)."""
-    from refscale_model.bags import BagReader, msgs
-    from refscale_model.bags.reader import topics_of
     from refscale_model.io import rosimg
-    from refscale_model.pipeline.pose import PoseTracker
+    from refscale_model.pipeline.raw import iter_posed_frames
     from refscale_model.refcache.store import ReferenceCache
-    from refscale_model.registration import prepare_features
 
     if reference_candidates < 1:
         raise ValueError(f"reference_candidates must be >= 1, got {reference_candidates}")
-
-    topics = topics_of(bag)
-    if camera not in topics:
-        raise ValueError(f"camera topic {camera!r} not in {bag} (topics: {', '.join(sorted(topics))})")
-    pose_topics = [t for t, ty in topics.items() if ty in (msgs.NAV_SAT_FIX, msgs.ODOMETRY)]
     frames: list[RdFrame] = []
     notes: list[str] = []
-    seen = 0
     with ReferenceCache.open(cache_dir) as cache:
-        tracker = PoseTracker(pseudo_latlon=cache.pseudo_latlon)
-        reader = BagReader(bag)
-        refs: dict[int, tuple[np.ndarray, PreparedReference]] = {}
-
-        def load(entry: Reference) -> tuple[np.ndarray, PreparedReference]:
-            if entry.id not in refs:
-                rgb = entry.load_rgb()
-                refs[entry.id] = (rgb, prepare_features(rgb))
-            return refs[entry.id]
-
-        for raw in reader.raw_messages([camera, *pose_topics]):
-            msg = reader.decode(raw)
-            if raw.topic != camera:
-                tracker.update(raw.type_name, msg, msgs.stamp_or(msg, raw.log_time_ns))
-                continue
-            seen += 1
-            if (seen - 1) % every:
-                continue
-            stamp = msgs.stamp_or(msg, raw.log_time_ns)
+        load = ReferenceLoader()
+        for index, _stamp, msg, pose in iter_posed_frames(bag, camera, every, cache.pseudo_latlon):
             try:
                 rgb = rosimg.image_from_msg(msg)
             except rosimg.ImageDecodeError as exc:
-                notes.append(f"frame {seen - 1}: undecodable ({exc})")
+                notes.append(f"frame {index}: undecodable ({exc})")
                 continue
-            pose = tracker.pose(stamp)
             entries = [] if pose is None else cache.near(camera_id or camera, pose.lat, pose.lon, pose.heading_deg,
                                                          limit=reference_candidates)
             if not entries:
-                notes.append(f"frame {seen - 1}: no reference ({'no pose' if pose is None else 'none near'})")
+                notes.append(f"frame {index}: no reference ({'no pose' if pose is None else 'none near'})")
                 continue
             choice = choose_reference(rgb, entries, load)
             if choice is None or choice.warped is None:
-                notes.append(f"frame {seen - 1}: registration failed")
+                notes.append(f"frame {index}: registration failed")
                 continue
             reg = choice.registration
-            frames.append(RdFrame(f"{bag.name}#{seen - 1}", rgb, choice.warped,
+            frames.append(RdFrame(f"{bag.name}#{index}", rgb, choice.warped,
                                   {"reference_id": choice.entry.id, "registration": reg.method,
                                    "registration_confidence": round(reg.confidence, 3)}))
             if limit is not None and len(frames) >= limit:

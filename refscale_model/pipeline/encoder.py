@@ -29,9 +29,9 @@ from refscale_model.io import rosimg
 from refscale_model.io.images import encode_smap_png, stored_smap
 from refscale_model.pipeline.encoding import EncodeJob, EncoderStats, FrameError, FrameResult, LrSettings
 from refscale_model.pipeline.pose import Pose, PoseTracker
-from refscale_model.pipeline.reference_choice import DEFAULT_CANDIDATES, choose_reference
+from refscale_model.pipeline.reference_choice import DEFAULT_CANDIDATES, ReferenceLoader, choose_reference
 from refscale_model.pipeline.smap_reuse import DEFAULT_TOLERANCE, SmapReuse
-from refscale_model.pipeline.smap_smoothing import DEFAULT_MEDIAN, smooth_smap
+from refscale_model.pipeline.smap_smoothing import DEFAULT_MEDIAN, checked_median, smooth_smap
 from refscale_model.utils import LruCache
 
 if TYPE_CHECKING:
@@ -90,15 +90,15 @@ class FrameEncoder:
         self.cache = cache
         self.registration = registration
         self.reference_candidates = int(reference_candidates)
-        smooth_smap(np.zeros((1, 1), np.uint8), smap_median)  # a bad window is refused here, not per frame
-        self.smap_median = int(smap_median)
+        self.smap_median = checked_median(smap_median)  # a bad window is refused here, not per frame
         self.camera_names = dict(camera_names or {})
         self.flush_interval_s = flush_interval_s
         self.stats = EncoderStats()
         self.poses = pose_tracker or PoseTracker(pseudo_latlon=getattr(cache, "pseudo_latlon", None))
         self._lock = threading.Lock()
         self._last_flush = time.monotonic()
-        self._refs: LruCache[int, tuple[np.ndarray, Any]] = LruCache(8)
+        self._load_reference = ReferenceLoader(registration)
+        """Decoded references + their registration features, kept for a few entries (frames share them)."""
         self._frefs: LruCache[tuple[Any, ...], np.ndarray] = LruCache(4)
         self._with_features = model.uses_reference and callable(getattr(downscaler, "reference_features", None)) \
             and callable(getattr(downscaler, "downscale_with_features", None))
@@ -409,16 +409,6 @@ class FrameEncoder:
         if choice.warped is None:
             return choice.entry, None, reg, f"registration failed (confidence {reg.confidence:.2f})"
         return choice.entry, choice.warped, reg, ""
-
-    def _load_reference(self, ref: Reference) -> tuple[np.ndarray, Any]:
-        """Decoded reference + its registration features, kept for a few references (frames share them)."""
-        from refscale_model.registration import prepare_features
-
-        entry = self._refs.get(ref.id)
-        if entry is None:
-            rgb = ref.load_rgb()
-            entry = self._refs.put(ref.id, (rgb, prepare_features(rgb, self.registration)))
-        return entry
 
     def flush_if_due(self) -> None:
         """Close the open chunk once `flush_interval_s` has passed since the last close.

@@ -6,10 +6,10 @@ not the one that sees the frame's view best, and a reference that sees another v
 for little gain or is gated away. Registration already runs for every frame, and its confidence
 (inlier count × coverage) says how much of the frame a reference explains. So the encoder registers
 the frame against the `candidates` nearest entries and keeps the most confident, preferring the
-nearer on a tie. On 8 frames of the sample drive (1 m cache, WebP q35 LR) this chose the reference
-with the best rebuilt PSNR 7 times in 8 and gained 3.36 dB in sum over the no-reference coding of
-those frames, against 1.92 dB for the nearest entry (docs/reference-cache.md, "Choosing among
-nearby references").
+nearer on a tie. On 8 frames of the sample drive (1 m cache, WebP q35 LR, the shipped x2-lossy) this
+chose the reference with the best rebuilt PSNR every time and gained 3.03 dB in sum over the
+no-reference coding of those frames, against 1.72 dB for the nearest entry (docs/reference-cache.md,
+"Keyframe spacing and choosing among nearby references").
 
 Encoder and scoreboard both call `choose_reference`, so `refscale rd` scores what the car records.
 """
@@ -33,6 +33,31 @@ spacing; each costs one ORB match + RANSAC at the 640-pixel working width (the f
 are computed once)."""
 
 
+class ReferenceLoader:
+    """Decoded references and their registration features, kept for the last `size` entries.
+
+    Consecutive frames share most of their candidates, so each entry is read, rehashed, decoded and
+    given ORB features once while it stays in use; call it as `choose_reference`'s `load`."""
+
+    def __init__(self, config: RegistrationConfig | None = None, size: int = 8) -> None:
+        from refscale_model.utils import LruCache
+
+        self.config = config
+        self.loaded = 0
+        """Entries read and prepared so far (LRU misses)."""
+        self._cache: LruCache[int, tuple[np.ndarray, PreparedReference]] = LruCache(size)
+
+    def __call__(self, entry: Reference) -> tuple[np.ndarray, PreparedReference]:
+        from refscale_model.registration import prepare_features
+
+        found = self._cache.get(entry.id)
+        if found is None:
+            rgb = entry.load_rgb()
+            found = self._cache.put(entry.id, (rgb, prepare_features(rgb, self.config)))
+            self.loaded += 1
+        return found
+
+
 @dataclass(frozen=True)
 class ReferenceChoice:
     """The chosen cache entry, the reference warped onto the frame (None: code without reference) and
@@ -51,7 +76,7 @@ def choose_reference(
 ) -> ReferenceChoice | None:
     """Register `frame_rgb` against each of `entries` (closest first) and keep the most confident.
 
-    `load(entry)` gives (reference RGB, `prepare_features` of it), cached by the caller. When none
+    `load(entry)` gives (reference RGB, `prepare_features` of it), e.g. a `ReferenceLoader`. When none
     reaches `config.min_confidence`, the closest entry gets the usual `when_unregistered` policy, as
     with a single candidate. None when `entries` is empty.
     """
@@ -60,8 +85,6 @@ def choose_reference(
     if not entries:
         return None
     config = config or RegistrationConfig()
-    if not config.estimators:  # registration off: nothing to choose by, the closest as always
-        entries = entries[:1]
     rank = 0
     if len(entries) == 1:
         ref_rgb, prepared = load(entries[0])
@@ -82,4 +105,4 @@ def choose_reference(
     return ReferenceChoice(entries[rank], warped, applied)
 
 
-__all__ = ["DEFAULT_CANDIDATES", "ReferenceChoice", "choose_reference"]
+__all__ = ["DEFAULT_CANDIDATES", "ReferenceChoice", "ReferenceLoader", "choose_reference"]

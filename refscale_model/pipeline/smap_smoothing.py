@@ -18,14 +18,20 @@ DEFAULT_MEDIAN = 3
 (684 B) but cost rebuilt PSNR."""
 
 
+def checked_median(median: int) -> int:
+    """`median` if it is a window `smooth_smap` takes (1 = off, 3 or 5 cells), else a ValueError."""
+    if median not in (1, 3, 5):
+        raise ValueError(f"S_map median must be 1 (off), 3 or 5 cells, got {median}")
+    return int(median)
+
+
 def smooth_smap(levels: np.ndarray, median: int = DEFAULT_MEDIAN) -> np.ndarray:
     """The `median`×`median` median of one frame's S_map levels (hs×ws uint8). An all-zero (gated) map
     stays all zero; a map the median empties is then gated like one (no map stored, no reference)."""
-    if median not in (1, 3, 5):
-        raise ValueError(f"S_map median must be 1 (off), 3 or 5 cells, got {median}")
+    checked_median(median)
     if levels.dtype != np.uint8 or levels.ndim != 2:
         raise ValueError(f"an S_map is hs×ws uint8, got {levels.dtype} {levels.shape}")
     return levels if median == 1 else cv2.medianBlur(np.ascontiguousarray(levels), median)
 
 
-__all__ = ["DEFAULT_MEDIAN", "smooth_smap"]
+__all__ = ["DEFAULT_MEDIAN", "checked_median", "smooth_smap"]

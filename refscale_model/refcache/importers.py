@@ -141,7 +141,6 @@ def _count_topic(bag: Path, topic: str) -> int | None:
     return total
 
 
-
 DEFAULT_EVERY_M = 2.0
 """Keyframe spacing of `build_from_bag` and `refscale cache build`. A reference a few metres from the
 frame sees the same view at nearly the same scale; at 10 m the view has moved on and the reference pays
@@ -149,6 +148,7 @@ little. With the recorder choosing among the nearest entries by registration (`p
 denser caches kept paying on the sample drive (RefScale + WebP against the no-ref INN, 6 frames:
 10 m −0.8 %, 2 m −12.0 %, 1 m −14.5 % BD-rate; docs/reference-cache.md, "Keyframe spacing"). 2 m
 keeps the storage at ~0.7 GB per km per 720p camera (lossless PNG)."""
+
 
 def build_from_bag(
     cache: ReferenceCache,

@@ -100,10 +100,10 @@ def encoder_args(params: dict[str, Any]) -> dict[str, Any]:
     if not params['reference_candidates'] >= 1:
         raise ValueError(
             f'reference_candidates must be >= 1, got {params["reference_candidates"]}')
-    if params['smap_median'] not in (1, 3, 5):
-        raise ValueError(f'smap_median must be 1 (off), 3 or 5 cells, got {params["smap_median"]}')
+    from refscale_model.pipeline.smap_smoothing import checked_median
+
     return {**encoder_lr_args(lr_settings(params)), 'smap_reuse': float(params['smap_reuse']),
-            'smap_median': int(params['smap_median']),
+            'smap_median': checked_median(params['smap_median']),
             'reference_candidates': int(params['reference_candidates'])}
 
 
