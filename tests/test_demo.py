@@ -18,7 +18,7 @@ def test_short_demo_end_to_end(tmp_path: Path) -> None:
         figures=1, domain_id=150 + os.getpid() % 50, allow_untrained=True,
     )
     summary = run_demo(settings)
-    assert settings.weights == "x2-lossy" and summary.lr_codec == "webp"  # make demo's setting
+    assert settings.weights == "x2-lossy" and summary.lr_codec == "h265"  # make demo's setting
     assert summary.recorded >= 1
     assert summary.recorded + summary.dropped + sum(summary.errors.values()) <= settings.frames
     assert summary.rebuilt == summary.recorded and not summary.failures
@@ -31,10 +31,25 @@ def test_short_demo_end_to_end(tmp_path: Path) -> None:
     # against the field on the same frames: every full-resolution codec got a curve and an answer
     assert summary.field_frames >= 1 and set(summary.field_bytes) >= {"jpeg", "webp", "x265-intra"}
     assert "Against the field" in text and (settings.out_dir / "rd.png").stat().st_size > 1000
+    # and against full-resolution H.265 over every recorded frame in order, at the recorder's GOP
+    assert summary.video_codec == "h265" and summary.video_gop == 10
+    assert "Against full-resolution H265 video on all" in text
+    assert (settings.out_dir / "rd_video.png").stat().st_size > 1000
+
+
+def test_demo_cli_defaults_are_the_demo_settings() -> None:
+    """`make demo` (the CLI) and `DemoSettings` name the same measured operating point."""
+    from refscale_ros.cli import DEMO_LR_CODEC, DEMO_LR_QUALITIES, DEMO_WEIGHTS, demo_lr_quality
+
+    settings = DemoSettings()
+    assert (settings.weights, settings.lr_codec) == (DEMO_WEIGHTS, DEMO_LR_CODEC)
+    assert settings.lr_quality == demo_lr_quality(DEMO_LR_CODEC, None) == DEMO_LR_QUALITIES["h265"]
+    assert demo_lr_quality("webp", None) == 70 and demo_lr_quality("png", 50) == -1
+    assert demo_lr_quality("avif", None) == -1 and demo_lr_quality("h265", 24) == 24
 
 
 def test_short_demo_with_the_lossless_lr(tmp_path: Path) -> None:
-    """The default records x2-lossy through WebP (above); the lossless x2 + PNG path still runs."""
+    """The default records x2-lossy through H.265 (above); the lossless x2 + PNG path still runs."""
     settings = DemoSettings(
         out_dir=tmp_path / "out", drive_dir=tmp_path / "drive", frames=8, size=(320, 192),
         figures=0, domain_id=150 + (os.getpid() + 7) % 50, allow_untrained=True,

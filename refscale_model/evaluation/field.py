@@ -24,6 +24,8 @@ ANCHOR_SWEEPS: dict[str, tuple[int, ...]] = {
     "x265-intra": (46, 40, 35, 30, 26, 22, 18),
 }
 """Quality settings per full-resolution anchor (x265: crf, lower is better)."""
+VIDEO_CRF_SWEEP: tuple[int, ...] = (44, 40, 36, 32, 29, 26, 22, 18)
+"""crf sweep of the full-resolution video anchor (x264/x265 scale, lower is better)."""
 
 
 @dataclass(frozen=True)
@@ -66,6 +68,28 @@ def anchor_curves(
         if points:
             out[codec] = points
     return out
+
+
+def video_anchor_curve(
+    frames: Sequence[np.ndarray], codec: str = "h265", gop: int | None = None,
+    crfs: Sequence[int] = VIDEO_CRF_SWEEP,
+) -> list[AnchorPoint]:
+    """The frames in order as one full-resolution video stream (the recorder's encoder settings and
+    GOP) at every crf: mean bytes and PSNR per crf. The anchor a fleet logging video would use."""
+    from refscale_model.codecs import open_stream_decoder, open_stream_encoder
+
+    pixels = float(np.mean([f.shape[0] * f.shape[1] for f in frames]))
+    points = []
+    for crf in crfs:
+        enc, dec = open_stream_encoder(codec, crf=crf, gop=gop), open_stream_decoder(codec)
+        sizes, scores = [], []
+        for rgb in frames:
+            coded = enc.encode(rgb)
+            sizes.append(len(coded.data))
+            scores.append(psnr(dec.decode(coded, rgb.shape[:2]), rgb))
+        mean_bytes = float(np.mean(sizes))
+        points.append(AnchorPoint(f"{codec} video", crf, mean_bytes, 8 * mean_bytes / pixels, float(np.mean(scores))))
+    return points
 
 
 def bytes_to_reach(points: Sequence[AnchorPoint], target_psnr: float) -> float | None:

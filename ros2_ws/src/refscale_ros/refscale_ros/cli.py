@@ -57,8 +57,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help=f'default {DEMO_WEIGHTS} (the best measured setting, README); x2 with png')
     d.add_argument('--lr-codec', default=DEMO_LR_CODEC,
                    help='png (lossless), jpeg, webp, avif, h264, h265')
-    d.add_argument('--lr-quality', type=int, default=DEMO_LR_QUALITY,
-                   help='codec quality 0-100 (h264/h265: crf); -1 = the codec default')
+    d.add_argument('--lr-quality', type=int, default=None,
+                   help='codec quality 0-100 (h264/h265: crf 0-51); -1 = the codec default; '
+                        'default: the measured demo setting of the codec, else the codec default')
+    d.add_argument('--lr-gop', type=int, default=0,
+                   help='h264/h265: keyframe every N recorded frames (0 = the default, 10)')
     d.add_argument('--field-frames', type=int, default=8,
                    help='frames coded by JPEG/WebP/AVIF/x265 for the comparison (0 = skip)')
     d.add_argument('--backend', choices=['onnx', 'torch'], default='onnx')
@@ -124,10 +127,22 @@ def run_reconstruct_node(args: argparse.Namespace) -> int:
     return 0 if ok else 1
 
 
-DEMO_WEIGHTS, DEMO_LR_CODEC, DEMO_LR_QUALITY = 'x2-lossy', 'webp', 70
-"""`make demo`'s setting: the codec-aware weights through WebP q70, which stood best against the
-full-resolution codecs on the sample drive (docs/rate-distortion.md; lossless x2 + png costs 3.6x
-JPEG's bytes there)."""
+DEMO_WEIGHTS, DEMO_LR_CODEC = 'x2-lossy', 'h265'
+"""`make demo`'s setting: the codec-aware weights with an H.265 LR stream. On the demo's recorded
+frames it needs fewer bytes than full-resolution H.265 at the same GOP (and than JPEG, WebP, AVIF
+and x265 intra) at about 0.07 bits per HR pixel; WebP q70 (0.2 bpp) does not beat full-resolution
+H.265 (docs/rate-distortion.md, README)."""
+DEMO_LR_QUALITIES = {'h265': 30, 'webp': 70}
+"""The measured demo operating point per LR codec (h265: crf); other codecs: their default."""
+
+
+def demo_lr_quality(codec: str, asked: int | None) -> int:
+    """The demo's LR quality: as asked, else the measured setting of `codec`, else -1 (default)."""
+    if codec == 'png':
+        return -1  # lossless: no quality
+    if asked is not None:
+        return asked
+    return DEMO_LR_QUALITIES.get(codec, -1)
 
 
 def run_demo(args: argparse.Namespace) -> int:
@@ -140,7 +155,7 @@ def run_demo(args: argparse.Namespace) -> int:
         size=(args.width, args.height), weights=args.weights, backend=args.backend,
         rate=args.rate, figures=args.figures, domain_id=args.domain_id,
         allow_untrained=args.allow_untrained, lr_codec=args.lr_codec,
-        lr_quality=-1 if args.lr_codec == 'png' else args.lr_quality,  # lossless: no quality
+        lr_quality=demo_lr_quality(args.lr_codec, args.lr_quality), lr_gop=args.lr_gop,
         field_frames=args.field_frames))
     return 0 if summary.rebuilt > 0 else 1
 

@@ -39,10 +39,12 @@ class DemoSettings:
     figures: int = 3
     domain_id: int | None = None
     allow_untrained: bool = False
-    lr_codec: str = 'webp'
+    lr_codec: str = 'h265'
     """LR codec of the recording (png lossless, jpeg, webp, avif, h264, h265)."""
-    lr_quality: int = 70
-    """Its quality 0-100 (-1: the codec default)."""
+    lr_quality: int = 30
+    """Its quality 0-100, or crf 0-51 for h264/h265 (-1: the codec default)."""
+    lr_gop: int = 0
+    """h264/h265: keyframe every N recorded frames (0: the default, 10)."""
     field_frames: int = 8
     """Frames the field comparison (JPEG, WebP, AVIF, x265 on them) codes; 0 = skip it."""
 
@@ -104,6 +106,7 @@ def record(
         'shutdown_drain_s': 30.0,
         'lr_codec': settings.lr_codec,
         'lr_quality': settings.lr_quality,
+        'lr_gop': settings.lr_gop,
     }
     ready, stop = threading.Event(), threading.Event()
     reports: list[RecorderReport] = []

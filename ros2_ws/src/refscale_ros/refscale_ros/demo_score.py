@@ -47,6 +47,11 @@ class DemoSummary:
     field_refscale_bytes: float = 0.0
     field_bytes: dict[str, float | None] = field(default_factory=dict)
     """Per full-resolution codec: bytes per frame for RefScale's PSNR (None: out of its range)."""
+    video_codec: str = ''
+    """Full-resolution video anchor coded over every rebuilt frame in order ('' = not run)."""
+    video_gop: int = 0
+    video_bytes: float | None = None
+    """Its bytes per frame for RefScale's mean PSNR on those frames (None: out of its range)."""
 
     def table(self) -> str:
         ratio_raw = self.raw_bytes_per_frame / max(self.refscale_bytes_per_frame, 1)
@@ -83,7 +88,22 @@ class DemoSummary:
             ),
         ]
         lines = ['| | |', '|---|---|'] + [f'| {k} | {v} |' for k, v in rows]
-        return '\n'.join(lines) + self.field_table()
+        return '\n'.join(lines) + self.field_table() + self.video_table()
+
+    def video_table(self) -> str:
+        """Bytes full-resolution video needs for RefScale's PSNR on all recorded frames."""
+        if not self.video_codec:
+            return ''
+        codec = self.video_codec.upper()
+        head = (f'\n\nAgainst full-resolution {codec} video on all {self.rebuilt} recorded '
+                f'frames in order (GOP {self.video_gop}, the recorder\'s encoder settings): '
+                f'RefScale {self.refscale_bytes_per_frame:,.0f} bytes per frame at '
+                f'{self.psnr:.2f} dB; ')
+        if self.video_bytes is None:
+            return head + 'RefScale\'s PSNR is outside the anchor\'s measured range.'
+        ratio = self.video_bytes / max(self.refscale_bytes_per_frame, 1.0)
+        return head + (f'full-resolution {codec} needs {self.video_bytes:,.0f} bytes per frame '
+                       f'for the same PSNR ({ratio:.2f}x RefScale).')
 
     def field_table(self) -> str:
         """Bytes each full-resolution codec needs to reach RefScale's PSNR on the same frames."""
@@ -191,6 +211,7 @@ def reconstruct_and_score(
     summary.lr_codec = settings.lr_codec
     if settings.field_frames > 0 and field_frames:
         _against_the_field(settings, field_frames, summary)
+        _against_video(settings, [t for t, _, _ in field_frames], summary)
 
 
 def _against_the_field(settings: DemoSettings, frames: list[tuple[np.ndarray, np.ndarray, int]],
@@ -210,3 +231,19 @@ def _against_the_field(settings: DemoSettings, frames: list[tuple[np.ndarray, np
     title = 'demo drive B: full-resolution codecs vs RefScale'
     plot_field(curves, {f'RefScale ({settings.lr_codec} LR)': (bpp, summary.field_psnr)},
                str(settings.out_dir / 'rd.png'), title)
+
+
+def _against_video(settings: DemoSettings, truths: list[np.ndarray], summary: DemoSummary) -> None:
+    """Full-resolution H.265 over every recorded frame in order, at the recorder's GOP: the
+    anchor a fleet logging video compares with. Plotted to `rd_video.png` with RefScale's point."""
+    from refscale_model.codecs.video import DEFAULT_GOP
+    from refscale_model.evaluation.field import bytes_to_reach, plot_field, video_anchor_curve
+
+    summary.video_codec, summary.video_gop = 'h265', settings.lr_gop or DEFAULT_GOP
+    curve = video_anchor_curve(truths, summary.video_codec, summary.video_gop)
+    summary.video_bytes = bytes_to_reach(curve, summary.psnr)
+    h, w = truths[0].shape[:2]
+    bpp = 8 * summary.refscale_bytes_per_frame / (h * w)
+    title = f'demo drive B, {len(truths)} recorded frames as video (GOP {summary.video_gop})'
+    mark = {f'RefScale ({settings.lr_codec} LR)': (bpp, summary.psnr)}
+    plot_field({curve[0].codec: curve}, mark, str(settings.out_dir / 'rd_video.png'), title)
