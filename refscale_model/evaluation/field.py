@@ -102,6 +102,13 @@ def bytes_to_reach(points: Sequence[AnchorPoint], target_psnr: float) -> float |
     return float(math.exp(pchip_eval(q, log_b, np.array([target_psnr]))[0]))
 
 
+def nearest_end(points: Sequence[AnchorPoint], target_psnr: float) -> AnchorPoint:
+    """The curve's end closest to `target_psnr`: what to quote when `bytes_to_reach` says None
+    (e.g. WebP's lowest quality still lands above a low target PSNR)."""
+    ordered = sorted(points, key=lambda p: p.psnr)
+    return ordered[0] if target_psnr < ordered[0].psnr else ordered[-1]
+
+
 def plot_field(
     curves: Mapping[str, Sequence[AnchorPoint]],
     marks: Mapping[str, tuple[float, float]],

@@ -47,6 +47,8 @@ class DemoSummary:
     field_refscale_bytes: float = 0.0
     field_bytes: dict[str, float | None] = field(default_factory=dict)
     """Per full-resolution codec: bytes per frame for RefScale's PSNR (None: out of its range)."""
+    field_ends: dict[str, str] = field(default_factory=dict)
+    """For a codec out of range: its closest setting, bytes and PSNR (what the table quotes)."""
     video_codec: str = ''
     """Full-resolution video anchor coded over every rebuilt frame in order ('' = not run)."""
     video_gop: int = 0
@@ -115,7 +117,8 @@ class DemoSummary:
                  '|---|---:|---:|']
         for codec, nbytes in self.field_bytes.items():
             if nbytes is None:
-                lines.append(f'| {codec} | outside its measured range | |')
+                end = self.field_ends.get(codec, '')
+                lines.append(f'| {codec} | not reached{": " + end if end else ""} | |')
             else:
                 ratio = nbytes / max(self.field_refscale_bytes, 1.0)
                 lines.append(f'| {codec} | {nbytes:,.0f} | {ratio:.2f}x |')
@@ -217,7 +220,12 @@ def reconstruct_and_score(
 def _against_the_field(settings: DemoSettings, frames: list[tuple[np.ndarray, np.ndarray, int]],
                        summary: DemoSummary) -> None:
     """JPEG, WebP, AVIF and x265 intra on spaced frames: bytes to match RefScale, and a plot."""
-    from refscale_model.evaluation.field import anchor_curves, bytes_to_reach, plot_field
+    from refscale_model.evaluation.field import (
+        anchor_curves,
+        bytes_to_reach,
+        nearest_end,
+        plot_field,
+    )
 
     pick = np.linspace(0, len(frames) - 1, min(settings.field_frames, len(frames))).round()
     chosen = [frames[int(i)] for i in sorted(set(pick.tolist()))]
@@ -226,6 +234,11 @@ def _against_the_field(settings: DemoSettings, frames: list[tuple[np.ndarray, np
     summary.field_refscale_bytes = float(np.mean([b for _, _, b in chosen]))
     curves = anchor_curves([t for t, _, _ in chosen])
     summary.field_bytes = {c: bytes_to_reach(pts, summary.field_psnr) for c, pts in curves.items()}
+    for codec, nbytes in summary.field_bytes.items():
+        if nbytes is None:
+            end = nearest_end(curves[codec], summary.field_psnr)
+            summary.field_ends[codec] = (f'setting {end.setting} gives {end.psnr:.2f} dB at '
+                                         f'{end.bytes_per_frame:,.0f} bytes')
     h, w = chosen[0][0].shape[:2]
     bpp = 8 * summary.field_refscale_bytes / (h * w)
     title = 'demo drive B: full-resolution codecs vs RefScale'
