@@ -1,5 +1,6 @@
-"""The stored S_map is median-smoothed (`pipeline.smap_smoothing`): fewer bytes, same conditioning on
-both sides. Real webcam revisits, the shipped x2 weights, real MCAP bags and the real `Reconstructor`."""
+"""The stored S_map is median-smoothed and stored per 2×2 cells (`pipeline.smap_smoothing`): fewer bytes,
+same conditioning on both sides. Real webcam revisits, the shipped x2 weights, real MCAP bags and the real
+`Reconstructor`."""
 
 from __future__ import annotations
 
@@ -16,9 +17,16 @@ from refscale_model.backends.torch_backend import TorchDownscaler
 from refscale_model.bags import BagWriter, msgs, read_messages
 from refscale_model.bags import refscale_format as fmt
 from refscale_model.io.images import decode_png, encode_smap_png
+from refscale_model.metrics import psnr
 from refscale_model.pipeline import FrameEncoder, ModelInfo, ReconstructedFrame, Reconstructor
 from refscale_model.pipeline.pose import Pose
-from refscale_model.pipeline.smap_smoothing import smooth_smap
+from refscale_model.pipeline.smap_smoothing import (
+    BLOCKS,
+    SmapStorage,
+    coarsen_smap,
+    expand_smap,
+    smooth_smap,
+)
 from refscale_model.refcache import ReferenceCache
 
 
@@ -51,11 +59,31 @@ def test_a_real_map_gets_cheaper(shared_data: Path) -> None:
     assert abs(float(smooth.mean()) - float(raw.mean())) < 0.5  # the same similarity, less noise
 
 
-def _encode(root: Path, frames: list[np.ndarray], model, median: int) -> Path:
-    out = root / f"median{median}"
+def test_blocks_store_rounded_means_and_expand_back_exactly() -> None:
+    levels = np.random.default_rng(0).integers(0, 16, (45, 81)).astype(np.uint8)
+    for block in BLOCKS:
+        coarse = coarsen_smap(levels, block)
+        assert coarse.shape == (-(-45 // block), -(-81 // block))
+        full = expand_smap(coarse, block, levels.shape)
+        assert full.shape == levels.shape
+        np.testing.assert_array_equal(coarsen_smap(full, block), coarse)  # what is stored is what is used
+    # a 2×2 group's value is its rounded mean; the edge column's groups average their 2 cells inside
+    coarse = coarsen_smap(levels, 2)
+    assert coarse[0, 0] == int(np.floor(levels[:2, :2].mean() + 0.5))
+    assert coarse[0, 40] == int(np.floor(levels[:2, 80].mean() + 0.5))
+    assert coarsen_smap(levels, 1) is levels
+    with pytest.raises(ValueError, match="expected 23×41"):
+        expand_smap(coarse[:, :40], 2, levels.shape)
+    with pytest.raises(ValueError, match="block"):
+        SmapStorage(3, 5)
+    assert not SmapStorage().condition(np.zeros((45, 80), np.uint8)).any()  # a gated map stays gated
+
+
+def _encode(root: Path, frames: list[np.ndarray], model, median: int, block: int = 1) -> Path:
+    out = root / f"median{median}_block{block}"
     with ReferenceCache.open(root / "cache", readonly=True) as cache:
-        enc = FrameEncoder(BagWriter(out), TorchDownscaler(model), ModelInfo.of(model, "x2"), cache=cache,
-                           lr_codec="webp", lr_quality=70, smap_median=median)
+        enc = FrameEncoder(BagWriter(out), _RecordingDownscaler(model), ModelInfo.of(model, "x2"), cache=cache,
+                           lr_codec="webp", lr_quality=70, smap_median=median, smap_block=block)
         for i, rgb in enumerate(frames):
             s = T0 + i * 100_000_000
             enc.encode(CAM, msgs.image_msg(rgb, s, "cam_front"), s, Pose(*POSITIONS[0], 0.0))
@@ -82,3 +110,54 @@ def test_the_bag_stores_the_smoothed_map_and_rebuilds(tmp_path: Path, shared_dat
     with ReferenceCache.open(tmp_path / "cache", readonly=True) as cache:
         rebuilt = list(Reconstructor(model, cache, batch_size=2).run(smooth_bag))
     assert [type(f) for f in rebuilt] == [ReconstructedFrame] * len(frames)
+
+
+def test_the_bag_stores_the_map_per_block_and_rebuilds_what_the_encoder_used(tmp_path: Path, shared_data: Path) -> None:
+    target, ref = load_pair("webcam_tilde", 0)
+    frames = [crop(np.roll(target, i, axis=1)) for i in range(3)]
+    with ReferenceCache.open(tmp_path / "cache", create=True) as cache:
+        cache.add(crop(ref), CAM, *POSITIONS[0], 0.0, 1, "route", "drive0")
+    model = load_model("x2")
+    cell_bag, block_bag = _encode(tmp_path, frames, model, 3, 1), _encode(tmp_path, frames, model, 3, 2)
+
+    def maps(bag: Path) -> list[bytes]:
+        return [bytes(m.data) for t, _, m in read_messages(bag) if t == fmt.smap_topic(CAM)]
+
+    def metas(bag: Path) -> list[fmt.FrameMeta]:
+        return [fmt.meta_from_msg(m) for t, _, m in read_messages(bag) if t == fmt.meta_topic(CAM)]
+
+    cell, block = maps(cell_bag), maps(block_bag)
+    assert len(cell) == len(block) == len(frames)
+    assert sum(map(len, block)) < sum(map(len, cell))
+    for m in metas(block_bag):
+        assert (m.format, m.smap_block) == (fmt.FORMAT_SMAP_BLOCK, 2)
+        assert m.smap_grid_shape == decode_png(cell[0]).shape
+    assert {m.format for m in metas(cell_bag)} == {fmt.FORMAT}  # block 1 writes what format-4 readers read
+    with ReferenceCache.open(tmp_path / "cache", readonly=True) as cache:
+        recon = Reconstructor(model, cache, batch_size=2)
+        stored = list(recon.frames(block_bag))
+        rebuilt = list(recon.run(block_bag))
+        rebuilt_cells = list(recon.run(cell_bag))
+    assert [type(f) for f in rebuilt] == [ReconstructedFrame] * len(frames)
+    quality = [np.mean([psnr(f, r.rgb) for f, r in zip(frames, out, strict=True)]) for out in (rebuilt, rebuilt_cells)]
+    assert quality[0] > quality[1] - 0.3  # the coarser map costs (almost) nothing
+    for frame, data in zip(stored, block, strict=True):
+        coarse = decode_png(data)
+        assert coarse.shape == tuple(-(-n // 2) for n in frame.smap.shape)
+        np.testing.assert_array_equal(frame.smap, expand_smap(coarse, 2, frame.smap.shape))
+        assert frame.stored_bytes > len(data)  # LR + the coarse map as stored
+    # the encoder conditioned on exactly the map the decoder expands (the downscaler returns what it used)
+    np.testing.assert_array_equal(np.stack([f.smap for f in stored]), np.stack(_USED[-len(frames):]))
+
+
+_USED: list[np.ndarray] = []
+
+
+class _RecordingDownscaler(TorchDownscaler):
+    """The real PyTorch downscaler; keeps each S_map it conditioned on."""
+
+    def downscale(self, hr, ref, choose_smap=None):  # noqa: ANN001, ANN201 - the Downscaler contract
+        lr, smap = super().downscale(hr, ref, choose_smap)
+        if smap is not None:
+            _USED.append(smap.copy())
+        return lr, smap

@@ -7,8 +7,9 @@ frame's header (stamp + frame_id):
                      bag's LR codec, format "png" (lossless), "jpeg", "webp" or "avif"; with a
                      video LR codec foxglove_msgs/msg/CompressedVideo, format "h264" / "h265":
                      one Annex B access unit per frame, IDR + parameter sets every `lr_gop` frames
-- `T/refscale/smap`  sensor_msgs/msg/CompressedImage, format "png": grey S_map levels 0..L-1
-                     (absent for frames encoded without a reference)
+- `T/refscale/smap`  sensor_msgs/msg/CompressedImage, format "png": grey S_map levels 0..L-1,
+                     one per `smap_block`×`smap_block` cells of the map (absent for frames encoded
+                     without a reference)
 - `T/refscale/meta`  diagnostic_msgs/msg/DiagnosticArray with one DiagnosticStatus whose
                      KeyValue list is `FrameMeta` (written last: it completes the frame)
 
@@ -36,7 +37,11 @@ FORMAT_VIDEO = "refscale-bag/3"
 FORMAT_SMAP_REUSE = "refscale-bag/4"
 """A video LR frame whose S_map is the one stored with an earlier frame of its GOP (`smap_from_stamp_ns`):
 it has no S_map message of its own. Written only for such frames; older readers refuse them by name."""
-READABLE_FORMATS = ("refscale-bag/1", FORMAT, FORMAT_VIDEO, FORMAT_SMAP_REUSE)
+FORMAT_SMAP_BLOCK = "refscale-bag/5"
+"""A frame whose stored S_map holds one value per `smap_block`×`smap_block` cells (`smap_grid` names the
+full grid it expands to). Written only for such frames; older readers refuse them by name instead of
+conditioning on a map of the wrong size."""
+READABLE_FORMATS = ("refscale-bag/1", FORMAT, FORMAT_VIDEO, FORMAT_SMAP_REUSE, FORMAT_SMAP_BLOCK)
 """Format 1 bags (lossless PNG LR only) read as frames with `lr_codec = "png"`."""
 METADATA_NAME = "refscale"
 """Name of the bag-level MCAP metadata record (model, config, software version)."""
@@ -113,8 +118,24 @@ class FrameMeta:
     smap_from_stamp_ns: int = 0
     """Video LR: the frame's S_map is the one stored with frame `smap_from_stamp_ns` of the same camera
     and GOP (no S_map message of its own; format 4); 0: its own S_map message, or none."""
+    smap_block: int = 1
+    """Cells per side of one stored S_map value (format 5 when > 1); the decoder repeats each value over
+    its block to the full grid `smap_grid` (`pipeline.smap_smoothing.expand_smap`)."""
+    smap_grid: str = ""
+    """"ROWSxCOLS" of the full S_map grid the network conditions on; set with `smap_block` > 1."""
     format: str = FORMAT
     extra: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def smap_grid_shape(self) -> tuple[int, int]:
+        """(rows, cols) of `smap_grid`; ValueError when it is missing or malformed."""
+        try:
+            rows, cols = (int(v) for v in self.smap_grid.split("x"))
+        except ValueError:
+            raise ValueError(f"bad smap_grid {self.smap_grid!r} for smap_block {self.smap_block}") from None
+        if rows < 1 or cols < 1:
+            raise ValueError(f"bad smap_grid {self.smap_grid!r}")
+        return rows, cols
 
     @property
     def size(self) -> tuple[int, int]:
@@ -207,6 +228,7 @@ def bag_metadata(
 
 __all__ = [
     "FORMAT",
+    "FORMAT_SMAP_BLOCK",
     "FORMAT_SMAP_REUSE",
     "FORMAT_VIDEO",
     "READABLE_FORMATS",

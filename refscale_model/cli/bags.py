@@ -38,6 +38,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "most this many levels on average (default 2.0; 0 = a map with every frame)")
     e.add_argument("--smap-median", type=int, default=None, choices=(1, 3, 5),
                    help="median window (cells) of the stored S_map before the network uses it (default 3; 1 = off)")
+    e.add_argument("--smap-block", type=int, default=None, choices=(1, 2, 3, 4),
+                   help="store the S_map as one value per N×N cells; the network uses it repeated back "
+                        "(default 2; 1 = every cell, readable by format-4 readers)")
     e.add_argument("--reference-candidates", type=int, default=None, metavar="N",
                    help="register each frame against the N cache references nearest its pose and use the most "
                         "confident (default 4; 1 = the nearest)")
@@ -155,7 +158,8 @@ def run_encode_bag(args: argparse.Namespace) -> int:
                              **({"smap_reuse": args.smap_reuse} if args.smap_reuse is not None else {}),
                              **({"reference_candidates": args.reference_candidates}
                                 if args.reference_candidates is not None else {}),
-                             **({"smap_median": args.smap_median} if args.smap_median is not None else {})},
+                             **({"smap_median": args.smap_median} if args.smap_median is not None else {}),
+                             **({"smap_block": args.smap_block} if args.smap_block is not None else {})},
         )
     except BagWriteError as exc:
         print(f"error: {exc}; frames written before it are readable (`refscale bag recover {args.out}`)",

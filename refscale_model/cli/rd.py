@@ -44,6 +44,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     q.add_argument("--smap-median", type=int, default=3, choices=(1, 3, 5),
                    help="RefScale's S_map is median-smoothed over this many cells before it is used and stored, "
                         "as the recorder does (3; 1 = off)")
+    q.add_argument("--smap-block", type=int, default=2, choices=(1, 2, 3, 4),
+                   help="RefScale's S_map is stored (and counted) as one value per N×N cells, as the recorder "
+                        "does (2; 1 = every cell)")
     q.add_argument("--lr-codecs", default="png,jpeg,webp,avif", help="LR codecs of the rescaling methods")
     q.add_argument("--methods", default="bicubic,noref,refscale", help="rescaling methods")
     q.add_argument("--anchors", default="jpeg,webp,avif,x265-intra,x265-ref", help="full-resolution anchors")
@@ -74,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
                        "h264": args.video_crf, "h265": args.video_crf},
             lr_codecs=_names(args.lr_codecs), methods=_names(args.methods), anchors=_names(args.anchors),
             video_codecs=_names(args.video_codecs), gop=args.gop, smap_reuse=args.smap_reuse,
-            smap_median=args.smap_median,
+            smap_median=args.smap_median, smap_block=args.smap_block,
         ),
         out=args.out, progress=not args.no_progress,
     )

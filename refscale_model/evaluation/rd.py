@@ -49,7 +49,7 @@ from refscale_model.metrics import psnr, ssim
 from refscale_model.models.refscale import RefScale
 from refscale_model.pipeline.reference_choice import DEFAULT_CANDIDATES
 from refscale_model.pipeline.smap_reuse import DEFAULT_TOLERANCE, SmapReuse
-from refscale_model.pipeline.smap_smoothing import DEFAULT_MEDIAN, smooth_smap
+from refscale_model.pipeline.smap_smoothing import DEFAULT_BLOCK, DEFAULT_MEDIAN, SmapStorage, coarsen_smap
 
 
 @dataclass
@@ -66,6 +66,12 @@ class RdConfig:
     smap_median: int = DEFAULT_MEDIAN
     """RefScale's S_map is median-smoothed before it is conditioned on and stored, as the recorder does
     (`pipeline.smap_smoothing`; 1: off)."""
+    smap_block: int = DEFAULT_BLOCK
+    """... and stored as one value per `smap_block`×`smap_block` cells, as the recorder does (1: off)."""
+
+    @property
+    def smap_storage(self) -> SmapStorage:
+        return SmapStorage(self.smap_median, self.smap_block)
     smap_reuse: float = DEFAULT_TOLERANCE
     """Sequence curves: RefScale reuses the S_map stored earlier in the GOP within this many levels, as the
     recorder does with a video LR (`pipeline.smap_reuse`; 0: a map with every frame)."""
@@ -116,15 +122,16 @@ def bicubic_lr(hr: np.ndarray, scale: int) -> _Lr:
 
 
 def model_lr(model: RefScale, hr: np.ndarray, ref: np.ndarray | None,
-             choose_smap: Callable[[np.ndarray], np.ndarray] | None = None) -> _Lr:
+             choose_smap: Callable[[np.ndarray], np.ndarray] | None = None, smap_block: int = 1) -> _Lr:
     """The INN's LR (+ stored S_map bytes); rebuild with z = 0, reference-free when no map is stored.
-    `choose_smap` (hs×ws uint8 -> the map to use) as `RefScale.downscale`'s."""
+    `choose_smap` (hs×ws uint8 -> the map to use) as `RefScale.downscale`'s; the map is stored
+    (and counted) as one value per `smap_block`×`smap_block` cells."""
     t0 = time.perf_counter()
     x = _t(hr)
     r = _t(ref) if ref is not None and model.config.use_reference else None
     enc = model.downscale(x, r, tensor_smap_choice(choose_smap))
     smap = stored_smap(None if enc.smap is None else enc.smap[0, 0].numpy())
-    side = len(encode_smap_png(smap)) if smap is not None else 0
+    side = len(encode_smap_png(coarsen_smap(smap, smap_block))) if smap is not None else 0
     down_ms = (time.perf_counter() - t0) * 1000
 
     def rebuild(lr_u8: np.ndarray) -> np.ndarray:
@@ -211,7 +218,7 @@ def score_frames(
                 acc.add("fullres", anchor, crf, hr, coded.decoded, coded.nbytes + extra, coded.enc_ms, coded.dec_ms)
         # rescaling methods × LR codecs
         for method in config.methods if config.lr_codecs else ():
-            lr = _method_lr(frame, method, model, noref, scale, config.smap_median)
+            lr = _method_lr(frame, method, model, noref, scale, config.smap_storage)
             if isinstance(lr, str):
                 skipped[method] = lr
                 continue
@@ -227,21 +234,22 @@ def score_frames(
 
 
 def _method_lr(frame: RdFrame, method: str, model: RefScale | None, noref: RefScale | None,
-               scale: int, smap_median: int = DEFAULT_MEDIAN) -> _Lr | str:
-    """One frame's LR for `method`, or why the method cannot run (RefScale's S_map smoothed as the recorder's)."""
+               scale: int, storage: SmapStorage) -> _Lr | str:
+    """One frame's LR for `method`, or why the method cannot run (RefScale's S_map shaped and stored as
+    the recorder's)."""
     if method == "bicubic":
         return bicubic_lr(frame.target, scale)
     if method == "noref":
         return "no no-reference weights given" if noref is None else model_lr(noref, frame.target, None)
     if model is None:
         return "no RefScale weights given"
-    return model_lr(model, frame.target, frame.reference, lambda m: smooth_smap(m, smap_median))
+    return model_lr(model, frame.target, frame.reference, storage.condition, storage.block)
 
 
 def _method_lrs(frames: list[RdFrame], method: str, model: RefScale | None, noref: RefScale | None,
-                scale: int, smap_median: int = DEFAULT_MEDIAN) -> list[_Lr] | str:
+                scale: int, storage: SmapStorage) -> list[_Lr] | str:
     """Every frame's LR for `method` (a sequence), or why the method cannot run."""
-    lrs = [_method_lr(f, method, model, noref, scale, smap_median) for f in frames]  # no model: costs nothing
+    lrs = [_method_lr(f, method, model, noref, scale, storage) for f in frames]  # no model: costs nothing
     reasons = [x for x in lrs if isinstance(x, str)]
     return reasons[0] if reasons else lrs  # type: ignore[return-value]
 
@@ -249,11 +257,11 @@ def _method_lrs(frames: list[RdFrame], method: str, model: RefScale | None, nore
 def _refscale_sequence(frames: list[RdFrame], model: RefScale, config: RdConfig) -> list[_Lr]:
     """RefScale's LR of every frame of a sequence with S_map reuse in each GOP, as the recorder codes a
     video LR: a frame whose map an earlier frame of its GOP stores adds no S_map bytes."""
-    reuse = SmapReuse(config.smap_reuse)
+    reuse, storage = SmapReuse(config.smap_reuse), config.smap_storage
     out = []
     for i, f in enumerate(frames):
-        x = model_lr(model, f.target, f.reference,
-                     lambda m: reuse.choose("sequence", smooth_smap(m, config.smap_median)))
+        x = model_lr(model, f.target, f.reference, lambda m: reuse.choose("sequence", storage.condition(m)),
+                     storage.block)
         if reuse.source("sequence", x.smap, keyframe=i % config.gop == 0):
             x.side_bytes = 0
         elif x.smap is not None:
@@ -301,7 +309,7 @@ def score_sequences(
         if method not in lrs:
             reuse = method == "refscale" and model is not None and config.smap_reuse > 0
             lrs[method] = (_refscale_sequence(frames, model, config) if reuse  # type: ignore[arg-type]
-                           else _method_lrs(frames, method, model, noref, scale, config.smap_median))
+                           else _method_lrs(frames, method, model, noref, scale, config.smap_storage))
         lr = lrs[method]
         if isinstance(lr, str):
             skipped[method] = lr

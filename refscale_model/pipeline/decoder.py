@@ -18,6 +18,7 @@ from refscale_model.bags import BagReader, RawMessage, metadata_of, msgs
 from refscale_model.bags import refscale_format as fmt
 from refscale_model.codecs import CodecError, LrStreamDecoder, get_codec, is_video_codec, open_stream_decoder
 from refscale_model.io.images import decode_png
+from refscale_model.pipeline.smap_smoothing import expand_smap
 from refscale_model.utils import LruCache
 
 if TYPE_CHECKING:
@@ -166,6 +167,8 @@ class FrameAssembler:
             else:
                 lr = get_codec(meta.lr_codec).decode(bytes(slot["lr"].data))
             smap = decode_png(bytes(slot["smap"].data)) if _own_smap(meta) else None
+            if smap is not None and meta.smap_block > 1:  # stored coarser than the grid it conditions
+                smap = expand_smap(smap, meta.smap_block, meta.smap_grid_shape)
         except ValueError as exc:
             return FrameFailure(camera, stamp, log_time, "corrupt_frame", f"{camera} @ {stamp}: {exc}")
         nbytes = len(slot["lr"].data) + (len(slot["smap"].data) if _own_smap(meta) else 0)

@@ -31,7 +31,7 @@ from refscale_model.pipeline.encoding import EncodeJob, EncoderStats, FrameError
 from refscale_model.pipeline.pose import Pose, PoseTracker
 from refscale_model.pipeline.reference_choice import DEFAULT_CANDIDATES, ReferenceLoader, choose_reference
 from refscale_model.pipeline.smap_reuse import DEFAULT_TOLERANCE, SmapReuse
-from refscale_model.pipeline.smap_smoothing import DEFAULT_MEDIAN, checked_median, smooth_smap
+from refscale_model.pipeline.smap_smoothing import DEFAULT_BLOCK, DEFAULT_MEDIAN, SmapStorage
 from refscale_model.utils import LruCache
 
 if TYPE_CHECKING:
@@ -67,6 +67,7 @@ class FrameEncoder:
         smap_reuse: float = DEFAULT_TOLERANCE,
         reference_candidates: int = DEFAULT_CANDIDATES,
         smap_median: int = DEFAULT_MEDIAN,
+        smap_block: int = DEFAULT_BLOCK,
     ) -> None:
         """`lr_codec` / `lr_quality` (0–100, None: the codec's default) / `target_kbps` (per camera
         LR + S_map budget; the quality then adapts, starting at `lr_quality`): a bad combination
@@ -77,7 +78,8 @@ class FrameEncoder:
         (`pipeline.smap_reuse`; 0: a map per frame); still-image codecs always store one per frame.
         `reference_candidates`: the nearest cache entries registered per frame, the most confident
         of which is used (`pipeline.reference_choice`; 1: the nearest). `smap_median`: median window
-        of the stored S_map (`pipeline.smap_smoothing`; 1: off)."""
+        of the stored S_map, `smap_block`: cells per side of one stored value (`pipeline.smap_smoothing`;
+        1: off)."""
         from refscale_model import __version__
 
         self.lr = LrSettings.checked(lr_codec, lr_quality, target_kbps, lr_gop, lr_encoder)
@@ -90,7 +92,7 @@ class FrameEncoder:
         self.cache = cache
         self.registration = registration
         self.reference_candidates = int(reference_candidates)
-        self.smap_median = checked_median(smap_median)  # a bad window is refused here, not per frame
+        self.smap_storage = SmapStorage(smap_median, smap_block)  # a bad setting is refused here, not per frame
         self.camera_names = dict(camera_names or {})
         self.flush_interval_s = flush_interval_s
         self.stats = EncoderStats()
@@ -221,9 +223,10 @@ class FrameEncoder:
         return fref
 
     def _choose_smap(self, topic: str, smap: np.ndarray) -> np.ndarray:
-        """The map a referenced frame conditions on and stores: the computed one, median-smoothed
-        (`pipeline.smap_smoothing`), or with a video LR the one held in its GOP (`pipeline.smap_reuse`)."""
-        smap = smooth_smap(smap, self.smap_median)
+        """The map a referenced frame conditions on: the computed one median-smoothed and in its stored
+        resolution (`pipeline.smap_smoothing`), or with a video LR the one held in its GOP
+        (`pipeline.smap_reuse`)."""
+        smap = self.smap_storage.condition(smap)
         return smap if self._smap_reuse is None else self._smap_reuse.choose(topic, smap)
 
     def _infer(self, job: EncodeJob) -> EncodeJob:
@@ -260,7 +263,8 @@ class FrameEncoder:
         smap_from = 0  # a map stored by an earlier frame of this GOP (video S_map reuse)
         if self._smap_reuse is not None:  # every frame: a keyframe without a map still starts a new GOP
             smap_from = self._smap_reuse.source(topic, smap, lr_coded.is_keyframe)
-        smap_png = encode_smap_png(np.ascontiguousarray(smap)) if smap is not None and not smap_from else b""
+        own_smap = smap is not None and not smap_from
+        smap_png = encode_smap_png(np.ascontiguousarray(self.smap_storage.stored(smap))) if own_smap else b""
         encode_ms = (time.perf_counter() - job.t0) * 1e3
         meta = fmt.FrameMeta(
             source_topic=topic,
@@ -296,6 +300,9 @@ class FrameEncoder:
         else:
             lr_type = msgs.COMPRESSED_IMAGE
             lr_msg = {"header": header, "format": lr_coded.format, "data": lr_coded.data}
+        if own_smap and self.smap_storage.block > 1:  # stored coarser than the grid it conditions: format 5,
+            meta.smap_block, meta.smap_grid = self.smap_storage.block, f"{smap.shape[0]}x{smap.shape[1]}"
+            meta.format = fmt.FORMAT_SMAP_BLOCK  # which older readers refuse by name
         try:
             self._write_frame(topic, header, log_time, lr_msg, lr_type, smap, smap_png, meta, reason)
             if smap is not None and not smap_from and self._smap_reuse is not None:

@@ -33,6 +33,7 @@ PARAMETERS: list[tuple[str, Any, str]] = [
     ('lr_encoder', 'auto', 'h264/h265 encoder: auto (NVENC if present), cpu, gpu or a name'),
     ('smap_reuse', 2.0, 'h264/h265: reuse the GOP S_map within this mean level change (0 = off)'),
     ('smap_median', 3, 'median window (cells) of the stored S_map: 1 (off), 3 or 5'),
+    ('smap_block', 2, 'store the S_map as one value per NxN cells: 1 (off), 2, 3 or 4'),
     ('pipeline_stages', False, 'overlap decode, network, coding on threads (slower on 2 cores)'),
     ('max_queue', 4, 'frames waiting per camera; the oldest is dropped (and counted) when full'),
     ('registration', True, 'homography registration of the reference (false = unwarped)'),
@@ -100,10 +101,11 @@ def encoder_args(params: dict[str, Any]) -> dict[str, Any]:
     if not params['reference_candidates'] >= 1:
         raise ValueError(
             f'reference_candidates must be >= 1, got {params["reference_candidates"]}')
-    from refscale_model.pipeline.smap_smoothing import checked_median
+    from refscale_model.pipeline.smap_smoothing import checked_block, checked_median
 
     return {**encoder_lr_args(lr_settings(params)), 'smap_reuse': float(params['smap_reuse']),
             'smap_median': checked_median(params['smap_median']),
+            'smap_block': checked_block(params['smap_block']),
             'reference_candidates': int(params['reference_candidates'])}
 
 
