@@ -91,12 +91,16 @@ def _encode(root: Path, frames: list[np.ndarray], model, median: int, block: int
     return out
 
 
-def test_the_bag_stores_the_smoothed_map_and_rebuilds(tmp_path: Path, shared_data: Path) -> None:
+def _drive(tmp_path: Path) -> tuple[list[np.ndarray], object]:
+    """Three frames of a real webcam revisit panning by a pixel, a one-entry cache with its reference, x2."""
     target, ref = load_pair("webcam_tilde", 0)
-    frames = [crop(np.roll(target, i, axis=1)) for i in range(3)]
     with ReferenceCache.open(tmp_path / "cache", create=True) as cache:
         cache.add(crop(ref), CAM, *POSITIONS[0], 0.0, 1, "route", "drive0")
-    model = load_model("x2")
+    return [crop(np.roll(target, i, axis=1)) for i in range(3)], load_model("x2")
+
+
+def test_the_bag_stores_the_smoothed_map_and_rebuilds(tmp_path: Path, shared_data: Path) -> None:
+    frames, model = _drive(tmp_path)
     raw_bag, smooth_bag = _encode(tmp_path, frames, model, 1), _encode(tmp_path, frames, model, 3)
 
     def maps(bag: Path) -> list[bytes]:
@@ -113,11 +117,7 @@ def test_the_bag_stores_the_smoothed_map_and_rebuilds(tmp_path: Path, shared_dat
 
 
 def test_the_bag_stores_the_map_per_block_and_rebuilds_what_the_encoder_used(tmp_path: Path, shared_data: Path) -> None:
-    target, ref = load_pair("webcam_tilde", 0)
-    frames = [crop(np.roll(target, i, axis=1)) for i in range(3)]
-    with ReferenceCache.open(tmp_path / "cache", create=True) as cache:
-        cache.add(crop(ref), CAM, *POSITIONS[0], 0.0, 1, "route", "drive0")
-    model = load_model("x2")
+    frames, model = _drive(tmp_path)
     cell_bag, block_bag = _encode(tmp_path, frames, model, 3, 1), _encode(tmp_path, frames, model, 3, 2)
 
     def maps(bag: Path) -> list[bytes]:

@@ -68,15 +68,16 @@ class RdConfig:
     (`pipeline.smap_smoothing`; 1: off)."""
     smap_block: int = DEFAULT_BLOCK
     """... and stored as one value per `smap_block`×`smap_block` cells, as the recorder does (1: off)."""
-
-    @property
-    def smap_storage(self) -> SmapStorage:
-        return SmapStorage(self.smap_median, self.smap_block)
     smap_reuse: float = DEFAULT_TOLERANCE
     """Sequence curves: RefScale reuses the S_map stored earlier in the GOP within this many levels, as the
     recorder does with a video LR (`pipeline.smap_reuse`; 0: a map with every frame)."""
     video_encoder: str = "cpu"
     """Encoder of the video curves (cpu: libx264/libx265, deterministic; see `codecs.choose_encoder`)."""
+
+    @property
+    def smap_storage(self) -> SmapStorage:
+        """RefScale's S_map shaping and storage, as the recorder's (`smap_median`, `smap_block`)."""
+        return SmapStorage(self.smap_median, self.smap_block)
 
 
 def _t(x: np.ndarray) -> torch.Tensor:

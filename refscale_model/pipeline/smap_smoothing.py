@@ -11,8 +11,8 @@ The stored map is a 16-level grey PNG, entropy-coded cell by cell (`io.images.en
 noise that carries nothing the inverse uses: a 3×3 median of the levels cut the map by about a third
 (1,239 → 785 B on a sample-drive frame) and rebuilt PSNR did not drop (sample drive, 6 frames, WebP:
 RefScale against the no-ref INN −12.0 → −13.9 % BD-rate; docs/rate-distortion.md). The map's detail
-below two cells is also worth less than its bytes: storing 2×2 means took another ~300 B per frame
-off at no measurable PSNR cost, while zeroing the low levels instead cost 0.05–0.1 dB
+below two cells is also worth less than its bytes: storing 2×2 means took another ~450 B off a
+sample-drive frame (~150 B off a webcam frame) within 0.02 dB, while zeroing the low levels instead cost 0.05–0.1 dB
 (docs/rate-distortion.md, "A coarser stored S_map").
 """
 
