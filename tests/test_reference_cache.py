@@ -290,6 +290,11 @@ def test_build_is_resumable(tmp_path: Path, gps_bag: Path) -> None:
         assert first.distance_m == pytest.approx(100.0, abs=0.1)
         assert second.added == 0 and second.skipped_existing == first.added
         assert len(cache) == first.added
+        # every keyframe got its registration features beside its image (the car decodes only the winner)
+        from refscale_model.refcache.prepared import load_prepared
+        from refscale_model.registration import RegistrationConfig
+
+        assert all(load_prepared(e, RegistrationConfig()) is not None for e in cache.entries())
 
 
 def test_build_from_odometry_and_compressed_images(tmp_path: Path, strip: np.ndarray) -> None:

@@ -20,8 +20,9 @@ from refscale_model.backends.torch_backend import TorchDownscaler
 from refscale_model.bags import BagWriter, msgs
 from refscale_model.geo import M_PER_DEG_LAT
 from refscale_model.pipeline import FrameEncoder, ModelInfo
-from refscale_model.pipeline.reference_choice import choose_reference
+from refscale_model.pipeline.reference_choice import ReferenceLoader, choose_reference
 from refscale_model.refcache import ReferenceCache
+from refscale_model.refcache.prepared import load_prepared, prepare_reference, prepared_path
 from refscale_model.registration import RegistrationConfig, prepare_features
 
 CAM = "/cam/front/image_raw"
@@ -111,3 +112,53 @@ def test_encoder_refuses_no_candidates(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="reference_candidates"):
         FrameEncoder(BagWriter(tmp_path / "bag"), TorchDownscaler(model), ModelInfo.of(model, "tiny"),
                      reference_candidates=0)
+
+
+def test_stored_features_rank_without_decoding_and_choose_the_same(tmp_path: Path,
+                                                                   scene: tuple[np.ndarray, Path]) -> None:
+    """Features written beside the images (as `cache build` does) replace decoding every candidate: the
+    loser is never decoded, and the choice and its matrix are exactly those of computing them on the car."""
+    import shutil
+
+    frame, source = scene
+    config = RegistrationConfig()
+    shutil.copytree(source, tmp_path / "cache")
+    with ReferenceCache.open(tmp_path / "cache") as cache:
+        for entry in cache.entries():
+            prepare_reference(entry, config)
+        assert cache.verify(decode=False).orphans == []  # the feature files belong to their images
+    with ReferenceCache.open(source, readonly=True) as plain, ReferenceCache.open(tmp_path / "cache",
+                                                                                   readonly=True) as stored:
+        computed_loader, stored_loader = ReferenceLoader(config), ReferenceLoader(config)
+        computed = choose_reference(frame, plain.near(CAM, LAT, LON, 0.0), computed_loader, config)
+        entries = stored.near(CAM, LAT, LON, 0.0)
+        chosen = choose_reference(frame, entries, stored_loader, config)
+        for entry in entries:  # stored = computed, array for array
+            again = prepare_features(entry.load_rgb(), config)
+            kept = load_prepared(entry, config)
+            assert kept is not None
+            np.testing.assert_array_equal(kept.grey, again.grey)
+            np.testing.assert_array_equal(kept.keypoints, again.keypoints)
+            np.testing.assert_array_equal(kept.descriptors, again.descriptors)
+    assert computed is not None and chosen is not None and chosen.entry.id == computed.entry.id == 2
+    np.testing.assert_array_equal(chosen.registration.matrix, computed.registration.matrix)
+    np.testing.assert_array_equal(chosen.warped, computed.warped)
+    assert (stored_loader.from_store, stored_loader.loaded) == (2, 1)  # only the winner was decoded
+    assert (computed_loader.from_store, computed_loader.loaded) == (0, 2)
+    # a damaged or foreign feature file is ignored (recomputed from the image), never trusted
+    with ReferenceCache.open(tmp_path / "cache", readonly=True) as stored:
+        entry = stored.near(CAM, LAT, LON, 0.0)[1]
+        path = prepared_path(entry, config)
+        path.write_bytes(b"not an npz")
+        assert load_prepared(entry, config) is None
+        other = stored.near(CAM, LAT, LON, 0.0)[0]
+        shutil.copy(prepared_path(other, config), path)  # another image's features under this name
+        assert load_prepared(entry, config) is None
+        again = choose_reference(frame, stored.near(CAM, LAT, LON, 0.0), ReferenceLoader(config), config)
+    assert again is not None and again.entry.id == 2
+    np.testing.assert_array_equal(again.registration.matrix, computed.registration.matrix)
+    # a feature file whose image no entry names is an orphan like the image itself
+    stray = path.with_name("ab" * 32 + ".x.npz")
+    stray.write_bytes(b"x")
+    with ReferenceCache.open(tmp_path / "cache") as cache:
+        assert cache.verify(decode=False).orphans == [stray]

@@ -36,26 +36,49 @@ are computed once)."""
 class ReferenceLoader:
     """Decoded references and their registration features, kept for the last `size` entries.
 
-    Consecutive frames share most of their candidates, so each entry is read, rehashed, decoded and
-    given ORB features once while it stays in use; call it as `choose_reference`'s `load`."""
+    Consecutive frames share most of their candidates, so each entry is prepared once while it stays
+    in use. Ranking needs only the features: `prepared(entry)` reads them from the cache's stored
+    file (`refcache.prepared`, written by `cache build`) when there is one, so a candidate that loses
+    is never decoded; `__call__(entry)` gives (RGB, features) for the one that is used. Call it as
+    `choose_reference`'s `load`."""
 
     def __init__(self, config: RegistrationConfig | None = None, size: int = 8) -> None:
+        from refscale_model.registration import RegistrationConfig
         from refscale_model.utils import LruCache
 
-        self.config = config
+        self.config = config or RegistrationConfig()
         self.loaded = 0
-        """Entries read and prepared so far (LRU misses)."""
-        self._cache: LruCache[int, tuple[np.ndarray, PreparedReference]] = LruCache(size)
+        """Entries read and decoded so far (LRU misses)."""
+        self.from_store = 0
+        """Entries whose features came from the cache's stored file."""
+        self._rgb: LruCache[int, np.ndarray] = LruCache(size)
+        self._prepared: LruCache[int, PreparedReference] = LruCache(size)
 
-    def __call__(self, entry: Reference) -> tuple[np.ndarray, PreparedReference]:
+    def prepared(self, entry: Reference) -> PreparedReference:
+        """The entry's registration features: stored, else computed from the decoded image."""
+        from refscale_model.refcache.prepared import load_prepared
         from refscale_model.registration import prepare_features
 
-        found = self._cache.get(entry.id)
+        found = self._prepared.get(entry.id)
         if found is None:
-            rgb = entry.load_rgb()
-            found = self._cache.put(entry.id, (rgb, prepare_features(rgb, self.config)))
+            found = load_prepared(entry, self.config)
+            if found is None:
+                found = prepare_features(self.rgb(entry), self.config)
+            else:
+                self.from_store += 1
+            self._prepared.put(entry.id, found)
+        return found
+
+    def rgb(self, entry: Reference) -> np.ndarray:
+        """The entry's image, read, rehashed and decoded once while it stays in use."""
+        found = self._rgb.get(entry.id)
+        if found is None:
+            found = self._rgb.put(entry.id, entry.load_rgb())
             self.loaded += 1
         return found
+
+    def __call__(self, entry: Reference) -> tuple[np.ndarray, PreparedReference]:
+        return self.rgb(entry), self.prepared(entry)
 
 
 @dataclass(frozen=True)
@@ -76,7 +99,8 @@ def choose_reference(
 ) -> ReferenceChoice | None:
     """Register `frame_rgb` against each of `entries` (closest first) and keep the most confident.
 
-    `load(entry)` gives (reference RGB, `prepare_features` of it), e.g. a `ReferenceLoader`. When none
+    `load(entry)` gives (reference RGB, `prepare_features` of it), e.g. a `ReferenceLoader`, whose
+    `prepared(entry)` (features only) then ranks the candidates without decoding them. When none
     reaches `config.min_confidence`, the closest entry gets the usual `when_unregistered` policy, as
     with a single candidate. None when `entries` is empty.
     """
@@ -94,7 +118,8 @@ def choose_reference(
         # then register the winner in full: one refinement per frame, as with a single candidate
         frame_features = prepare_features(frame_rgb, config)
         probe = dataclasses.replace(config, refine_iterations=0)
-        confidence = [register(frame_features, load(entry)[1], probe).confidence for entry in entries]
+        features = getattr(load, "prepared", None) or (lambda entry: load(entry)[1])
+        confidence = [register(frame_features, features(entry), probe).confidence for entry in entries]
         # most confident; a tie keeps the closer entry; nothing registered: the closest, as with one candidate
         rank = max(range(len(entries)), key=lambda i: (confidence[i], -i))
         if confidence[rank] < config.min_confidence:

@@ -173,6 +173,7 @@ def build_from_bag(
     consistent cache and re-running it resumes (entries already present are skipped).
     """
     from refscale_model.io.rosimg import ImageDecodeError, image_from_msg
+    from refscale_model.refcache.prepared import prepare_reference
 
     if (gps_topic is None) == (odom_topic is None):
         raise ValueError("give exactly one of gps_topic or odom_topic")
@@ -213,7 +214,8 @@ def build_from_bag(
                 report.degenerate += 1
                 report.notes.append(f"frame at {stamp}: not a usable reference: {why}")
                 continue
-            cache.add(rgb, camera, lat, lon, heading, stamp, route, drive)
+            entry = cache.add(rgb, camera, lat, lon, heading, stamp, route, drive)
+            prepare_reference(entry, rgb=rgb)  # the car then decodes only the reference it uses
             report.added += 1
         next_odo = odo + every_m
     return report

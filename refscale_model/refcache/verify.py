@@ -47,7 +47,9 @@ def verify_cache(cache: ReferenceCache, *, decode: bool = True, progress: bool =
     for sha, rows in progress_bar(by_sha.items(), progress, len(by_sha), "verify"):
         _verify_file(cache, sha, rows, decode, report)
     known = {cache.image_path(sha) for sha in by_sha}
-    report.orphans = sorted(p for p in (cache.root / IMAGES_DIR).glob("*/*") if p.is_file() and p not in known)
+    # an image no entry names, or a derived file (`prepared.py`: <sha256>.<key>.npz) of such an image
+    report.orphans = sorted(p for p in (cache.root / IMAGES_DIR).glob("*/*")
+                            if p.is_file() and p not in known and p.name.split(".")[0] not in by_sha)
     return report
 
 def _verify_file(cache: ReferenceCache, sha: str, rows: list[tuple[int, int, int]], decode: bool,
