@@ -162,3 +162,21 @@ def test_stored_features_rank_without_decoding_and_choose_the_same(tmp_path: Pat
     stray.write_bytes(b"x")
     with ReferenceCache.open(tmp_path / "cache") as cache:
         assert cache.verify(decode=False).orphans == [stray]
+
+
+def test_a_cache_copy_carries_the_stored_features(tmp_path: Path, scene: tuple[np.ndarray, Path]) -> None:
+    """`cache export` (depot -> car) takes the feature files along, so the car ranks without decoding."""
+    import shutil
+
+    from refscale_model.refcache.distribution import export_cache
+
+    _, source = scene
+    config = RegistrationConfig()
+    shutil.copytree(source, tmp_path / "master")
+    with ReferenceCache.open(tmp_path / "master") as master:
+        for entry in master.entries():
+            prepare_reference(entry, config)
+        export_cache(master, tmp_path / "car", list(master.entries()))
+    with ReferenceCache.open(tmp_path / "car", readonly=True) as car:
+        assert all(load_prepared(e, config) is not None for e in car.entries())
+        assert car.verify(decode=False).ok and car.verify(decode=False).orphans == []

@@ -228,6 +228,7 @@ def _copy_image(src: Reference, dst: ReferenceCache) -> bool:
     """Copy an image file (content-addressed: an existing good copy is kept). False if the source is bad."""
     target = dst.image_path(src.sha256)
     if _file_sha256(target) == src.sha256:
+        _copy_stored_features(src, target.parent)
         return True
     try:
         data = src.path.read_bytes()
@@ -236,7 +237,18 @@ def _copy_image(src: Reference, dst: ReferenceCache) -> bool:
     if hashlib.sha256(data).hexdigest() != src.sha256:
         return False
     write_atomic(target, data)
+    _copy_stored_features(src, target.parent)
     return True
+
+
+def _copy_stored_features(src: Reference, folder: Path) -> None:
+    """The image's stored registration features (`refcache.prepared`) go along, so the car that gets the
+    cache ranks references without decoding them; derived data, checked against the image when read."""
+    from refscale_model.refcache.prepared import stored_files
+
+    for path in stored_files(src):
+        if not (folder / path.name).is_file():
+            write_atomic(folder / path.name, path.read_bytes())
 
 
 def export_cache(master: ReferenceCache, out: str | Path, refs: Iterable[Reference]) -> ExportReport:

@@ -38,6 +38,11 @@ def prepared_path(entry: Reference, config: RegistrationConfig) -> Path:
     return entry.path.with_name(f"{entry.sha256}.{features_key(config)}.npz")
 
 
+def stored_files(entry: Reference) -> list[Path]:
+    """Every stored-features file of the entry's image (any settings): what a cache copy carries along."""
+    return sorted(entry.path.parent.glob(f"{entry.sha256}.*.npz"))
+
+
 def prepare_reference(entry: Reference, config: RegistrationConfig | None = None,
                       rgb: np.ndarray | None = None) -> Path:
     """Compute and store the entry's registration features (once; an existing file is kept). `rgb`:
@@ -76,4 +81,4 @@ def load_prepared(entry: Reference, config: RegistrationConfig) -> PreparedRefer
         return None
 
 
-__all__ = ["features_key", "load_prepared", "prepare_reference", "prepared_path"]
+__all__ = ["features_key", "load_prepared", "prepare_reference", "prepared_path", "stored_files"]
