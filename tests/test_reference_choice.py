@@ -180,3 +180,26 @@ def test_a_cache_copy_carries_the_stored_features(tmp_path: Path, scene: tuple[n
     with ReferenceCache.open(tmp_path / "car", readonly=True) as car:
         assert all(load_prepared(e, config) is not None for e in car.entries())
         assert car.verify(decode=False).ok and car.verify(decode=False).orphans == []
+
+
+def test_cache_prepare_adds_features_to_an_older_cache(tmp_path: Path, scene: tuple[np.ndarray, Path],
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    """`refscale cache prepare` stores the features of a cache built before `build` wrote them; a
+    missing image is reported (exit 1) and the others still get theirs."""
+    import shutil
+
+    from refscale_model.cli import main
+
+    _, source = scene
+    shutil.copytree(source, tmp_path / "cache")
+    config = RegistrationConfig()
+    with ReferenceCache.open(tmp_path / "cache", readonly=True) as cache:
+        entries = list(cache.entries())
+    assert all(load_prepared(e, config) is None for e in entries)
+    assert main(["cache", "prepare", str(tmp_path / "cache")]) == 0
+    assert all(load_prepared(e, config) is not None for e in entries)
+    assert "entries with stored features: 2, skipped: 0" in capsys.readouterr().out
+    prepared_path(entries[0], config).unlink()
+    entries[0].path.unlink()  # the image is gone: reported, not fatal for the rest
+    assert main(["cache", "prepare", str(tmp_path / "cache")]) == 1
+    assert "SKIPPED" in capsys.readouterr().out and load_prepared(entries[1], config) is not None

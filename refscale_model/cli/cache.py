@@ -45,6 +45,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     v.add_argument("--remove-orphans", action="store_true", help="delete image files no entry names")
     v.set_defaults(func=run_verify)
 
+    r = cmds.add_parser("prepare", help="store every entry's registration features beside its image (caches built "
+                        "before `build` did it): the car then decodes only the reference it uses")
+    r.add_argument("dir", type=Path)
+    r.set_defaults(func=run_prepare)
+
     x = cmds.add_parser("export", help="cut a car-sized cache (ids kept) from a master cache")
     x.add_argument("master", type=Path, help="master cache directory")
     where = x.add_mutually_exclusive_group(required=True)
@@ -166,6 +171,24 @@ def run_verify(args: argparse.Namespace) -> int:
         print(f"{'REMOVED' if path in removed else 'ORPHAN '}  {path} (no entry names it)")
     print("OK" if report.ok else "FAILED")
     return 0 if report.ok else 1
+
+
+def run_prepare(args: argparse.Namespace) -> int:
+    from refscale_model.refcache import ReferenceCache
+    from refscale_model.refcache.errors import ReferenceMismatchError, ReferenceMissingError
+    from refscale_model.refcache.prepared import prepare_reference
+
+    done = failed = 0
+    with ReferenceCache.open(args.dir) as cache:
+        for entry in cache.entries():
+            try:
+                prepare_reference(entry)
+                done += 1
+            except (ReferenceMissingError, ReferenceMismatchError) as exc:
+                print(f"SKIPPED  {exc}")
+                failed += 1
+    print(f"entries with stored features: {done}, skipped: {failed}")
+    return 0 if not failed else 1
 
 
 def run_export(args: argparse.Namespace) -> int:

@@ -17,6 +17,7 @@ import numpy as np
 from refscale_model.bags import bag_files, msgs, read_messages
 from refscale_model.geo import Track, haversine_m, navsatfix_position, yaw_to_heading_deg
 from refscale_model.refcache.files import check_reference_size
+from refscale_model.refcache.prepared import prepare_reference
 from refscale_model.refcache.store import ReferenceCache
 from refscale_model.utils import progress_bar
 
@@ -77,7 +78,8 @@ def add_images(
             report.degenerate += 1
             report.notes.append(f"not a usable reference: {images_dir / row['file']}: {why}")
             continue
-        cache.add(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), cam, lat, lon, heading, stamp, rte, drv)
+        rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+        prepare_reference(cache.add(rgb, cam, lat, lon, heading, stamp, rte, drv), rgb=rgb)
         report.added += 1
     return report
 
@@ -173,7 +175,6 @@ def build_from_bag(
     consistent cache and re-running it resumes (entries already present are skipped).
     """
     from refscale_model.io.rosimg import ImageDecodeError, image_from_msg
-    from refscale_model.refcache.prepared import prepare_reference
 
     if (gps_topic is None) == (odom_topic is None):
         raise ValueError("give exactly one of gps_topic or odom_topic")
