@@ -90,10 +90,19 @@ def test_nothing_registers_falls_back_to_the_closest(scene: tuple[np.ndarray, Pa
     assert unregistered is not None and unregistered.entry.id == 1  # registration off: the closest
 
 
-@pytest.mark.parametrize(("candidates", "expected"), [(1, "1"), (2, "2")])
+@pytest.mark.parametrize(("candidates", "expected", "stored"), [(1, "1", False), (2, "2", False), (2, "2", True)])
 def test_encoder_records_the_chosen_reference(tmp_path: Path, scene: tuple[np.ndarray, Path],
-                                              candidates: int, expected: str) -> None:
+                                              candidates: int, expected: str, stored: bool) -> None:
+    """... and with features stored in the cache (`cache build`) it decodes only the reference it uses."""
+    import shutil
+
     frame, cache_dir = scene
+    if stored:
+        shutil.copytree(cache_dir, tmp_path / "cache")
+        cache_dir = tmp_path / "cache"
+        with ReferenceCache.open(cache_dir) as cache:
+            for entry in cache.entries():
+                prepare_reference(entry)
     torch.manual_seed(0)
     model = RefScale(RefScaleConfig(scale=2, blocks=(1,), hidden=8, encoder_channels=8))
     save_weights(model, tmp_path / "tiny.safetensors")
@@ -105,6 +114,8 @@ def test_encoder_records_the_chosen_reference(tmp_path: Path, scene: tuple[np.nd
         res = enc.encode(CAM, msgs.image_msg(frame, s, "cam_front"), s)
         enc.close()
     assert res.has_reference and res.reference_id == expected
+    loader = enc._load_reference  # noqa: SLF001 - how many references the encoder decoded
+    assert loader.loaded == (1 if stored else candidates) and loader.from_store == (candidates if stored else 0)
 
 
 def test_encoder_refuses_no_candidates(tmp_path: Path) -> None:

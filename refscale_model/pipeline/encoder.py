@@ -400,8 +400,8 @@ class FrameEncoder:
             entries = self.cache.near(camera, pose.lat, pose.lon, pose.heading_deg, limit=limit)
             if not entries:
                 return None, None, None, "no reference near this pose"
-            for entry in entries:  # load before registering: a cache error is the cache's, not registration's
-                self._load_reference(entry)
+            for entry in entries:  # features before registering: a cache error is the cache's, not registration's
+                self._load_reference.prepared(entry)  # stored ones when `cache build` wrote them: no decoding
         except CacheError as exc:
             self.stats.errors["reference_cache"] += 1
             return None, None, None, f"reference cache: {exc}"
@@ -409,6 +409,9 @@ class FrameEncoder:
             return None, None, None, f"reference unusable: {type(exc).__name__}: {exc}"
         try:
             choice = choose_reference(rgb, entries, self._load_reference, self.registration)
+        except CacheError as exc:  # the chosen entry's image is missing or damaged (its features were stored)
+            self.stats.errors["reference_cache"] += 1
+            return None, None, None, f"reference cache: {exc}"
         except Exception as exc:  # noqa: BLE001 - registration must not cost the frame: code it without reference
             return None, None, None, f"registration error: {type(exc).__name__}: {exc}"
         assert choice is not None
