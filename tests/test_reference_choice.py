@@ -90,19 +90,25 @@ def test_nothing_registers_falls_back_to_the_closest(scene: tuple[np.ndarray, Pa
     assert unregistered is not None and unregistered.entry.id == 1  # registration off: the closest
 
 
+def _copy_with_features(source: Path, dest: Path) -> Path:
+    """A copy of the scene's cache with every entry's registration features stored, as `cache build` does."""
+    import shutil
+
+    shutil.copytree(source, dest)
+    with ReferenceCache.open(dest) as cache:
+        for entry in cache.entries():
+            prepare_reference(entry, RegistrationConfig())
+    return dest
+
+
 @pytest.mark.parametrize(("candidates", "expected", "stored"), [(1, "1", False), (2, "2", False), (2, "2", True)])
 def test_encoder_records_the_chosen_reference(tmp_path: Path, scene: tuple[np.ndarray, Path],
                                               candidates: int, expected: str, stored: bool) -> None:
     """... and with features stored in the cache (`cache build`) it decodes only the reference it uses."""
-    import shutil
 
     frame, cache_dir = scene
     if stored:
-        shutil.copytree(cache_dir, tmp_path / "cache")
-        cache_dir = tmp_path / "cache"
-        with ReferenceCache.open(cache_dir) as cache:
-            for entry in cache.entries():
-                prepare_reference(entry)
+        cache_dir = _copy_with_features(cache_dir, tmp_path / "cache")
     torch.manual_seed(0)
     model = RefScale(RefScaleConfig(scale=2, blocks=(1,), hidden=8, encoder_channels=8))
     save_weights(model, tmp_path / "tiny.safetensors")
@@ -133,10 +139,8 @@ def test_stored_features_rank_without_decoding_and_choose_the_same(tmp_path: Pat
 
     frame, source = scene
     config = RegistrationConfig()
-    shutil.copytree(source, tmp_path / "cache")
+    _copy_with_features(source, tmp_path / "cache")
     with ReferenceCache.open(tmp_path / "cache") as cache:
-        for entry in cache.entries():
-            prepare_reference(entry, config)
         assert cache.verify(decode=False).orphans == []  # the feature files belong to their images
     with ReferenceCache.open(source, readonly=True) as plain, ReferenceCache.open(tmp_path / "cache",
                                                                                    readonly=True) as stored:
@@ -177,16 +181,13 @@ def test_stored_features_rank_without_decoding_and_choose_the_same(tmp_path: Pat
 
 def test_a_cache_copy_carries_the_stored_features(tmp_path: Path, scene: tuple[np.ndarray, Path]) -> None:
     """`cache export` (depot -> car) takes the feature files along, so the car ranks without decoding."""
-    import shutil
 
     from refscale_model.refcache.distribution import export_cache
 
     _, source = scene
     config = RegistrationConfig()
-    shutil.copytree(source, tmp_path / "master")
+    _copy_with_features(source, tmp_path / "master")
     with ReferenceCache.open(tmp_path / "master") as master:
-        for entry in master.entries():
-            prepare_reference(entry, config)
         export_cache(master, tmp_path / "car", list(master.entries()))
     with ReferenceCache.open(tmp_path / "car", readonly=True) as car:
         assert all(load_prepared(e, config) is not None for e in car.entries())
