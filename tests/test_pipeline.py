@@ -54,6 +54,26 @@ def crop(img: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(img[60 : 60 + H, 100 : 100 + W])
 
 
+def webcam_pan(root: Path, n: int) -> list[np.ndarray]:
+    """`n` crops of one real webcam scene moving a pixel per frame; its reference in a one-entry cache
+    at `root / "cache"` (at POSITIONS[0])."""
+    target, ref = load_pair("webcam_tilde", 0)
+    with ReferenceCache.open(root / "cache", create=True) as cache:
+        cache.add(crop(ref), CAM, *POSITIONS[0], 0.0, 1, "route", "drive0")
+    return [crop(np.roll(target, i, axis=1)) for i in range(n)]
+
+
+def encode_pan(out: Path, cache_dir: Path, frames: list[np.ndarray], downscaler, info, **options) -> Path:
+    """The frames 0.1 s apart at POSITIONS[0] through a real `FrameEncoder` (`options`: its keywords)."""
+    with ReferenceCache.open(cache_dir, readonly=True) as cache:
+        enc = FrameEncoder(BagWriter(out), downscaler, info, cache=cache, **options)
+        for i, rgb in enumerate(frames):
+            s = T0 + i * 100_000_000
+            enc.encode(CAM, msgs.image_msg(rgb, s, "cam_front"), s, Pose(*POSITIONS[0], 0.0))
+        enc.close()
+    return out
+
+
 @dataclass
 class World:
     weights: Path

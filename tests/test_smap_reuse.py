@@ -11,23 +11,20 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import load_pair
-from test_pipeline import CAM, POSITIONS, T0, crop
+from test_pipeline import CAM, T0, encode_pan, webcam_pan
 
 from refscale_model import load_model
 from refscale_model.backends.torch_backend import TorchDownscaler
-from refscale_model.bags import BagWriter, msgs, read_messages
+from refscale_model.bags import msgs, read_messages
 from refscale_model.bags import refscale_format as fmt
 from refscale_model.metrics import psnr
 from refscale_model.pipeline import (
     FrameAssembler,
-    FrameEncoder,
     FrameFailure,
     ModelInfo,
     ReconstructedFrame,
     Reconstructor,
 )
-from refscale_model.pipeline.pose import Pose
 from refscale_model.pipeline.smap_reuse import SmapReuse
 from refscale_model.refcache import ReferenceCache
 
@@ -62,23 +59,12 @@ def test_policy_holds_a_close_map_and_places_it_once_per_gop() -> None:
 def drift(tmp_path_factory: pytest.TempPathFactory, shared_data: Path):
     """N frames of one webcam scene moving a pixel per frame, its reference in a cache, and x2."""
     root = tmp_path_factory.mktemp("drift")
-    target, ref = load_pair("webcam_tilde", 0)
-    frames = [crop(np.roll(target, i, axis=1)) for i in range(N)]
-    with ReferenceCache.open(root / "cache", create=True) as cache:
-        cache.add(crop(ref), CAM, *POSITIONS[0], 0.0, 1, "route", "drive0")
-    return root, frames, load_model("x2")
+    return root, webcam_pan(root, N), load_model("x2")
 
 
 def _encode(root: Path, frames: list[np.ndarray], x2, name: str, tolerance: float) -> Path:
-    out = root / name
-    with ReferenceCache.open(root / "cache", readonly=True) as cache:
-        enc = FrameEncoder(BagWriter(out), TorchDownscaler(x2), ModelInfo.of(x2, "x2"), cache=cache,
-                           lr_codec="h265", lr_quality=24, lr_gop=GOP, smap_reuse=tolerance)
-        for i, rgb in enumerate(frames):
-            s = T0 + i * 100_000_000
-            enc.encode(CAM, msgs.image_msg(rgb, s, "cam_front"), s, Pose(*POSITIONS[0], 0.0))
-        enc.close()
-    return out
+    return encode_pan(root / name, root / "cache", frames, TorchDownscaler(x2), ModelInfo.of(x2, "x2"),
+                      lr_codec="h265", lr_quality=24, lr_gop=GOP, smap_reuse=tolerance)
 
 
 def _rebuild(root: Path, bag: Path, x2) -> list[ReconstructedFrame | FrameFailure]:

@@ -10,16 +10,15 @@ import numpy as np
 import pytest
 import torch
 from conftest import load_pair
-from test_pipeline import CAM, POSITIONS, T0, crop
+from test_pipeline import CAM, encode_pan, webcam_pan
 
 from refscale_model import load_model
 from refscale_model.backends.torch_backend import TorchDownscaler
-from refscale_model.bags import BagWriter, msgs, read_messages
+from refscale_model.bags import BagWriter, read_messages
 from refscale_model.bags import refscale_format as fmt
 from refscale_model.io.images import decode_png, encode_smap_png
 from refscale_model.metrics import psnr
 from refscale_model.pipeline import FrameEncoder, ModelInfo, ReconstructedFrame, Reconstructor
-from refscale_model.pipeline.pose import Pose
 from refscale_model.pipeline.smap_smoothing import (
     BLOCKS,
     SmapStorage,
@@ -80,23 +79,14 @@ def test_blocks_store_rounded_means_and_expand_back_exactly() -> None:
 
 
 def _encode(root: Path, frames: list[np.ndarray], model, median: int, block: int = 1) -> Path:
-    out = root / f"median{median}_block{block}"
-    with ReferenceCache.open(root / "cache", readonly=True) as cache:
-        enc = FrameEncoder(BagWriter(out), _RecordingDownscaler(model), ModelInfo.of(model, "x2"), cache=cache,
-                           lr_codec="webp", lr_quality=70, smap_median=median, smap_block=block)
-        for i, rgb in enumerate(frames):
-            s = T0 + i * 100_000_000
-            enc.encode(CAM, msgs.image_msg(rgb, s, "cam_front"), s, Pose(*POSITIONS[0], 0.0))
-        enc.close()
-    return out
+    return encode_pan(root / f"median{median}_block{block}", root / "cache", frames, _RecordingDownscaler(model),
+                      ModelInfo.of(model, "x2"), lr_codec="webp", lr_quality=70, smap_median=median,
+                      smap_block=block)
 
 
 def _drive(tmp_path: Path) -> tuple[list[np.ndarray], object]:
     """Three frames of a real webcam revisit panning by a pixel, a one-entry cache with its reference, x2."""
-    target, ref = load_pair("webcam_tilde", 0)
-    with ReferenceCache.open(tmp_path / "cache", create=True) as cache:
-        cache.add(crop(ref), CAM, *POSITIONS[0], 0.0, 1, "route", "drive0")
-    return [crop(np.roll(target, i, axis=1)) for i in range(3)], load_model("x2")
+    return webcam_pan(tmp_path, 3), load_model("x2")
 
 
 def test_the_bag_stores_the_smoothed_map_and_rebuilds(tmp_path: Path, shared_data: Path) -> None:

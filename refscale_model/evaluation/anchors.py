@@ -109,3 +109,25 @@ def x265_given_reference(rgb: np.ndarray, reference: np.ndarray, crf: int) -> Co
     PyAV's libx265 ignores per-frame QP (zones, qpfile), so a lossless reference is not possible here;
     this makes the anchor slightly pessimistic at high crf."""
     return x265_sequence([reference, rgb], crf)[1]
+
+
+def video_sequence(codec: str, images: list[np.ndarray], crf: int, gop: int | None = None,
+                   encoder: str = "cpu") -> list[Coded]:
+    """The images in order as one stream with the recorder's video LR settings (`codecs.video`:
+    zero-latency, no B-frames, IDR every `gop`): per frame its access unit's bytes, the decoded frame,
+    and the encode / decode time. `encoder` "cpu" (libx264/libx265) keeps the scoreboard deterministic.
+    The sequence curves of `refscale rd` and the demo's full-resolution video anchor both use it."""
+    import time
+
+    from refscale_model.codecs import open_stream_decoder, open_stream_encoder
+
+    enc = open_stream_encoder(codec, crf=crf, gop=gop, encoder=encoder)
+    dec = open_stream_decoder(codec)
+    out = []
+    for img in images:
+        t0 = time.perf_counter()
+        coded = enc.encode(img)
+        t1 = time.perf_counter()
+        rgb = dec.decode(coded, img.shape[:2])
+        out.append(Coded(len(coded.data), rgb, (t1 - t0) * 1000, (time.perf_counter() - t1) * 1000))
+    return out

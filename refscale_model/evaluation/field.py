@@ -75,19 +75,16 @@ def video_anchor_curve(
     crfs: Sequence[int] = VIDEO_CRF_SWEEP,
 ) -> list[AnchorPoint]:
     """The frames in order as one full-resolution video stream (the recorder's encoder settings and
-    GOP) at every crf: mean bytes and PSNR per crf. The anchor a fleet logging video would use."""
-    from refscale_model.codecs import open_stream_decoder, open_stream_encoder
+    GOP, `anchors.video_sequence`) at every crf: mean bytes and PSNR per crf. The anchor a fleet
+    logging video would use."""
+    from refscale_model.evaluation.anchors import video_sequence
 
     pixels = float(np.mean([f.shape[0] * f.shape[1] for f in frames]))
     points = []
     for crf in crfs:
-        enc, dec = open_stream_encoder(codec, crf=crf, gop=gop), open_stream_decoder(codec)
-        sizes, scores = [], []
-        for rgb in frames:
-            coded = enc.encode(rgb)
-            sizes.append(len(coded.data))
-            scores.append(psnr(dec.decode(coded, rgb.shape[:2]), rgb))
-        mean_bytes = float(np.mean(sizes))
+        coded = video_sequence(codec, list(frames), crf, gop)
+        mean_bytes = float(np.mean([c.nbytes for c in coded]))
+        scores = [psnr(c.decoded, rgb) for c, rgb in zip(coded, frames, strict=True)]
         points.append(AnchorPoint(f"{codec} video", crf, mean_bytes, 8 * mean_bytes / pixels, float(np.mean(scores))))
     return points
 

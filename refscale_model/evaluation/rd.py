@@ -31,8 +31,14 @@ import torch
 from torch import nn
 
 from refscale_model.backends.torch_backend import tensor_smap_choice
-from refscale_model.codecs import get_codec, open_stream_decoder, open_stream_encoder
-from refscale_model.evaluation.anchors import AnchorUnavailable, x265_available, x265_given_reference, x265_intra
+from refscale_model.codecs import get_codec
+from refscale_model.evaluation.anchors import (
+    AnchorUnavailable,
+    video_sequence,
+    x265_available,
+    x265_given_reference,
+    x265_intra,
+)
 from refscale_model.evaluation.rd_frames import RdFrame, frames_from_bag, frames_from_pairs
 from refscale_model.evaluation.rd_report import curves, markdown, plot, summarise, targets, write_outputs
 from refscale_model.evaluation.rd_settings import (
@@ -271,19 +277,6 @@ def _refscale_sequence(frames: list[RdFrame], model: RefScale, config: RdConfig)
     return out
 
 
-def _code_sequence(codec: str, crf: int, images: list[np.ndarray], config: RdConfig) -> list[tuple[np.ndarray, int,
-                                                                                                   float, float]]:
-    """The images in order as one video stream: per frame (decoded, bytes, enc ms, dec ms)."""
-    enc = open_stream_encoder(codec, crf=crf, gop=config.gop, encoder=config.video_encoder)
-    dec = open_stream_decoder(codec)
-    out = []
-    for img in images:
-        coded, e = _timed(enc.encode, img)
-        rgb, d = _timed(dec.decode, coded, img.shape[:2])
-        out.append((rgb, len(coded.data), e, d))
-    return out
-
-
 def score_sequences(
     frames: list[RdFrame],
     model: RefScale | None,
@@ -303,9 +296,9 @@ def score_sequences(
     for method, codec, crf in jobs:
         bar.update(1)
         if method == "fullres":
-            for f, (rgb, n, e, d) in zip(frames, _code_sequence(codec, crf, [f.target for f in frames], config),
-                                         strict=True):
-                acc.add("fullres", codec, crf, f.target, rgb, n, e, d)
+            coded = video_sequence(codec, [f.target for f in frames], crf, config.gop, config.video_encoder)
+            for f, c in zip(frames, coded, strict=True):
+                acc.add("fullres", codec, crf, f.target, c.decoded, c.nbytes, c.enc_ms, c.dec_ms)
             continue
         if method not in lrs:
             reuse = method == "refscale" and model is not None and config.smap_reuse > 0
@@ -315,11 +308,11 @@ def score_sequences(
         if isinstance(lr, str):
             skipped[method] = lr
             continue
-        coded = _code_sequence(codec, crf, [x.lr for x in lr], config)
-        for f, x, (dec_lr, n, e, d) in zip(frames, lr, coded, strict=True):
-            out, u = _timed(x.rebuild, dec_lr)
-            acc.add(method, codec, crf, f.target, out, n + x.side_bytes + x.meta_bytes(method), x.down_ms + e, d + u,
-                    x.smap is not None)
+        coded = video_sequence(codec, [x.lr for x in lr], crf, config.gop, config.video_encoder)
+        for f, x, c in zip(frames, lr, coded, strict=True):
+            out, u = _timed(x.rebuild, c.decoded)
+            acc.add(method, codec, crf, f.target, out, c.nbytes + x.side_bytes + x.meta_bytes(method),
+                    x.down_ms + c.enc_ms, c.dec_ms + u, x.smap is not None)
     bar.close()
     return {"points": acc.points(), "skipped": skipped}
 

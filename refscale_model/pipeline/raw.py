@@ -25,7 +25,6 @@ def iter_camera_frames(path: str | Path, topics: Iterable[str]) -> Iterator[tupl
         yield raw.topic, msgs.stamp_or(msg, raw.log_time_ns), raw.log_time_ns, rgb
 
 
-
 def iter_posed_frames(
     path: str | Path, camera: str, every: int = 1,
     pseudo_latlon: Callable[[float, float], tuple[float, float]] | None = None,
