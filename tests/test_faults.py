@@ -138,6 +138,26 @@ def test_chunk_length_field_corrupted_reads_every_chunk_and_recover_rewrites(
     assert _count(f) == (total, []) and is_complete(f)
 
 
+@pytest.mark.parametrize("delta", [1, 2, 9])
+def test_message_index_one_byte_too_long_does_not_hide_the_next_chunk(
+    tmp_path: Path, small_bag: Path, delta: int
+) -> None:
+    """A message index whose length field grew a little still parses (MCAP lets records grow), so the
+    scan steps into the next chunk's header; the resync must still find that chunk, not skip past it."""
+    bag = _copy(small_bag, tmp_path / "bag")
+    f = bag_files(bag)[0]
+    total, _ = _count(f)
+    data = bytearray(f.read_bytes())
+    recs = _records(bytes(data))
+    before_chunk = [r for r, nxt in zip(recs, recs[1:], strict=False) if r[1] == 0x07 and nxt[1] == 0x06]
+    assert before_chunk
+    for off, _, n in before_chunk:
+        data[off + 1 : off + 9] = struct.pack("<Q", n + delta)
+    f.write_bytes(bytes(data))
+    got, problems = _count(f)
+    assert got == total and got >= _plain_count(f, crcs=True), problems
+
+
 def test_footerless_bag_with_damage_in_the_middle_recovers_what_resync_reads(
     tmp_path: Path, small_bag: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -79,6 +79,9 @@ class ScanItem:
     end: int
     record: Any
     inner: list[Any] | None = None
+    checked: bool = True
+    """False for a record whose length nothing confirmed: a skipped user record, or a body shorter than its
+    length field (MCAP lets records grow, so it is read, but a damaged length looks the same)."""
 
 
 @dataclass
@@ -128,7 +131,8 @@ class Scanner:
             yield item
             if isinstance(item.record, Footer):
                 return
-            back = item.end - 1 if isinstance(item.record, Chunk) else item.offset
+            if item.checked:  # an unconfirmed length may have carried us past the next real record
+                back = item.end - 1 if isinstance(item.record, Chunk) else item.offset
             pos = item.end
         self._ends_early(pos, "no footer: the recording did not finish")
 
@@ -153,7 +157,7 @@ class Scanner:
             raise _Bad(f"record 0x{opcode:02x} claims {length} bytes, past the end of the file")
         body = bytes(self.data[start:end])
         if reader is None and opcode != Opcode.MESSAGE:
-            return ScanItem(pos, end, None)
+            return ScanItem(pos, end, None, checked=False)
         rec, used = _parse_body(opcode, body)
         if used > length or (resync and used != length):
             raise _Bad(f"record 0x{opcode:02x} body does not match its length")
@@ -161,7 +165,7 @@ class Scanner:
             raise _Bad("footer without the closing magic")
         if resync and not isinstance(rec, Footer) and not self._plausible_next(end):
             raise _Bad("record not followed by another record")
-        return ScanItem(pos, end, rec)
+        return ScanItem(pos, end, rec, checked=used == length)
 
     def _parse_chunk(self, pos: int, length: int, *, resync: bool) -> ScanItem:
         size = len(self.data)
