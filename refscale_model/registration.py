@@ -361,11 +361,35 @@ def apply_registration(
     `min_confidence` (for a registration already estimated, e.g. while choosing among references)."""
     config = config or RegistrationConfig()
     if reg.confidence >= config.min_confidence:
+        reg = Registration(round_matrix(reg.matrix), reg.confidence, reg.method)
         return warp_reference(ref, reg.matrix, size_hw), reg
     if config.when_unregistered == "none":
         return None, Registration(np.eye(3, dtype=np.float64), reg.confidence, "none")
     fit = resize_matrix(ref.shape[:2], size_hw)
     return warp_reference(ref, fit, size_hw), Registration(fit, reg.confidence, "identity")
+
+
+MATRIX_DECIMALS = (6, 6, 3, 6, 6, 3, 9, 9, 6)
+"""Decimals kept of each applied matrix value (row-major): what a bag's frame record stores. Each moves a
+pixel of a 4K frame by under 0.01 px (the warp itself interpolates at 1/32 px): 1e-6 of the linear part,
+1/1000 px of the shift, 1e-9 of the perspective terms."""
+
+
+def matrix_text(matrix: np.ndarray) -> str:
+    """The matrix as the frame record writes it: `MATRIX_DECIMALS` per value, trailing zeros dropped."""
+    m = np.asarray(matrix, dtype=np.float64).reshape(9)
+    return ",".join(_decimal(float(v), d) for v, d in zip(m, MATRIX_DECIMALS, strict=True))
+
+
+def _decimal(value: float, decimals: int) -> str:
+    text = f"{value:.{decimals}f}".rstrip("0").rstrip(".")
+    return "0" if text in ("-0", "") else text
+
+
+def round_matrix(matrix: np.ndarray) -> np.ndarray:
+    """The matrix read back from `matrix_text`: the encoder warps with exactly what its record stores."""
+    m = np.asarray(matrix, dtype=np.float64)
+    return np.array([float(v) for v in matrix_text(m).split(",")], dtype=np.float64).reshape(m.shape)
 
 
 def resize_matrix(src_hw: tuple[int, int], dst_hw: tuple[int, int]) -> np.ndarray:

@@ -24,6 +24,8 @@ def test_short_demo_end_to_end(tmp_path: Path) -> None:
     assert summary.rebuilt == summary.recorded and not summary.failures
     assert summary.psnr > 22.0
     assert 0 < summary.refscale_bytes_per_frame < summary.raw_bytes_per_frame / 3
+    # every byte the rebuild reads: the frame record's share of the bag is in RefScale's bytes
+    assert 0 < summary.record_bytes_per_frame < summary.refscale_bytes_per_frame
     assert summary.provider.startswith("onnx")
     text = (settings.out_dir / "summary.md").read_text()
     assert "rebuilt frames PSNR" in text
@@ -57,4 +59,5 @@ def test_short_demo_with_the_lossless_lr(tmp_path: Path) -> None:
     )
     summary = run_demo(settings)
     assert summary.recorded >= 1 and summary.rebuilt == summary.recorded and not summary.failures
-    assert summary.lr_codec == "png" and "(LR png + S_map)" in (settings.out_dir / "summary.md").read_text()
+    text = (settings.out_dir / "summary.md").read_text()
+    assert summary.lr_codec == "png" and "(LR png + S_map + frame record)" in text

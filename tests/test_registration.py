@@ -19,6 +19,7 @@ from refscale_model.registration import (
     prepare_features,
     register,
     resize_matrix,
+    round_matrix,
     warp_reference,
 )
 
@@ -133,8 +134,10 @@ def test_register_is_deterministic_and_prepared_reference_matches(shared_data: P
     with pytest.raises(ValueError, match="work_width"):
         register(frame, prepare_features(ref, RegistrationConfig(work_width=320)))
     warped, reg = align_reference(frame, ref, prepared=prepare_features(ref))
-    np.testing.assert_array_equal(reg.matrix, a.matrix)
-    assert warped is not None and warped.tobytes() == warp_reference(ref, a.matrix, frame.shape[:2]).tobytes()
+    # the applied matrix is the estimate to the digits a frame record stores, and the warp uses exactly it
+    np.testing.assert_array_equal(reg.matrix, round_matrix(a.matrix))
+    assert corner_error(reg.matrix, a.matrix, frame.shape[:2]) < 0.01
+    assert warped is not None and warped.tobytes() == warp_reference(ref, reg.matrix, frame.shape[:2]).tobytes()
 
 
 def test_warp_is_bit_exact_across_calls_and_threads(shared_data: Path) -> None:

@@ -102,9 +102,10 @@ def _bd(x: float | None, overlap: tuple[float, float] | list[float] | None) -> s
 
 def markdown(result: dict[str, Any]) -> str:
     lines = ["# Rate–distortion scoreboard", "",
-             "Rate: bits per HR pixel = 8 × (LR bitstream + stored S_map PNG + metadata allowance) / (H×W); "
-             f"allowance {META_BYTES['refscale']} B per RefScale frame with a reference, {META_BYTES['noref']} B per "
-             "bicubic/noref frame (and a gated RefScale frame), 0 B for full-res anchors "
+             "Rate: bits per HR pixel = 8 × (LR bitstream + stored S_map PNG + frame metadata) / (H×W); "
+             f"metadata: the recorder's frame record as measured on disk, {META_BYTES['refscale']} B per RefScale "
+             f"frame with a reference, {META_BYTES['noref']} B per noref frame (and a gated RefScale frame); "
+             f"{META_BYTES['bicubic']} B per bicubic frame, 0 B for full-res anchors "
              f"(+{X265_REF_META_BYTES} B for x265-ref to name its reference). "
              "PSNR/SSIM on RGB of the full-resolution frame. BD-rate: Bjøntegaard (PCHIP of log-rate over PSNR, "
              "overlapping PSNR range, shown in dB after each BD-rate); negative = fewer bits for the same PSNR. "

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-META_BYTES = {"bicubic": 8, "noref": 8, "refscale": 48, "fullres": 0}
-"""Per-frame metadata allowance in bytes: original size + scale (8) for a rescaled frame, plus the
-reference's cache id and SHA-256 (40) for a RefScale frame that uses its reference (a gated frame
-names none: 8). Full-res anchors carry their sizes in their
-own headers. (x265-ref also needs to name its reference: it gets the same 40 bytes.)"""
+META_BYTES = {"bicubic": 8, "noref": 72, "refscale": 184, "fullres": 0}
+"""Per-frame metadata in bytes. RefScale and the no-ref INN: what the recorder's frame record really
+costs on disk (`bags.accounting.topic_disk_bytes`, 1 s chunks at 10 frames/s, 120 frames of the
+sample drive, H.265 LR): 184 B with a reference (its id, SHA-256, matrix, S_map grid; a gated frame
+names none) and 72 B without; `tests/test_record_cost.py` keeps the recorder within them. Bicubic:
+original size + scale (8 B), the least a rescaled frame needs. Full-res anchors carry their sizes in
+their own headers; x265-ref needs to name its reference (40 B: cache id + SHA-256)."""
 X265_REF_META_BYTES = 40
 
 RATES_BPP = (0.05, 0.1, 0.2, 0.4, 0.8)

@@ -29,6 +29,10 @@ class DemoSummary:
     png_bytes_per_frame: float = 0.0
     jpeg_bytes_per_frame: float = 0.0
     refscale_bytes_per_frame: float = 0.0
+    """LR + S_map + the frame record's on-disk share: every byte the rebuild reads."""
+    record_bytes_per_frame: float = 0.0
+    """The frame records' share of the bag's compressed chunks, per recorded frame
+    (`bags.accounting`)."""
     bag_bytes: int = 0
     raw_bag_bytes: int = 0
     psnr: float = 0.0
@@ -70,8 +74,10 @@ class DemoSummary:
             ('raw rgb8 bytes per frame', f'{self.raw_bytes_per_frame:,.0f}'),
             ('lossless PNG of the raw frame, bytes', f'{self.png_bytes_per_frame:,.0f}'),
             (f'JPEG q{JPEG_QUALITY} bytes per frame', f'{self.jpeg_bytes_per_frame:,.0f}'),
-            (f'RefScale bytes per frame (LR {self.lr_codec} + S_map)',
+            (f'RefScale bytes per frame (LR {self.lr_codec} + S_map + frame record)',
              f'{self.refscale_bytes_per_frame:,.0f}'),
+            ('of which the frame record (its share of the compressed bag)',
+             f'{self.record_bytes_per_frame:,.0f}'),
             (
                 'compression vs raw / lossless PNG / JPEG',
                 f'{ratio_raw:.1f}x / {ratio_png:.2f}x / {ratio_jpeg:.2f}x',
@@ -169,7 +175,8 @@ def reconstruct_and_score(
     from refscale_model.weights import load_model
 
     raw = _raw_frames(drive_b)
-    field_frames: list[tuple[np.ndarray, np.ndarray, int]] = []
+    summary.record_bytes_per_frame = _record_bytes_per_frame(bag)
+    field_frames: list[tuple[np.ndarray, np.ndarray, float]] = []
     model = load_model(settings.weights, allow_untrained=settings.allow_untrained)
     scores, jpeg_scores, refscale_bytes, jpeg_bytes, png_bytes = [], [], [], [], []
     with ReferenceCache.open(cache_dir, readonly=True) as cache:
@@ -184,7 +191,7 @@ def reconstruct_and_score(
                 summary.failures['no_raw_frame'] = summary.failures.get('no_raw_frame', 0) + 1
                 continue
             enc = stored[item.stamp_ns]
-            refscale_bytes.append(enc.stored_bytes)
+            refscale_bytes.append(enc.stored_bytes + summary.record_bytes_per_frame)
             bgr = cv2.cvtColor(truth, cv2.COLOR_RGB2BGR)
             ok, jpg = cv2.imencode('.jpg', bgr, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
             jpeg_bytes.append(len(jpg))
@@ -217,7 +224,18 @@ def reconstruct_and_score(
         _against_video(settings, [t for t, _, _ in field_frames], summary)
 
 
-def _against_the_field(settings: DemoSettings, frames: list[tuple[np.ndarray, np.ndarray, int]],
+def _record_bytes_per_frame(bag: Path) -> float:
+    """What the camera's frame records add to the bag on disk, per record (one per frame)."""
+    from refscale_model.bags import read_messages
+    from refscale_model.bags import refscale_format as fmt
+    from refscale_model.bags.accounting import topic_disk_bytes
+
+    topic = fmt.meta_topic(CAMERA_TOPIC)
+    records = sum(1 for _ in read_messages(bag, [topic]))
+    return topic_disk_bytes(bag).get(topic, 0) / max(records, 1)
+
+
+def _against_the_field(settings: DemoSettings, frames: list[tuple[np.ndarray, np.ndarray, float]],
                        summary: DemoSummary) -> None:
     """JPEG, WebP, AVIF and x265 intra on spaced frames: bytes to match RefScale, and a plot."""
     from refscale_model.evaluation.field import (
