@@ -1,7 +1,8 @@
 """The whole onboard path, old against new, side by side: frames/s on this machine.
 
     python benchmarks/bench_onboard.py [--size 1280x720] [--frames 14] [--reps 3] [--codecs png jpeg]
-        [--weights x2] [--cameras 1] [--threads 2] [--old-rev REV] [--variants old new] [--pair-set SET] [--pair I]
+        [--weights x2] [--cameras 1] [--threads 2] [--old-rev REV] [--variants old new serial batched]
+        [--pair-set SET] [--pair I]
 
 Path per frame (`refscale_model.backends.onboard_bench`): sensor_msgs/Image decode -> reference
 lookup in a real ReferenceCache (`--references` entries 2 m apart: this tree registers the frame
@@ -16,6 +17,8 @@ fps = timed frames / wall time, after 2 warm-up frames.
   export (format 2: S_map graph and ref graph, Ref-Net on the reference twice per frame) and its
   `FrameEncoder.encode`, one stage after another.
 * `serial`: this checkout's graphs and encoder, stages one after another (no EncoderPipeline).
+* `batched`: `serial`, with the `--cameras` frames of each instant through one `FrameEncoder.encode_frames`
+  (the recorder's `batch_cameras`: one network run for all of them).
 * `new`: this checkout: format 3 (features graph once per registered reference, reused while the
   reference and matrix stay) and `EncoderPipeline` (decode/registration, network, coding/write
   overlapped on threads).
@@ -95,7 +98,7 @@ def worker(spec: dict) -> dict:
         from refscale_model.pipeline.stages import EncoderPipeline
 
         pipeline_cls = EncoderPipeline
-    m = ob.measure(enc, messages, pipeline_cls, warmup=2 * cams)
+    m = ob.measure(enc, messages, pipeline_cls, warmup=2 * cams, together=cams if spec.get("batched") else 1)
     enc.close()
     cache.close()
     return {"fps": m.fps, "frames": m.frames, "with_reference": m.with_reference, "errors": m.errors,
@@ -259,8 +262,9 @@ def main(argv: list[str] | None = None) -> int:
                     "the default pair registers by ORB every frame (a new matrix per frame: no feature reuse); "
                     "rail_nordland_1080p's does not register (identity fallback: features reused)")
     ap.add_argument("--pair", type=int, default=0)
-    ap.add_argument("--variants", nargs="+", default=["old", "new"], choices=["old", "new", "serial"],
-                    help="serial: this checkout without EncoderPipeline (one stage after another)")
+    ap.add_argument("--variants", nargs="+", default=["old", "new"], choices=["old", "new", "serial", "batched"],
+                    help="serial: this checkout without EncoderPipeline (one stage after another); batched: "
+                    "serial, with the --cameras frames of each instant through one encode_frames (one network run)")
     ap.add_argument("--quality", action="store_true", help="rebuilt-PSNR cost of the speed-ups instead of speed")
     ap.add_argument("--pairs", type=int, default=5, help="--quality: validation pairs per set")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
@@ -273,13 +277,13 @@ def main(argv: list[str] | None = None) -> int:
     size = parse_size(args.size)
     with tempfile.TemporaryDirectory(prefix="bench_onboard_") as tmp:
         root = Path(tmp)
-        trees = {"new": REPO, "serial": REPO}
+        trees = {"new": REPO, "serial": REPO, "batched": REPO}
         rev = ""
         if "old" in args.variants:
             trees["old"], rev = old_tree(args.old_rev, root)
         onnx = {}
         for name in args.variants:
-            onnx[name] = root / ("new" if name == "serial" else name) / "x2.onnx"
+            onnx[name] = root / ("new" if name in ("serial", "batched") else name) / "x2.onnx"
             if not onnx[name].exists():
                 export(trees[name], onnx[name], args.weights)
         cells = [(v, c) for c in args.codecs for v in args.variants]
@@ -287,7 +291,7 @@ def main(argv: list[str] | None = None) -> int:
         for rep in range(args.reps):
             for v, c in cells:
                 spec = {"size": size, "frames": args.frames, "cameras": args.cameras, "threads": args.threads,
-                        "codec": c, "onnx": str(onnx[v]), "pipeline": v == "new",
+                        "codec": c, "onnx": str(onnx[v]), "pipeline": v == "new", "batched": v == "batched",
                         "pair_set": args.pair_set, "pair": args.pair, "references": args.references}
                 proc = subprocess.run([sys.executable, __file__, "--worker", json.dumps(spec)], env=_env(trees[v]),
                                       capture_output=True, text=True)

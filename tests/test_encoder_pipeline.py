@@ -3,6 +3,7 @@ and `EncoderPipeline` (stages overlapped) writing exactly the bag `FrameEncoder.
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from pathlib import Path
 
@@ -185,3 +186,53 @@ def test_recording_serial_or_pipelined_counts_and_previews_every_frame(
 
 
 RECORDED: dict[bool, list[tuple[str, int, bytes]]] = {}
+
+
+def test_cameras_batched_write_the_bag_one_frame_at_a_time_writes(
+    tmp_path: Path, world: World, runtime: OnnxDownscaler
+) -> None:
+    """Three cameras whose frames arrive together: `encode_frames` runs the network once per size and
+    kind for them and writes the same frames as `encode` one by one; a corrupt frame or one without a
+    pose in the batch costs only itself."""
+    cams = [CAM, "/cam/left/image_raw", "/cam/right/image_raw"]
+    names = {c: CAM for c in cams}  # all three look up the one camera's cache entries
+    frames = frames_of(world)
+    batches = [[(cams[k], *frames[(i + k) % len(frames)]) for k in range(3)] for i in range(len(frames))]
+
+    enc, cache = encoder(tmp_path / "serial", world, runtime, camera_names=names)
+    serial = []
+    for batch in batches:
+        for topic, msg, s, pose in batch:
+            try:
+                serial.append(enc.encode(topic, msg, s, pose))
+            except FrameError as exc:
+                serial.append(exc.kind)
+    enc.close()
+    cache.close()
+
+    calls = []
+    many = runtime.downscale_many
+
+    def counted(hrs, frefs, chooses):  # the real runtime, counting its batched calls
+        calls.append((len(hrs), frefs is not None))
+        return many(hrs, frefs, chooses)
+
+    enc2, cache2 = encoder(tmp_path / "batched", world, runtime, camera_names=names)
+    enc2.downscaler = type("Counted", (), {"__getattr__": lambda _, name: getattr(runtime, name),
+                                           "downscale_many": staticmethod(counted)})()
+    batched = []
+    for batch in batches:
+        for got in enc2.encode_frames(batch):
+            batched.append(got.kind if isinstance(got, FrameError) else got[0])
+    enc2.close()
+    cache2.close()
+
+    def timeless(results: list) -> list:
+        return [r if isinstance(r, str) else dataclasses.replace(r, encode_ms=0.0) for r in results]
+
+    assert timeless(batched) == timeless(serial)
+    assert batched.count("corrupt_image") == 3
+    assert enc2.stats.errors == enc.stats.errors and enc2.stats.frames == enc.stats.frames
+    assert any(n == 3 and with_ref for n, with_ref in calls)  # three referenced frames in one run
+    assert all(with_ref for _, with_ref in calls)  # a lone frame without pose runs on its own
+    assert bag_frames(tmp_path / "batched") == bag_frames(tmp_path / "serial")

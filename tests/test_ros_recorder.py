@@ -75,17 +75,20 @@ class Drive:
     bad_stamps: list[int]
 
 
-def build_drive(root: Path, n: int = 6, hz: float = 5.0, bad: tuple[int, ...] = ()) -> Drive:
+def build_drive(root: Path, n: int = 6, hz: float = 5.0, bad: tuple[int, ...] = (),
+                cameras: tuple[str, ...] = (CAM,)) -> Drive:
     """A short drive north: camera at `hz`, NavSatFix at 2×`hz`, a summer reference per frame.
 
-    Frames `bad` are published as 32FC1 (an encoding the recorder cannot take).
+    Frames `bad` are published as 32FC1 (an encoding the recorder cannot take). More `cameras`
+    publish the same frame at the same stamp (a rig triggered together).
     """
     root.mkdir(parents=True, exist_ok=True)
     frames: dict[int, np.ndarray] = {}
     bad_stamps: list[int] = []
     step_ns = int(1e9 / hz)
     with ReferenceCache.open(root / "cache", create=True) as cache, BagWriter(root / "raw") as bag:
-        bag.add_topic(CAM, msgs.IMAGE)
+        for cam in cameras:
+            bag.add_topic(cam, msgs.IMAGE)
         for i in range(n):
             winter, summer = (cv2.resize(x, SIZE, interpolation=cv2.INTER_AREA) for x in load_pair(DATA_SET, i))
             s = T0 + i * step_ns
@@ -112,7 +115,8 @@ def build_drive(root: Path, n: int = 6, hz: float = 5.0, bad: tuple[int, ...] = 
             else:
                 msg = msgs.image_msg(winter, s, "cam_front", "rgb8")
                 frames[s] = winter
-            bag.write(CAM, msg, s)
+            for cam in cameras:
+                bag.write(cam, msg, s)
     return Drive(root / "raw", root / "cache", frames, bad_stamps)
 
 
@@ -487,3 +491,30 @@ def test_unsupported_lr_codec_is_refused_before_recording(tmp_path: Path, shared
     with pytest.raises(CodecError, match="valid choices"):
         run_recorder(None, recorder_overrides(drive, tmp_path / "out", lr_codec="jpeg2000"), duration_s=0.5)
     assert not (tmp_path / "out").exists()
+
+
+def test_cameras_triggered_together_share_one_network_run(tmp_path: Path, shared_data: Path, probe: Probe,
+                                                          x2_weights: Path) -> None:
+    """Two cameras publishing at the same instants, the network on ONNX Runtime: frames queued together
+    run through the network in one batch (`batch_cameras`), and every frame of both lands in the bag."""
+    from refscale_model import load_weights
+    from refscale_model.backends.onnx_export import export_onnx
+
+    left = "/camera/left/image_raw"
+    drive = build_drive(tmp_path / "drive", n=4, hz=20.0, cameras=(CAM, left))
+    onnx = export_onnx(load_weights(x2_weights), tmp_path / "x2.onnx", model_id="x2").path
+    overrides = recorder_overrides(drive, tmp_path / "out", weights=str(x2_weights), onnx_model=str(onnx),
+                                   cameras=[f"{CAM}:Image:{CAM_ID}", f"{left}:Image:{CAM_ID}"],
+                                   max_queue=16, shutdown_drain_s=60.0)
+    rec = RecorderThread(overrides)
+    diags = probe.diagnostics()
+    player = probe.play(drive.raw_bag, wait_for_subscribers=1)
+    assert player.done.wait(30)
+    wait_for(lambda: any((node_status(a) or {}).get("frames") == "8" for a in diags), 60, "8 frames encoded")
+    report = rec.finish()
+    assert report.frames == 8 and not report.errors and report.dropped == 0
+    assert report.batched_frames >= 2  # the encoder was still busy when both cameras' next frames came
+    bag = tmp_path / "out" / "rec"
+    for cam in (CAM, left):
+        metas = [fmt.meta_from_msg(m) for t, _, m in read_messages(bag) if t == fmt.meta_topic(cam)]
+        assert len(metas) == 4 and all(m.has_smap or m.no_reference_reason for m in metas)

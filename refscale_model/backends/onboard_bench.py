@@ -60,16 +60,23 @@ def measure(
     messages: Sequence[tuple[str, Any, int, Any]],
     pipeline_cls: Callable[..., Any] | None = None,
     warmup: int = 2,
+    together: int = 1,
 ) -> OnboardMeasurement:
     """Run `messages` (topic, sensor_msgs dict, stamp ns, pose) through `encoder` (a FrameEncoder):
-    with `pipeline_cls` (EncoderPipeline) the stages overlap, else one `encode` after another.
-    The first `warmup` messages are run (and written) before the clock starts."""
+    with `pipeline_cls` (EncoderPipeline) the stages overlap; with `together` > 1 each run of that
+    many messages (the cameras of one instant) goes through one `encode_frames` (the network batched);
+    else one `encode` after another. The first `warmup` messages are run (and written) before the
+    clock starts."""
     for topic, msg, stamp, pose in messages[:warmup]:
         encoder.encode(topic, msg, stamp, pose)
     timed = messages[warmup:]
     results: list[Any] = []
     t0 = time.perf_counter()
-    if pipeline_cls is None:
+    if together > 1:
+        for i in range(0, len(timed), together):
+            results += [r if isinstance(r, BaseException) else r[0]
+                        for r in encoder.encode_frames(timed[i : i + together])]
+    elif pipeline_cls is None:
         for topic, msg, stamp, pose in timed:
             try:
                 results.append(encoder.encode(topic, msg, stamp, pose))

@@ -315,6 +315,36 @@ class OnnxDownscaler:
                                  choose_smap=_per_frame(choose_smap))
         return np.ascontiguousarray(lr[0].transpose(1, 2, 0)), None if smap is None else smap[0, 0]
 
+    def downscale_many(
+        self, hrs: Sequence[np.ndarray], frefs: Sequence[np.ndarray] | None,
+        choose_smaps: Sequence[ChooseSmap | None] | None = None,
+    ) -> list[tuple[np.ndarray, np.ndarray | None]]:
+        """`downscale_with_features` for frames of one size (several cameras that arrived together)
+        in one run of each graph: on a GPU a batch costs little more than one frame. `frefs` is one
+        feature array per frame, or None for all frames without reference; `choose_smaps` one
+        `choose_smap` per frame. Same results as one call per frame."""
+        if not hrs:
+            return []
+        hrs = [self._check_image(hr, "frame") for hr in hrs]
+        if any(hr.shape != hrs[0].shape for hr in hrs):
+            raise ValueError(f"a batch needs frames of one size, got {sorted({hr.shape for hr in hrs})}")
+        if frefs is not None and len(frefs) != len(hrs):
+            raise ValueError(f"{len(frefs)} reference features for {len(hrs)} frames")
+        fref = None
+        if frefs is not None and self.uses_reference:
+            want = self.feature_shape(hrs[0].shape[:2])
+            if any(tuple(f.shape) != want or f.dtype != np.float32 for f in frefs):
+                raise ValueError(f"reference features do not fit frames {hrs[0].shape}: expected float32 {want}")
+            fref = np.concatenate(frefs)
+        chooses = list(choose_smaps or [None] * len(hrs))
+        choose = None
+        if any(c is not None for c in chooses):
+            def choose(batch: np.ndarray) -> np.ndarray:
+                return np.stack([m if c is None else c(m[0])[None] for m, c in zip(batch, chooses, strict=True)])
+        lr, smap = self.run_nchw(np.concatenate([self._to_input(hr) for hr in hrs]), fref=fref, choose_smap=choose)
+        return [(np.ascontiguousarray(lr[i].transpose(1, 2, 0)), None if smap is None else smap[i, 0])
+                for i in range(len(hrs))]
+
     def feature_shape(self, size_hw: tuple[int, int], n: int = 1) -> tuple[int, int, int, int]:
         """Shape of `fref` for frames of `size_hw`: N×encoder_channels×(padded H / 2)×(padded W / 2)."""
         m = self.config.pad_multiple

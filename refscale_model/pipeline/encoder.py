@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -136,17 +136,111 @@ class FrameEncoder:
             if self._closed:
                 raise RuntimeError("FrameEncoder is closed")
             log_time = time.time_ns() if log_time_ns is None else int(log_time_ns)
-            try:
-                return self._encode(topic, msg, log_time, pose)
-            except FrameError as exc:
-                self.stats.errors[exc.kind] += 1
-                raise
-            except OSError:
-                self.stats.errors["write"] += 1
-                raise
-            except Exception as exc:  # a bug or a library failure: count it, the frame is not written
-                self.stats.errors["internal"] += 1
-                raise FrameError("internal", f"{topic}: unexpected {type(exc).__name__}: {exc}") from exc
+            return self._counted(topic, lambda: self._encode(topic, msg, log_time, pose))
+
+    def encode_frames(
+        self, frames: Sequence[tuple[str, Any, int | None, Pose | None]]
+    ) -> list[tuple[FrameResult, np.ndarray] | FrameError | OSError]:
+        """Frames of several cameras that arrived together, `(topic, msg, log_time_ns, pose)` each: the
+        network runs once for all frames of one size and kind (with / without reference) when the
+        downscaler can batch (`downscale_many`), else once per frame; everything else is per frame and
+        in order. Per frame: `encode_frame`'s result, or the FrameError it raised (counted), or the bag
+        write error (OSError) that stopped it and every frame after it."""
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("FrameEncoder is closed")
+            out: list[Any] = [None] * len(frames)
+            jobs: list[tuple[int, EncodeJob]] = []
+            for i, (topic, msg, log_time_ns, pose) in enumerate(frames):
+                log_time = time.time_ns() if log_time_ns is None else int(log_time_ns)
+                out[i] = self._caught(topic, lambda t=topic, m=msg, lt=log_time, p=pose:
+                                      self._prepare(EncodeJob(t, m, lt, p)))
+                if isinstance(out[i], EncodeJob):
+                    jobs.append((i, out[i]))
+            row = {id(job): i for i, job in jobs}
+            for group in self._batches([job for _, job in jobs]):
+                for job, result in zip(group, self._caught_many(group), strict=True):
+                    if isinstance(result, FrameError):
+                        out[row[id(job)]] = result
+            write_error: OSError | None = None
+            for i, job in jobs:
+                if write_error is not None:  # the bag cannot take more: this frame is not written either
+                    out[i] = write_error
+                elif not isinstance(out[i], FrameError):
+                    try:
+                        done = self._caught(job.topic, lambda j=job: self._finish(j))
+                    except OSError as exc:
+                        out[i] = write_error = exc
+                        continue
+                    out[i] = done if isinstance(done, FrameError) else (done, job.lr)
+            return out
+
+    def _counted(self, topic: str, work: Callable[[], Any]) -> Any:
+        """Run one frame's `work`, counting its failure (FrameError, a write error, or anything else)."""
+        try:
+            return work()
+        except FrameError as exc:
+            self.stats.errors[exc.kind] += 1
+            raise
+        except OSError:
+            self.stats.errors["write"] += 1
+            raise
+        except Exception as exc:  # a bug or a library failure: count it, the frame is not written
+            self.stats.errors["internal"] += 1
+            raise FrameError("internal", f"{topic}: unexpected {type(exc).__name__}: {exc}") from exc
+
+    def _caught(self, topic: str, work: Callable[[], Any]) -> Any:
+        """`_counted`, returning the FrameError instead of raising it (one frame of a batch)."""
+        try:
+            return self._counted(topic, work)
+        except FrameError as exc:
+            return exc
+
+    def _batches(self, jobs: list[EncodeJob]) -> list[list[EncodeJob]]:
+        """Jobs the network can run together: one size and kind (with / without reference) each, and
+        one frame per camera (a camera's S_map reuse state moves frame by frame). All of them singly
+        when the downscaler cannot batch."""
+        batches = callable(getattr(self.downscaler, "downscale_many", None))
+        if not batches or (self.model.uses_reference and not self._with_features):
+            return [[job] for job in jobs]
+        groups: list[tuple[tuple[Any, ...], list[EncodeJob]]] = []
+        for job in jobs:
+            assert job.rgb is not None
+            key = (job.rgb.shape, job.warped is None)
+            group = next((g for k, g in groups if k == key and all(j.topic != job.topic for j in g)), None)
+            if group is None:
+                groups.append((key, [job]))
+            else:
+                group.append(job)
+        return [g for _, g in groups]
+
+    def _caught_many(self, group: list[EncodeJob]) -> list[EncodeJob | FrameError]:
+        """The network stage of a group (`_infer` for one frame, one `downscale_many` for several)."""
+        if len(group) == 1:
+            return [self._caught(group[0].topic, lambda: self._infer(group[0]))]
+        try:
+            for job in group:
+                if job.warped is not None:
+                    job.fref = self._features(job.ref_obj, job.reg, job.warped)
+            frefs = None if group[0].fref is None else [job.fref for job in group]
+            chooses = [None if job.warped is None else (lambda m, t=job.topic: self._choose_smap(t, m))
+                       for job in group]
+            results = self.downscaler.downscale_many([job.rgb for job in group], frefs, chooses)  # type: ignore[attr-defined]
+        except Exception as exc:  # noqa: BLE001 - a backend failure is each of these frames' failure
+            errors = [FrameError("model", f"{job.topic}: downscaler failed: {exc}") for job in group]
+            for e in errors:
+                self.stats.errors[e.kind] += 1
+            return list(errors)
+        self.stats.batched_frames += len(group)
+        out: list[EncodeJob | FrameError] = []
+        for job, (lr, smap) in zip(group, results, strict=True):
+            job.lr, job.smap = lr, smap
+            if job.warped is not None and job.smap is None:
+                self.stats.errors["model"] += 1
+                out.append(FrameError("model", f"{job.topic}: the downscaler returned no S_map for a referenced frame"))
+            else:
+                out.append(job)
+        return out
 
     def passthrough(
         self,

@@ -48,6 +48,8 @@ class EncoderStats:
     """Video LR: the encoder that runs (libx264, libx265, h264_nvenc, hevc_nvenc)."""
     feature_reuse: int = 0
     """Frames whose reference features were reused (same reference and registration matrix)."""
+    batched_frames: int = 0
+    """Frames whose network ran in one batch with other cameras' frames (`FrameEncoder.encode_frames`)."""
 
     @property
     def compression_ratio(self) -> float:

@@ -234,7 +234,8 @@ def dry_run(args: argparse.Namespace) -> int:
                 messages.append((cam.topic, msgs.image_msg(rgb, stamp, f'cam{k}'), stamp,
                                  Pose(45.0, 7.0, 0.0)))
         pipeline = EncoderPipeline if p.get('pipeline_stages') else None  # as the recorder runs
-        m = measure(enc, messages, pipeline, warmup=len(cameras))
+        together = len(cameras) if pipeline is None and p.get('batch_cameras') else 1
+        m = measure(enc, messages, pipeline, warmup=len(cameras), together=together)
         enc.close()
         if cache is not None:
             cache.close()

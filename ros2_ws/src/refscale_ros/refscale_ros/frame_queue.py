@@ -57,6 +57,31 @@ class FrameQueue:
             q = self._other if key == 'other' else self._frames[key]
             return key, q.popleft()[1]
 
+    def get_batch(self, timeout: float, max_frames: int) -> list[tuple[str, Any]]:
+        """
+        The oldest entry, and with it the camera frames queued right after it.
+
+        Entries follow in arrival order while they are frames of cameras not yet taken, up to
+        `max_frames`; a non-camera message (a GPS fix may place the next frames) ends the batch.
+        Empty after `timeout`.
+        """
+        with self._cond:
+            if not self._cond.wait_for(self._any, timeout):
+                return []
+            out: list[tuple[str, Any]] = []
+            while len(out) < max(1, max_frames) and self._any():
+                heads = [(q[0][0], k) for k, q in self._frames.items() if q]
+                if self._other:
+                    heads.append((self._other[0][0], 'other'))
+                _, key = min(heads)
+                if out and (key == 'other' or any(k == key for k, _ in out)):
+                    break
+                q = self._other if key == 'other' else self._frames[key]
+                out.append((key, q.popleft()[1]))
+                if key == 'other':
+                    break
+            return out
+
     def _any(self) -> bool:
         return bool(self._other) or any(self._frames.values())
 

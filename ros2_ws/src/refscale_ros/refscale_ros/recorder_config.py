@@ -35,6 +35,8 @@ PARAMETERS: list[tuple[str, Any, str]] = [
     ('smap_median', 3, 'median window (cells) of the stored S_map: 1 (off), 3 or 5'),
     ('smap_block', 2, 'store the S_map as one value per NxN cells: 1 (off), 2, 3 or 4'),
     ('pipeline_stages', False, 'overlap decode, network, coding on threads (slower on 2 cores)'),
+    ('batch_cameras', True,
+     'one network run for frames of several cameras queued together (ONNX; serial mode)'),
     ('max_queue', 4, 'frames waiting per camera; the oldest is dropped (and counted) when full'),
     ('registration', True, 'homography registration of the reference (false = unwarped)'),
     ('reference_candidates', 4, 'nearest references registered per frame, best used (1: nearest)'),

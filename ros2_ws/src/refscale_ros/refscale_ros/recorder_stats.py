@@ -63,6 +63,8 @@ class RecorderReport:
     write_error: str = ''
     missed_upstream: int = 0
     """Frames that never reached the recorder (header stamp gaps), all cameras."""
+    batched_frames: int = 0
+    """Frames whose network ran in one batch with other cameras' frames (`batch_cameras`)."""
 
     @property
     def ok(self) -> bool:
@@ -117,7 +119,8 @@ class RecorderStats:
 
     def add_finished(self, stats: Any) -> None:
         """Add the `EncoderStats` of a finished recording to the totals."""
-        for key in ('frames', 'frames_without_reference', 'bytes_in', 'bytes_out', 'passthrough'):
+        for key in ('frames', 'frames_without_reference', 'bytes_in', 'bytes_out', 'passthrough',
+                    'batched_frames'):
             self.totals[key] += int(getattr(stats, key))
         self.totals['encode_ms'] += stats.encode_s * 1e3
 
@@ -238,4 +241,5 @@ class RecorderStats:
             bytes_on_disk=self.totals['bytes_on_disk'],
             encode_ms_mean=self.totals['encode_ms'] / frames if frames else 0.0,
             write_error=write_error,
-            missed_upstream=sum(c.missed_upstream for c in self.counters.values()))
+            missed_upstream=sum(c.missed_upstream for c in self.counters.values()),
+            batched_frames=self.totals['batched_frames'])

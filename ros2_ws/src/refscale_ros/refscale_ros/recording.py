@@ -6,7 +6,10 @@ the open bag, one frame after another, or, with the parameter `pipeline_stages` 
 `EncoderPipeline` (decode + reference + registration of frame t+1, the network on frame t and the
 coding + write of frame t-1 side by side on their own threads; results in order through `_done`).
 Serial is the default: on the project's shared 2-core machine the overlap measured 8-20 % slower
-than serial (benchmarks/bench_onboard.py --variants serial new). `stop()` unsubscribes, drains
+than serial (benchmarks/bench_onboard.py --variants serial new). In serial mode, with
+`batch_cameras` (default), frames of several cameras queued together go through one
+`FrameEncoder.encode_frames`: one network run for all of them (a GPU's gain; same bag).
+`stop()` unsubscribes, drains
 the queue for at most `shutdown_drain_s`, finishes the frames in the pipeline, counts what is
 left as dropped and finalises the bag (metadata.yaml). The node supplies the ROS side as
 callables: `subscribe`, `unsubscribe`, `now_ns` and, for the LR preview, `on_lr`.
@@ -154,24 +157,41 @@ class Recording:
     # -- the worker -------------------------------------------------------------------------
     def _work(self) -> None:
         while not self._quit.is_set():
-            got = self.queue.get(timeout=0.1)
+            bag = self.bag
+            batch = bool(self.params.get('batch_cameras')) and (
+                bag is None or bag.pipeline is None)
+            got = self.queue.get_batch(0.1, len(self.stats.counters) if batch else 1)
             with self._rec_lock:
                 bag = self.bag
-                if got is None:  # idle: close the open chunk, so a kill now loses nothing
+                if not got:  # idle: close the open chunk, so a kill now loses nothing
                     self._flush_idle(bag)
                     continue
-                key = got[0]
                 if bag is None or bag.failed:
-                    if key != 'other':  # every frame ends in one counter
-                        self.stats.counters[key].errors['not_recording'] += 1
+                    for key, _ in got:
+                        if key != 'other':  # every frame ends in one counter
+                            self.stats.counters[key].errors['not_recording'] += 1
                     continue
                 try:
-                    self._process(bag, *got)
+                    if len(got) > 1:
+                        self._process_together(bag, got)
+                    else:
+                        self._process(bag, *got[0])
                 except Exception as exc:  # noqa: BLE001 - a bug must not kill the recording
-                    if key != 'other':
-                        self.stats.counters[key].errors['internal'] += 1
+                    for key, _ in got:
+                        if key != 'other':
+                            self.stats.counters[key].errors['internal'] += 1
                     self.stats.last_error = f'internal: {exc!r}'
                     self.log.error(f'worker: {exc!r}')
+
+    def _process_together(self, bag: OpenBag, frames: list[tuple[str, Any]]) -> None:
+        """Frames of several cameras queued together: one `encode_frames` (the network batched)."""
+        items = [(key, msg, t_ns, bag.encoder.poses.pose(t_ns)) for key, (t_ns, msg) in frames]
+        results = bag.encoder.encode_frames(items)
+        for (key, (t_ns, msg)), res in zip(frames, results, strict=True):
+            if isinstance(res, BaseException):
+                self._done(bag, key, t_ns, msg, res, None)
+            else:
+                self._done(bag, key, t_ns, msg, *res)
 
     def _flush_idle(self, bag: OpenBag | None) -> None:
         from refscale_model.bags import BagWriteError

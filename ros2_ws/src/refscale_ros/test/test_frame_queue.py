@@ -19,3 +19,18 @@ def test_clear_reports_what_was_left():
     q.put_other('x')
     assert not q.put_other('y') and q.dropped['other'] == 1
     assert q.clear() == {'/a': 1, 'other': 1} and q.depth() == 0
+
+
+def test_get_batch_takes_one_frame_per_camera_until_another_message():
+    q = FrameQueue(['/a', '/b', '/c'], max_frames=4)
+    q.put_frame('/a', 'a0')
+    q.put_frame('/b', 'b0')
+    q.put_frame('/a', 'a1')  # the same camera again: the next batch
+    q.put_frame('/c', 'c0')
+    q.put_other('gps')
+    q.put_frame('/b', 'b1')
+    assert q.get_batch(0.1, 3) == [('/a', 'a0'), ('/b', 'b0')]
+    assert q.get_batch(0.1, 3) == [('/a', 'a1'), ('/c', 'c0')]
+    assert q.get_batch(0.1, 3) == [('other', 'gps')]  # a GPS fix may place the frames after it
+    assert q.get_batch(0.1, 1) == [('/b', 'b1')]
+    assert q.get_batch(0.01, 3) == []
