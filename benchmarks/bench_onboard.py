@@ -86,7 +86,8 @@ def worker(spec: dict) -> dict:
                           "drive0")
     ds = OnnxDownscaler(spec["onnx"], [CPU], intra_op_threads=spec["threads"])
     cache = ReferenceCache.open(tmp / "cache", readonly=True)
-    enc = FrameEncoder(BagWriter(tmp / "bag"), ds, ds.model_info(), cache=cache, lr_codec=spec["codec"])
+    enc = FrameEncoder(BagWriter(tmp / "bag"), ds, ds.model_info(), cache=cache, lr_codec=spec["codec"],
+                       **({"batch_network": True} if spec.get("batched") else {}))
     t0 = 1_700_000_000_000_000_000
     messages = []
     for i, rgb in enumerate(frames):

@@ -217,7 +217,8 @@ def test_cameras_batched_write_the_bag_one_frame_at_a_time_writes(
         calls.append((len(hrs), frefs is not None))
         return many(hrs, frefs, chooses)
 
-    enc2, cache2 = encoder(tmp_path / "batched", world, runtime, camera_names=names)
+    assert not runtime.batching_pays  # the CPU provider: batching is on here because we ask for it
+    enc2, cache2 = encoder(tmp_path / "batched", world, runtime, camera_names=names, batch_network=True)
     enc2.downscaler = type("Counted", (), {"__getattr__": lambda _, name: getattr(runtime, name),
                                            "downscale_many": staticmethod(counted)})()
     batched = []
@@ -236,3 +237,16 @@ def test_cameras_batched_write_the_bag_one_frame_at_a_time_writes(
     assert any(n == 3 and with_ref for n, with_ref in calls)  # three referenced frames in one run
     assert all(with_ref for _, with_ref in calls)  # a lone frame without pose runs on its own
     assert bag_frames(tmp_path / "batched") == bag_frames(tmp_path / "serial")
+
+
+def test_cameras_together_on_the_cpu_run_one_by_one_unless_asked(
+    tmp_path: Path, world: World, runtime: OnnxDownscaler
+) -> None:
+    """`batch_network` None (the recorder's `batch_cameras: auto`) batches only where the provider says
+    it pays: on the CPU provider `encode_frames` runs the network frame by frame."""
+    enc, cache = encoder(tmp_path / "auto", world, runtime, camera_names={"/cam/left/image_raw": CAM})
+    msg, s, pose = frames_of(world)[0]
+    got = enc.encode_frames([(CAM, msg, s, pose), ("/cam/left/image_raw", msg, s, pose)])
+    enc.close()
+    cache.close()
+    assert all(isinstance(g, tuple) for g in got) and enc.stats.batched_frames == 0

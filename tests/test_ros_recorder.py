@@ -496,7 +496,8 @@ def test_unsupported_lr_codec_is_refused_before_recording(tmp_path: Path, shared
 def test_cameras_triggered_together_share_one_network_run(tmp_path: Path, shared_data: Path, probe: Probe,
                                                           x2_weights: Path) -> None:
     """Two cameras publishing at the same instants, the network on ONNX Runtime: frames queued together
-    run through the network in one batch (`batch_cameras`), and every frame of both lands in the bag."""
+    run through the network in one batch (`batch_cameras: on`; `auto` would batch only on a GPU), and
+    every frame of both lands in the bag."""
     from refscale_model import load_weights
     from refscale_model.backends.onnx_export import export_onnx
 
@@ -505,7 +506,7 @@ def test_cameras_triggered_together_share_one_network_run(tmp_path: Path, shared
     onnx = export_onnx(load_weights(x2_weights), tmp_path / "x2.onnx", model_id="x2").path
     overrides = recorder_overrides(drive, tmp_path / "out", weights=str(x2_weights), onnx_model=str(onnx),
                                    cameras=[f"{CAM}:Image:{CAM_ID}", f"{left}:Image:{CAM_ID}"],
-                                   max_queue=16, shutdown_drain_s=60.0)
+                                   max_queue=16, shutdown_drain_s=60.0, batch_cameras="on")
     rec = RecorderThread(overrides)
     diags = probe.diagnostics()
     player = probe.play(drive.raw_bag, wait_for_subscribers=1)

@@ -67,8 +67,11 @@ def measure(
     many messages (the cameras of one instant) goes through one `encode_frames` (the network batched);
     else one `encode` after another. The first `warmup` messages are run (and written) before the
     clock starts."""
-    for topic, msg, stamp, pose in messages[:warmup]:
-        encoder.encode(topic, msg, stamp, pose)
+    for i in range(0, warmup, max(1, together)):  # warm-up runs have the timed runs' batch shape
+        if together > 1:
+            encoder.encode_frames(messages[i : min(i + together, warmup)])
+        else:
+            encoder.encode(*messages[i])
     timed = messages[warmup:]
     results: list[Any] = []
     t0 = time.perf_counter()

@@ -315,6 +315,13 @@ class OnnxDownscaler:
                                  choose_smap=_per_frame(choose_smap))
         return np.ascontiguousarray(lr[0].transpose(1, 2, 0)), None if smap is None else smap[0, 0]
 
+    @property
+    def batching_pays(self) -> bool:
+        """True on GPU providers, where an N-frame run costs little more than one frame. On the CPU
+        provider a batch is no faster per frame (compute-bound; 720p, 3 cameras: 368 against 350 ms
+        per frame, `bench_onboard.py --variants serial batched`)."""
+        return self.provider in (CUDA, TENSORRT)
+
     def downscale_many(
         self, hrs: Sequence[np.ndarray], frefs: Sequence[np.ndarray] | None,
         choose_smaps: Sequence[ChooseSmap | None] | None = None,

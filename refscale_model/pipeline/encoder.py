@@ -68,6 +68,7 @@ class FrameEncoder:
         reference_candidates: int = DEFAULT_CANDIDATES,
         smap_median: int = DEFAULT_MEDIAN,
         smap_block: int = DEFAULT_BLOCK,
+        batch_network: bool | None = None,
     ) -> None:
         """`lr_codec` / `lr_quality` (0–100, None: the codec's default) / `target_kbps` (per camera
         LR + S_map budget; the quality then adapts, starting at `lr_quality`): a bad combination
@@ -79,7 +80,9 @@ class FrameEncoder:
         `reference_candidates`: the nearest cache entries registered per frame, the most confident
         of which is used (`pipeline.reference_choice`; 1: the nearest). `smap_median`: median window
         of the stored S_map, `smap_block`: cells per side of one stored value (`pipeline.smap_smoothing`;
-        1: off)."""
+        1: off). `batch_network`: in `encode_frames`, run the network once for frames of one size and
+        kind (True), one by one (False), or where the downscaler says it pays (None: `batching_pays`,
+        GPU providers)."""
         from refscale_model import __version__
 
         self.lr = LrSettings.checked(lr_codec, lr_quality, target_kbps, lr_gop, lr_encoder)
@@ -92,6 +95,7 @@ class FrameEncoder:
         self.cache = cache
         self.registration = registration
         self.reference_candidates = int(reference_candidates)
+        self.batch_network = batch_network
         self.smap_storage = SmapStorage(smap_median, smap_block)  # a bad setting is refused here, not per frame
         self.camera_names = dict(camera_names or {})
         self.flush_interval_s = flush_interval_s
@@ -142,10 +146,10 @@ class FrameEncoder:
         self, frames: Sequence[tuple[str, Any, int | None, Pose | None]]
     ) -> list[tuple[FrameResult, np.ndarray] | FrameError | OSError]:
         """Frames of several cameras that arrived together, `(topic, msg, log_time_ns, pose)` each: the
-        network runs once for all frames of one size and kind (with / without reference) when the
-        downscaler can batch (`downscale_many`), else once per frame; everything else is per frame and
-        in order. Per frame: `encode_frame`'s result, or the FrameError it raised (counted), or the bag
-        write error (OSError) that stopped it and every frame after it."""
+        network runs once for all frames of one size and kind (with / without reference) where batching
+        is on (`batch_network`) and the downscaler can (`downscale_many`), else once per frame;
+        everything else is per frame and in order. Per frame: `encode_frame`'s result, or the FrameError
+        it raised (counted), or the bag write error (OSError) that stopped it and every frame after it."""
         with self._lock:
             if self._closed:
                 raise RuntimeError("FrameEncoder is closed")
@@ -197,10 +201,13 @@ class FrameEncoder:
             return exc
 
     def _batches(self, jobs: list[EncodeJob]) -> list[list[EncodeJob]]:
-        """Jobs the network can run together: one size and kind (with / without reference) each, and
+        """Jobs the network runs together: one size and kind (with / without reference) each, and
         one frame per camera (a camera's S_map reuse state moves frame by frame). All of them singly
-        when the downscaler cannot batch."""
-        batches = callable(getattr(self.downscaler, "downscale_many", None))
+        when the downscaler cannot batch or batching is off (`batch_network`)."""
+        wanted = self.batch_network
+        if wanted is None:
+            wanted = bool(getattr(self.downscaler, "batching_pays", False))
+        batches = wanted and callable(getattr(self.downscaler, "downscale_many", None))
         if not batches or (self.model.uses_reference and not self._with_features):
             return [[job] for job in jobs]
         groups: list[tuple[tuple[Any, ...], list[EncodeJob]]] = []

@@ -195,7 +195,12 @@ def dry_run(args: argparse.Namespace) -> int:
     from refscale_model.refcache import ReferenceCache
     from refscale_model.registration import RegistrationConfig
     from refscale_ros.common import string_list
-    from refscale_ros.recorder_config import encoder_args, lr_settings, parse_cameras
+    from refscale_ros.recorder_config import (
+        batch_network,
+        encoder_args,
+        lr_settings,
+        parse_cameras,
+    )
 
     try:
         p = read_params(args.params, args.param, 'refscale_recorder')
@@ -234,7 +239,7 @@ def dry_run(args: argparse.Namespace) -> int:
                 messages.append((cam.topic, msgs.image_msg(rgb, stamp, f'cam{k}'), stamp,
                                  Pose(45.0, 7.0, 0.0)))
         pipeline = EncoderPipeline if p.get('pipeline_stages') else None  # as the recorder runs
-        together = len(cameras) if pipeline is None and p.get('batch_cameras') else 1
+        together = len(cameras) if pipeline is None and batch_network(p) is not False else 1
         m = measure(enc, messages, pipeline, warmup=len(cameras), together=together)
         enc.close()
         if cache is not None:

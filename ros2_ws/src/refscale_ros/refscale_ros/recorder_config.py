@@ -35,8 +35,9 @@ PARAMETERS: list[tuple[str, Any, str]] = [
     ('smap_median', 3, 'median window (cells) of the stored S_map: 1 (off), 3 or 5'),
     ('smap_block', 2, 'store the S_map as one value per NxN cells: 1 (off), 2, 3 or 4'),
     ('pipeline_stages', False, 'overlap decode, network, coding on threads (slower on 2 cores)'),
-    ('batch_cameras', True,
-     'one network run for frames of several cameras queued together (ONNX; serial mode)'),
+    ('batch_cameras', 'auto',
+     'frames of several cameras queued together: one network run for all (ONNX, serial mode); '
+     'auto: on GPU providers only, on, off'),
     ('max_queue', 4, 'frames waiting per camera; the oldest is dropped (and counted) when full'),
     ('registration', True, 'homography registration of the reference (false = unwarped)'),
     ('reference_candidates', 4, 'nearest references registered per frame, best used (1: nearest)'),
@@ -96,6 +97,19 @@ def encoder_lr_args(lr: Any) -> dict[str, Any]:
     return args
 
 
+BATCH_CAMERAS = {'auto': None, 'on': True, 'true': True, 'off': False, 'false': False}
+"""`batch_cameras` -> `FrameEncoder(batch_network=...)` (None: where the downscaler says so)."""
+
+
+def batch_network(params: dict[str, Any]) -> bool | None:
+    """The `batch_cameras` parameter as `FrameEncoder(batch_network=...)`; False: the worker also
+    takes frames one at a time."""
+    batch = str(params.get('batch_cameras', 'auto')).lower()
+    if batch not in BATCH_CAMERAS:
+        raise ValueError(f'batch_cameras must be one of {sorted(BATCH_CAMERAS)}, got {batch!r}')
+    return BATCH_CAMERAS[batch]
+
+
 def encoder_args(params: dict[str, Any]) -> dict[str, Any]:
     """`FrameEncoder` keyword arguments of the recorder parameters (LR, S_map, references)."""
     if not params['smap_reuse'] >= 0:
@@ -106,6 +120,7 @@ def encoder_args(params: dict[str, Any]) -> dict[str, Any]:
     from refscale_model.pipeline.smap_smoothing import checked_block, checked_median
 
     return {**encoder_lr_args(lr_settings(params)), 'smap_reuse': float(params['smap_reuse']),
+            'batch_network': batch_network(params),
             'smap_median': checked_median(params['smap_median']),
             'smap_block': checked_block(params['smap_block']),
             'reference_candidates': int(params['reference_candidates'])}

@@ -6,9 +6,10 @@ the open bag, one frame after another, or, with the parameter `pipeline_stages` 
 `EncoderPipeline` (decode + reference + registration of frame t+1, the network on frame t and the
 coding + write of frame t-1 side by side on their own threads; results in order through `_done`).
 Serial is the default: on the project's shared 2-core machine the overlap measured 8-20 % slower
-than serial (benchmarks/bench_onboard.py --variants serial new). In serial mode, with
-`batch_cameras` (default), frames of several cameras queued together go through one
-`FrameEncoder.encode_frames`: one network run for all of them (a GPU's gain; same bag).
+than serial (benchmarks/bench_onboard.py --variants serial new). In serial mode, frames of
+several cameras queued together go through one `FrameEncoder.encode_frames`; with
+`batch_cameras` auto (default) the network runs them as one batch on a GPU provider (one run
+for all of them, same bag) and one by one on the CPU, where batches measured no faster.
 `stop()` unsubscribes, drains
 the queue for at most `shutdown_drain_s`, finishes the frames in the pipeline, counts what is
 left as dropped and finalises the bag (metadata.yaml). The node supplies the ROS side as
@@ -28,6 +29,7 @@ import numpy as np
 from refscale_model.bags import msgs
 from refscale_ros.frame_queue import FrameQueue
 from refscale_ros.open_bag import open_bag, OpenBag
+from refscale_ros.recorder_config import batch_network
 from refscale_ros.recorder_stats import RecorderStats, RecordingState
 
 
@@ -158,7 +160,7 @@ class Recording:
     def _work(self) -> None:
         while not self._quit.is_set():
             bag = self.bag
-            batch = bool(self.params.get('batch_cameras')) and (
+            batch = batch_network(self.params) is not False and (
                 bag is None or bag.pipeline is None)
             got = self.queue.get_batch(0.1, len(self.stats.counters) if batch else 1)
             with self._rec_lock:
