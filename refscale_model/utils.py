@@ -54,3 +54,14 @@ def progress_bar(items: Iterable[Any], enabled: bool, total: int | None, desc: s
     from tqdm import tqdm
 
     return tqdm(items, total=total, desc=desc, unit=unit)
+
+
+HASH_PREFIX_MIN = 12
+"""Fewest hex digits of a hash prefix that may name a file (48 bits: a short frame record's weights)."""
+
+
+def hash_names(asked: str, full: str) -> bool:
+    """`asked` names the content whose SHA-256 is `full`: the same hash, or a prefix of it with at least
+    `HASH_PREFIX_MIN` hex digits (what a short frame record stores)."""
+    return bool(asked) and (asked == full or (len(asked) >= HASH_PREFIX_MIN and full.startswith(asked)))
+

@@ -15,7 +15,7 @@ from test_pipeline import CAM, World, build_world
 
 from refscale_model import load_model
 from refscale_model.backends.torch_backend import TorchDownscaler
-from refscale_model.bags import BagWriter, read_messages
+from refscale_model.bags import BagWriter, metadata_of, read_messages
 from refscale_model.bags import refscale_format as fmt
 from refscale_model.codecs import CodecError, get_codec
 from refscale_model.metrics import psnr
@@ -93,8 +93,9 @@ def test_format_1_bags_still_read(tmp_path: Path, world: World, x2) -> None:
     old = tmp_path / "v1"
     with BagWriter(old) as w:
         for topic, t, msg in read_messages(bag):
-            if topic == fmt.meta_topic(CAM):
-                meta = fmt.meta_from_msg(msg)
+            if topic == fmt.meta_topic(CAM):  # a full record, as format 1 wrote every field
+                meta = fmt.meta_from_msg(msg, fmt.frame_context(CAM, metadata_of(bag)))
+                meta.format = fmt.FORMAT
                 values = {k: v for k, v in ((kv["key"], kv["value"]) for kv in fmt.meta_msg(meta, {}, "")["status"][0]
                                             ["values"]) if k not in ("lr_codec", "lr_quality")}
                 values["format"] = "refscale-bag/1"

@@ -245,9 +245,9 @@ def test_encoded_bag_opens_with_rosbags_and_mcap_ros2(tmp_path: Path, world: Wor
             m = r.deserialize(raw, conn.msgtype)
             if conn.topic == fmt.meta_topic(CAM):
                 kv = {v.key: v.value for v in m.status[0].values}
-                assert kv["weights_sha256"] == model.weights_sha256
-                # a frame with its own S_map stores it per 2×2 cells (format 5); others stay format 2
-                assert kv["format"] == (fmt.FORMAT_SMAP_BLOCK if kv["has_smap"] == "true" else fmt.FORMAT)
+                # the short record (format 6): a weights prefix, no per-bag constants (in the bag's records)
+                assert kv["format"] == fmt.FORMAT_SHORT and model.weights_sha256.startswith(kv["weights_sha256"])
+                assert len(kv["weights_sha256"]) == 12 and "model_id" not in kv and "source_type" not in kv
                 assert m.header.frame_id == "cam_front"
     n = 0
     for f in bag_files(tmp_path / "enc"):

@@ -104,3 +104,21 @@ def test_full_records_of_older_bags_still_read() -> None:
     short = fmt.FrameMeta.from_key_values({kv["key"]: kv["value"] for kv in meta.to_key_values()})
     assert short.reference_sha256 == meta.reference_sha256 and short.lr_keyframe and short.smap_block == 1
     assert len(meta.to_key_values()) < len(full)
+
+
+def test_short_records_name_weights_and_references_by_prefix(pan, tmp_path: Path) -> None:
+    """A short record keeps 12 / 16 hex digits of the hashes: the cache and the hash check accept such a
+    prefix of the right content, refuse another's, and never take a prefix too short to mean anything."""
+    from refscale_model.refcache import ReferenceCache, ReferenceMismatchError
+    from refscale_model.utils import hash_names
+
+    root, _ = pan
+    with ReferenceCache.open(root / "cache", readonly=True) as cache:
+        ref = next(cache.entries())
+        assert cache.get(ref.id, ref.sha256[:16]).sha256 == ref.sha256
+        assert [r.id for r in cache.by_sha256(ref.sha256[:16])] == [ref.id]
+        with pytest.raises(ReferenceMismatchError):
+            cache.get(ref.id, ("0" if ref.sha256[0] != "0" else "1") + ref.sha256[1:16])
+        assert cache.by_sha256(ref.sha256[:8]) == []  # too short to name anything
+    assert hash_names(ref.sha256[:12], ref.sha256) and not hash_names(ref.sha256[:11], ref.sha256)
+    assert not hash_names("", ref.sha256)

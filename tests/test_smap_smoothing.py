@@ -120,9 +120,9 @@ def test_the_bag_stores_the_map_per_block_and_rebuilds_what_the_encoder_used(tmp
     assert len(cell) == len(block) == len(frames)
     assert sum(map(len, block)) < sum(map(len, cell))
     for m in metas(block_bag):
-        assert (m.format, m.smap_block) == (fmt.FORMAT_SMAP_BLOCK, 2)
+        assert (m.format, m.smap_block) == (fmt.FORMAT_SHORT, 2)
         assert m.smap_grid_shape == decode_png(cell[0]).shape
-    assert {m.format for m in metas(cell_bag)} == {fmt.FORMAT}  # block 1 writes what format-4 readers read
+    assert {m.smap_block for m in metas(cell_bag)} == {1}
     with ReferenceCache.open(tmp_path / "cache", readonly=True) as cache:
         recon = Reconstructor(model, cache, batch_size=2)
         stored = list(recon.frames(block_bag))

@@ -184,9 +184,12 @@ class BagReader:
             channels[rec.id] = rec
             schema = schemas.get(rec.schema_id)
             if rec.topic not in self.topics and schema is not None:
-                self.topics[rec.topic] = TopicInfo(
-                    schema.name, schema.data.decode(), rec.metadata.get("offered_qos_profiles")
-                )
+                try:
+                    msgdef = bytes(schema.data).decode()
+                except UnicodeDecodeError:  # salvaged from a damaged chunk: keep the messages, note it
+                    msgdef = bytes(schema.data).decode(errors="replace")
+                    self.problems.append(f"schema of {rec.topic} is damaged (not UTF-8); its definition is unreliable")
+                self.topics[rec.topic] = TopicInfo(schema.name, msgdef, rec.metadata.get("offered_qos_profiles"))
         elif isinstance(rec, Metadata):
             self.metadata[rec.name] = dict(rec.metadata)
         elif isinstance(rec, Header):

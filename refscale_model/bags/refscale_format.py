@@ -45,7 +45,18 @@ FORMAT_SMAP_BLOCK = "refscale-bag/5"
 """A frame whose stored S_map holds one value per `smap_block`×`smap_block` cells (`smap_grid` names the
 full grid it expands to). Written only for such frames; older readers refuse them by name instead of
 conditioning on a map of the wrong size."""
-READABLE_FORMATS = ("refscale-bag/1", FORMAT, FORMAT_VIDEO, FORMAT_SMAP_REUSE, FORMAT_SMAP_BLOCK)
+FORMAT_SHORT = "refscale-bag/6"
+"""The short frame record, written for every frame since software 2026-12-03: what the bag's `refscale`
+record, its per-camera `refscale.camera:<topic>` record or the topic already say is left out
+(`CONTEXT_FIELDS`), and the weights and reference hashes are prefixes (`HASH_DIGITS`). A reader fills
+the rest in from that context (`frame_context`). Older readers refuse these frames by name."""
+READABLE_FORMATS = ("refscale-bag/1", FORMAT, FORMAT_VIDEO, FORMAT_SMAP_REUSE, FORMAT_SMAP_BLOCK, FORMAT_SHORT)
+CONTEXT_FIELDS = ("source_topic", "source_type", "source_encoding", "scale", "model_id", "smap_levels",
+                  "lr_encoder")
+"""Fields a short record leaves to its context: the same for every frame of a camera in a bag."""
+HASH_DIGITS = {"weights_sha256": 12, "reference_sha256": 16}
+"""Hex digits a short record keeps of each hash (48 and 64 bits: a wrong model or reference is still
+caught; `utils.hash_names` compares such a prefix with a full hash)."""
 """Format 1 bags (lossless PNG LR only) read as frames with `lr_codec = "png"`."""
 METADATA_NAME = "refscale"
 """Name of the bag-level MCAP metadata record (model, config, software version)."""
@@ -65,6 +76,30 @@ def smap_topic(camera_topic: str) -> str:
 
 def meta_topic(camera_topic: str) -> str:
     return camera_topic.rstrip("/") + SUFFIX_META
+
+
+def camera_record_name(camera_topic: str) -> str:
+    """Name of the bag-level metadata record that holds a camera's `CONTEXT_FIELDS` (source type and encoding)."""
+    return f"{METADATA_NAME}.camera:{camera_topic.rstrip('/')}"
+
+
+def frame_context(camera_topic: str, metadata: Mapping[str, Mapping[str, str]] | None = None,
+                  model_config: Mapping[str, Any] | None = None) -> dict[str, str]:
+    """What a short record leaves out, for one camera: from the bag's metadata records (`metadata_of`),
+    else from the model that rebuilds it (a live stream has no bag records)."""
+    metadata = metadata or {}
+    bag = metadata.get(METADATA_NAME, {})
+    config: Mapping[str, Any] = model_config or {}
+    if bag.get("model_config"):
+        try:
+            config = json.loads(bag["model_config"])
+        except ValueError:
+            pass
+    camera = metadata.get(camera_record_name(camera_topic), {})
+    return {"source_topic": camera_topic, "source_type": camera.get("source_type", ""),
+            "source_encoding": camera.get("source_encoding", ""), "scale": str(config.get("scale", 0)),
+            "smap_levels": str(config.get("smap_levels", 0)), "model_id": bag.get("model_id", ""),
+            "lr_encoder": bag.get("lr_encoder", "")}
 
 
 def split_topic(topic: str) -> tuple[str, str] | None:
@@ -152,19 +187,31 @@ class FrameMeta:
 
     def to_key_values(self) -> list[dict[str, str]]:
         """The record's KeyValue list: every field except those at their default (`from_key_values`
-        restores them), so a frame pays only for what it says (~70 B less per frame on disk)."""
+        restores them), so a frame pays only for what it says; a short record (`FORMAT_SHORT`) also
+        leaves out its `CONTEXT_FIELDS` and keeps hash prefixes."""
         items = asdict(self)
         extra = items.pop("extra")
+        if self.format == FORMAT_SHORT:
+            for name in CONTEXT_FIELDS:
+                items.pop(name)
+            for name, digits in HASH_DIGITS.items():
+                items[name] = items[name][:digits]
         out = [{"key": k, "value": _text(v)} for k, v in items.items() if k not in _DEFAULTS or v != _DEFAULTS[k]]
         out += [{"key": f"x.{k}", "value": str(v)} for k, v in extra.items()]
         return out
 
     @classmethod
-    def from_key_values(cls, values: Mapping[str, str]) -> FrameMeta:
+    def from_key_values(cls, values: Mapping[str, str], context: Mapping[str, str] | None = None) -> FrameMeta:
+        """Parse a record; a short one takes its `CONTEXT_FIELDS` from `context` (`frame_context`)."""
         if values.get("format") not in READABLE_FORMATS:
             raise ValueError(
                 f"not a RefScale frame record (format {values.get('format')!r}, expected one of {READABLE_FORMATS})"
             )
+        if values.get("format") == FORMAT_SHORT:
+            filled = {"source_topic": "", "source_type": "", "source_encoding": "", "scale": "0",
+                      "smap_levels": "0", "model_id": "", "lr_encoder": ""}
+            filled.update({k: v for k, v in (context or {}).items() if k in CONTEXT_FIELDS})
+            values = {**filled, **values}
         kwargs: dict[str, Any] = {}
         for f in fields(cls):
             if f.name == "extra" or f.name not in values:
@@ -180,6 +227,10 @@ class FrameMeta:
                 else raw
             )
         kwargs["extra"] = {k[2:]: v for k, v in values.items() if k.startswith("x.")}
+        missing = [f.name for f in fields(cls) if f.default is MISSING and f.default_factory is MISSING
+                   and f.name not in kwargs]
+        if missing:
+            raise ValueError(f"frame record ({values.get('format')}) lacks {', '.join(missing)}")
         return cls(**kwargs)
 
 
@@ -213,8 +264,9 @@ def meta_msg(meta: FrameMeta, header: Mapping[str, Any], message: str) -> dict[s
     }
 
 
-def meta_from_msg(msg: Any) -> FrameMeta:
-    """Parse a decoded `.../refscale/meta` DiagnosticArray (any message library)."""
+def meta_from_msg(msg: Any, context: Mapping[str, str] | None = None) -> FrameMeta:
+    """Parse a decoded `.../refscale/meta` DiagnosticArray (any message library); `context` as
+    `FrameMeta.from_key_values`'s."""
     status = msg["status"] if isinstance(msg, Mapping) else msg.status
     if not status:
         raise ValueError("RefScale meta message has no status entry")
@@ -223,7 +275,7 @@ def meta_from_msg(msg: Any) -> FrameMeta:
         (v["key"] if isinstance(v, Mapping) else v.key): (v["value"] if isinstance(v, Mapping) else v.value)
         for v in values
     }
-    return FrameMeta.from_key_values(kv)
+    return FrameMeta.from_key_values(kv, context)
 
 
 def bag_metadata(
@@ -231,7 +283,7 @@ def bag_metadata(
 ) -> dict[str, str]:
     """The bag-level `refscale` MCAP metadata record (also copied into metadata.yaml custom_data)."""
     return {
-        "format": FORMAT,
+        "format": FORMAT_SHORT,
         "software_version": software_version,
         "model_id": model_id,
         "weights_sha256": weights_sha256,
@@ -240,7 +292,10 @@ def bag_metadata(
 
 
 __all__ = [
+    "CONTEXT_FIELDS",
     "FORMAT",
+    "FORMAT_SHORT",
+    "HASH_DIGITS",
     "FORMAT_SMAP_BLOCK",
     "FORMAT_SMAP_REUSE",
     "FORMAT_VIDEO",
@@ -248,6 +303,8 @@ __all__ = [
     "METADATA_NAME",
     "FrameMeta",
     "bag_metadata",
+    "camera_record_name",
+    "frame_context",
     "lr_topic",
     "matrix_from_text",
     "matrix_to_text",

@@ -7,7 +7,7 @@ sha256, warp it with the stored matrix, and run the PyTorch inverse in batches.
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -19,7 +19,7 @@ from refscale_model.bags import refscale_format as fmt
 from refscale_model.codecs import CodecError, LrStreamDecoder, get_codec, is_video_codec, open_stream_decoder
 from refscale_model.io.images import decode_png
 from refscale_model.pipeline.smap_smoothing import expand_smap
-from refscale_model.utils import LruCache
+from refscale_model.utils import LruCache, hash_names
 
 if TYPE_CHECKING:
     from refscale_model.models.refscale import RefScale
@@ -80,9 +80,13 @@ class FrameAssembler:
     or fails as `incomplete` when that frame never arrived.
     """
 
-    def __init__(self, *, meta_closes: bool, max_pending: int | None = None) -> None:
+    def __init__(self, *, meta_closes: bool, max_pending: int | None = None,
+                 context: Callable[[str], Mapping[str, str]] | None = None) -> None:
+        """`context(camera)`: what a short frame record (format 6) leaves out, for that camera
+        (`refscale_format.frame_context`)."""
         self.meta_closes = meta_closes
         self.max_pending = max_pending
+        self.context = context
         self._pending: OrderedDict[tuple[str, int], tuple[int, dict[str, Any]]] = OrderedDict()
         self._video: dict[str, _VideoChain] = {}
         self._maps: dict[str, LruCache[int, np.ndarray]] = {}
@@ -96,7 +100,7 @@ class FrameAssembler:
         if kind == "lr" and is_video_codec(str(msgs.field(msg, "format") or "")):
             slot["video"] = self._video.setdefault(camera, _VideoChain()).decode(key[1], msg)
         out: list[EncodedFrame | FrameFailure] = []
-        if self.meta_closes and kind == "meta" or self._complete(slot):
+        if self.meta_closes and kind == "meta" or self._complete(slot, camera):
             del self._pending[key]
             frame = self.assemble(camera, key[1], log_time, slot)
             chain = self._video.get(camera)
@@ -135,21 +139,22 @@ class FrameAssembler:
         frame.smap = smap
         return frame
 
-    @staticmethod
-    def _complete(slot: dict[str, Any]) -> bool:
+    def _meta(self, camera: str, msg: Any) -> fmt.FrameMeta:
+        return fmt.meta_from_msg(msg, None if self.context is None else self.context(camera))
+
+    def _complete(self, slot: dict[str, Any], camera: str = "") -> bool:
         if "meta" not in slot or "lr" not in slot:
             return False
         try:
-            meta = fmt.meta_from_msg(slot["meta"])
+            meta = self._meta(camera, slot["meta"])
         except (ValueError, KeyError, AttributeError):
             return True  # assemble() reports the bad metadata
         return not _own_smap(meta) or "smap" in slot
 
-    @staticmethod
-    def assemble(camera: str, stamp: int, log_time: int, slot: dict[str, Any]) -> EncodedFrame | FrameFailure:
+    def assemble(self, camera: str, stamp: int, log_time: int, slot: dict[str, Any]) -> EncodedFrame | FrameFailure:
         """Decode one frame's parts into an `EncodedFrame`, or say why they do not make one."""
         try:
-            meta = fmt.meta_from_msg(slot["meta"])
+            meta = self._meta(camera, slot["meta"])
         except (ValueError, KeyError, AttributeError) as exc:
             return FrameFailure(camera, stamp, log_time, "corrupt_frame", f"{camera} @ {stamp}: bad metadata: {exc}")
         if "lr" not in slot or (_own_smap(meta) and "smap" not in slot):
@@ -285,7 +290,10 @@ class Reconstructor:
     ) -> Iterator[EncodedFrame | FrameFailure]:
         """Pair LR / S_map / meta per (camera, stamp); non-RefScale messages go to `others`."""
         self.reader = reader = BagReader(path)
-        assembler = FrameAssembler(meta_closes=True)
+        records = metadata_of(path)
+        model = getattr(self, "model", None)  # (a bare instance only reads frames)
+        config = None if model is None else model.config.to_dict()
+        assembler = FrameAssembler(meta_closes=True, context=lambda cam: fmt.frame_context(cam, records, config))
         for raw in reader.raw_messages():
             parts = fmt.split_topic(raw.topic)
             if parts is None:
@@ -330,7 +338,7 @@ class Reconstructor:
     def reference_for(self, f: EncodedFrame) -> np.ndarray | None | FrameFailure:
         """The warped reference for a frame (None without S_map), or why it cannot be had."""
         m = f.meta
-        if m.weights_sha256 != self.weights_sha256:
+        if m.weights_sha256 != self.weights_sha256 and not hash_names(m.weights_sha256, self.weights_sha256):
             return FrameFailure(
                 f.camera_topic,
                 f.stamp_ns,

@@ -115,13 +115,15 @@ class FrameEncoder:
         self._lr_prev: dict[str, int] = {}
         """Per camera: stamp of the last LR frame written (video: what the next P-frame predicts from)."""
         self._rates: dict[str, RateController] = {}
+        self._camera_sources: dict[str, dict[str, str]] = {}
+        """Per camera: the source type and encoding its bag-level record holds (`_camera_record`)."""
         reuse = SmapReuse(smap_reuse)  # checks the tolerance for every codec
         self._smap_reuse = reuse if self.lr.video and reuse.tolerance > 0 else None
         self.stats.lr_codec, self.stats.target_kbps = self.lr.codec, self.lr.target_kbps
         self.stats.lr_encoder = self.lr.encoder
         info = fmt.bag_metadata(model.model_id, model.weights_sha256, model.config, software_version or __version__)
         if self.lr.video:
-            info.update(format=fmt.FORMAT_VIDEO, lr_codec=self.lr.codec, lr_encoder=self.lr.encoder,
+            info.update(lr_codec=self.lr.codec, lr_encoder=self.lr.encoder,
                         lr_gop=str(self.lr.gop), lr_crf=str(self.lr.quality))
         writer.add_metadata(fmt.METADATA_NAME, info)
         for key in ("format", "software_version", "model_id", "weights_sha256"):
@@ -391,9 +393,8 @@ class FrameEncoder:
         if self.lr.video:
             meta.lr_keyframe = lr_coded.is_keyframe
             meta.lr_prev_stamp_ns = 0 if lr_coded.is_keyframe else self._lr_prev.get(topic, 0)
-            meta.lr_encoder, meta.format = self.lr.encoder, fmt.FORMAT_VIDEO
-            if smap_from:
-                meta.smap_from_stamp_ns, meta.format = smap_from, fmt.FORMAT_SMAP_REUSE
+            meta.lr_encoder = self.lr.encoder
+            meta.smap_from_stamp_ns = smap_from
             if lr.shape[0] % 2 or lr.shape[1] % 2:  # coded even-padded: the decoder crops back
                 meta.extra["lr_size"] = f"{lr.shape[0]}x{lr.shape[1]}"
             lr_type = msgs.COMPRESSED_VIDEO
@@ -401,10 +402,11 @@ class FrameEncoder:
         else:
             lr_type = msgs.COMPRESSED_IMAGE
             lr_msg = {"header": header, "format": lr_coded.format, "data": lr_coded.data}
-        if own_smap and self.smap_storage.block > 1:  # stored coarser than the grid it conditions: format 5,
+        if own_smap and self.smap_storage.block > 1:  # stored coarser than the grid it conditions
             meta.smap_block, meta.smap_grid = self.smap_storage.block, f"{smap.shape[0]}x{smap.shape[1]}"
-            meta.format = fmt.FORMAT_SMAP_BLOCK  # which older readers refuse by name
+        meta.format = fmt.FORMAT_SHORT  # the short record: its constants are in the bag's records
         try:
+            self._camera_record(topic, meta)
             self._write_frame(topic, header, log_time, lr_msg, lr_type, smap, smap_png, meta, reason)
             if smap is not None and not smap_from and self._smap_reuse is not None:
                 self._smap_reuse.stored(topic, stamp, smap)
@@ -436,6 +438,14 @@ class FrameEncoder:
             self.stats.kbps.get(topic, 0.0),
         )
 
+    def _camera_record(self, topic: str, meta: fmt.FrameMeta) -> None:
+        """The bag-level record of what a camera sends (type, encoding), which short frame records leave
+        out; written again when it changes (every split file repeats it)."""
+        source = {"source_type": meta.source_type, "source_encoding": meta.source_encoding}
+        if self._camera_sources.get(topic) != source:
+            self.writer.add_metadata(fmt.camera_record_name(topic), source)
+            self._camera_sources[topic] = source
+
     def _write_frame(self, topic: str, header: dict[str, Any], log_time: int, lr_msg: dict[str, Any], lr_type: str,
                      smap: np.ndarray | None, smap_png: bytes, meta: fmt.FrameMeta, reason: str) -> None:
         with self.writer.group():
@@ -447,7 +457,7 @@ class FrameEncoder:
                     log_time,
                     type_name=msgs.COMPRESSED_IMAGE,
                 )
-            note = "encoded" if smap is not None else f"encoded without reference: {reason}"
+            note = "encoded" if smap is not None else "encoded without reference"  # why: no_reference_reason
             self.writer.write(
                 fmt.meta_topic(topic), fmt.meta_msg(meta, header, note), log_time, type_name=msgs.DIAGNOSTIC_ARRAY
             )

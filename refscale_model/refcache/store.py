@@ -56,6 +56,7 @@ from refscale_model.refcache.files import (
 from refscale_model.refcache.schema import COLUMNS as _COLUMNS
 from refscale_model.refcache.schema import IMAGES_DIR, INDEX_NAME, SCHEMA_VERSION, init_schema, read_meta
 from refscale_model.refcache.verify import VerifyReport
+from refscale_model.utils import HASH_PREFIX_MIN, hash_names
 
 
 @dataclass(frozen=True)
@@ -351,7 +352,7 @@ class ReferenceCache:
         if row is None:
             raise ReferenceMissingError(f"reference id {id} is not in the cache at {self.root}")
         ref = self._reference(row)
-        if ref.sha256 != sha256:
+        if not hash_names(sha256, ref.sha256):  # a short frame record names it by a prefix
             raise ReferenceMismatchError(
                 f"reference id {id}: frame expects sha256 {sha256}, cache at {self.root} holds {ref.sha256}"
             )
@@ -360,9 +361,13 @@ class ReferenceCache:
         return ref
 
     def by_sha256(self, sha256: str) -> list[Reference]:
-        """All entries whose image has this hash (for caches whose ids diverged)."""
+        """All entries whose image has this hash, or a prefix of it a short frame record keeps (for
+        caches whose ids diverged)."""
+        if len(sha256) < HASH_PREFIX_MIN:
+            return []
         with self._lock:
-            rows = self._conn.execute(f"SELECT {_COLUMNS} FROM refs WHERE sha256 = ? ORDER BY id", (sha256,)).fetchall()
+            rows = self._conn.execute(f"SELECT {_COLUMNS} FROM refs WHERE substr(sha256, 1, ?) = ? ORDER BY id",
+                                      (len(sha256), sha256)).fetchall()
         return [self._reference(r) for r in rows]
 
     def entries(self) -> Iterator[Reference]:

@@ -55,7 +55,14 @@ class ReconstructorNode(Node):
             self.updater.add(f'{self.get_name()}: {cam}', lambda s, c=cam: self._diagnose(c, s))
         self.done = threading.Event()
         self._quit = threading.Event()
-        self.assembler = FrameAssembler(meta_closes=False, max_pending=int(p['max_pending']))
+        from refscale_model.bags import metadata_of
+        from refscale_model.bags import refscale_format as fmt
+
+        records = metadata_of(p['bag_path']) if self.batch else {}  # live: the model's own config
+        config = self.rec.model.config.to_dict()
+        self.assembler = FrameAssembler(
+            meta_closes=False, max_pending=int(p['max_pending']),
+            context=lambda cam: fmt.frame_context(cam, records, config))
         self._ready: deque[Any] = deque()
         self._cond = threading.Condition()
         if not self.batch:
