@@ -51,6 +51,17 @@ def bag_frames(path: Path) -> list[tuple[str, int, bytes]]:
                   if m.topic in (fmt.lr_topic(CAM), fmt.smap_topic(CAM)))
 
 
+def encode_one_by_one(enc: FrameEncoder, items: list[tuple[str, dict, int, Pose | None]]) -> list[FrameResult | str]:
+    """`FrameEncoder.encode` per (topic, msg, stamp, pose): each result, or the kind of its FrameError."""
+    out: list[FrameResult | str] = []
+    for topic, msg, s, pose in items:
+        try:
+            out.append(enc.encode(topic, msg, s, pose))
+        except FrameError as exc:
+            out.append(exc.kind)
+    return out
+
+
 def encoder(path: Path, world: World, runtime: OnnxDownscaler, **kw) -> tuple[FrameEncoder, ReferenceCache]:
     cache = ReferenceCache.open(world.cache, readonly=True)
     return FrameEncoder(BagWriter(path), runtime, runtime.model_info(), cache=cache, **kw), cache
@@ -59,12 +70,7 @@ def encoder(path: Path, world: World, runtime: OnnxDownscaler, **kw) -> tuple[Fr
 def test_pipeline_writes_the_bag_encode_writes(tmp_path: Path, world: World, runtime: OnnxDownscaler) -> None:
     frames = frames_of(world)
     enc, cache = encoder(tmp_path / "serial", world, runtime)
-    serial: list[FrameResult | str] = []
-    for msg, s, pose in frames:
-        try:
-            serial.append(enc.encode(CAM, msg, s, pose))
-        except FrameError as exc:
-            serial.append(exc.kind)
+    serial = encode_one_by_one(enc, [(CAM, *f) for f in frames])
     enc.close()
     cache.close()
     assert enc.stats.feature_reuse == 1  # frame 0 again: same reference, same registration matrix
@@ -200,13 +206,7 @@ def test_cameras_batched_write_the_bag_one_frame_at_a_time_writes(
     batches = [[(cams[k], *frames[(i + k) % len(frames)]) for k in range(3)] for i in range(len(frames))]
 
     enc, cache = encoder(tmp_path / "serial", world, runtime, camera_names=names)
-    serial = []
-    for batch in batches:
-        for topic, msg, s, pose in batch:
-            try:
-                serial.append(enc.encode(topic, msg, s, pose))
-            except FrameError as exc:
-                serial.append(exc.kind)
+    serial = encode_one_by_one(enc, [item for batch in batches for item in batch])
     enc.close()
     cache.close()
 

@@ -51,13 +51,13 @@ record, its per-camera `refscale.camera:<topic>` record or the topic already say
 (`CONTEXT_FIELDS`), and the weights and reference hashes are prefixes (`HASH_DIGITS`). A reader fills
 the rest in from that context (`frame_context`). Older readers refuse these frames by name."""
 READABLE_FORMATS = ("refscale-bag/1", FORMAT, FORMAT_VIDEO, FORMAT_SMAP_REUSE, FORMAT_SMAP_BLOCK, FORMAT_SHORT)
+"""Format 1 bags (lossless PNG LR only) read as frames with `lr_codec = "png"`."""
 CONTEXT_FIELDS = ("source_topic", "source_type", "source_encoding", "scale", "model_id", "smap_levels",
                   "lr_encoder")
 """Fields a short record leaves to its context: the same for every frame of a camera in a bag."""
 HASH_DIGITS = {"weights_sha256": 12, "reference_sha256": 16}
 """Hex digits a short record keeps of each hash (48 and 64 bits: a wrong model or reference is still
 caught; `utils.hash_names` compares such a prefix with a full hash)."""
-"""Format 1 bags (lossless PNG LR only) read as frames with `lr_codec = "png"`."""
 METADATA_NAME = "refscale"
 """Name of the bag-level MCAP metadata record (model, config, software version)."""
 
@@ -295,10 +295,10 @@ __all__ = [
     "CONTEXT_FIELDS",
     "FORMAT",
     "FORMAT_SHORT",
-    "HASH_DIGITS",
     "FORMAT_SMAP_BLOCK",
     "FORMAT_SMAP_REUSE",
     "FORMAT_VIDEO",
+    "HASH_DIGITS",
     "READABLE_FORMATS",
     "METADATA_NAME",
     "FrameMeta",

@@ -142,7 +142,7 @@ class FrameAssembler:
     def _meta(self, camera: str, msg: Any) -> fmt.FrameMeta:
         return fmt.meta_from_msg(msg, None if self.context is None else self.context(camera))
 
-    def _complete(self, slot: dict[str, Any], camera: str = "") -> bool:
+    def _complete(self, slot: dict[str, Any], camera: str) -> bool:
         if "meta" not in slot or "lr" not in slot:
             return False
         try:

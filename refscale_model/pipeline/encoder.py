@@ -407,7 +407,7 @@ class FrameEncoder:
         meta.format = fmt.FORMAT_SHORT  # the short record: its constants are in the bag's records
         try:
             self._camera_record(topic, meta)
-            self._write_frame(topic, header, log_time, lr_msg, lr_type, smap, smap_png, meta, reason)
+            self._write_frame(topic, header, log_time, lr_msg, lr_type, smap, smap_png, meta)
             if smap is not None and not smap_from and self._smap_reuse is not None:
                 self._smap_reuse.stored(topic, stamp, smap)
         except BaseException:
@@ -440,14 +440,15 @@ class FrameEncoder:
 
     def _camera_record(self, topic: str, meta: fmt.FrameMeta) -> None:
         """The bag-level record of what a camera sends (type, encoding), which short frame records leave
-        out; written again when it changes (every split file repeats it)."""
-        source = {"source_type": meta.source_type, "source_encoding": meta.source_encoding}
-        if self._camera_sources.get(topic) != source:
+        out: written with the camera's first frame (every split file repeats it). Informational: a
+        camera that changes its encoding later still decodes; the record names the first."""
+        if topic not in self._camera_sources:
+            source = {"source_type": meta.source_type, "source_encoding": meta.source_encoding}
             self.writer.add_metadata(fmt.camera_record_name(topic), source)
             self._camera_sources[topic] = source
 
     def _write_frame(self, topic: str, header: dict[str, Any], log_time: int, lr_msg: dict[str, Any], lr_type: str,
-                     smap: np.ndarray | None, smap_png: bytes, meta: fmt.FrameMeta, reason: str) -> None:
+                     smap: np.ndarray | None, smap_png: bytes, meta: fmt.FrameMeta) -> None:
         with self.writer.group():
             self.writer.write(fmt.lr_topic(topic), lr_msg, log_time, type_name=lr_type)
             if smap is not None and smap_png:  # no bytes: the map is stored by an earlier frame of the GOP

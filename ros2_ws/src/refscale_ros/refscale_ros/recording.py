@@ -52,6 +52,8 @@ class Recording:
         self._rec_lock = threading.Lock()       # held by the worker while it writes
         self._state_lock = threading.RLock()    # start / stop / close
         self._quit = threading.Event()
+        self._together = batch_network(params) is not False  # a bad `batch_cameras` fails here
+        """Take the frames of several cameras queued together at once (`batch_cameras` not off)."""
         self._worker = threading.Thread(target=self._work, name='refscale-encoder', daemon=True)
         self._worker.start()
 
@@ -160,9 +162,8 @@ class Recording:
     def _work(self) -> None:
         while not self._quit.is_set():
             bag = self.bag
-            batch = batch_network(self.params) is not False and (
-                bag is None or bag.pipeline is None)
-            got = self.queue.get_batch(0.1, len(self.stats.counters) if batch else 1)
+            together = self._together and (bag is None or bag.pipeline is None)
+            got = self.queue.get_batch(0.1, len(self.stats.counters) if together else 1)
             with self._rec_lock:
                 bag = self.bag
                 if not got:  # idle: close the open chunk, so a kill now loses nothing
