@@ -40,7 +40,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="median window (cells) of the stored S_map before the network uses it (default 3; 1 = off)")
     e.add_argument("--smap-block", type=int, default=None, choices=(1, 2, 3, 4),
                    help="store the S_map as one value per N×N cells; the network uses it repeated back "
-                        "(default 2; 1 = every cell, readable by format-4 readers)")
+                        "(default 2; 1 = every cell)")
     e.add_argument("--reference-candidates", type=int, default=None, metavar="N",
                    help="register each frame against the N cache references nearest its pose and use the most "
                         "confident (default 4; 1 = the nearest)")
