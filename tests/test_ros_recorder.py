@@ -463,16 +463,24 @@ def test_run_recorder_for_a_bounded_time_returns_its_report(tmp_path: Path, shar
     assert report.provider == "torch:cpu" and "bag: " in report.summary()
 
 
-def test_lossy_lr_codec_with_a_budget_is_recorded_and_reported(tmp_path: Path, shared_data: Path,
-                                                               probe: Probe) -> None:
-    drive = build_drive(tmp_path / "drive", n=4, hz=10.0)
-    overrides = recorder_overrides(drive, tmp_path / "out", lr_codec="webp", lr_quality=90, target_kbps=300.0)
+def record_played(probe: Probe, overrides: dict[str, Any], drive: Drive, frames: int,
+                  timeout: float) -> tuple[Any, list[Any]]:
+    """Start a recorder, play `drive` to it, wait until `frames` frames are encoded, stop it:
+    (its report, the /diagnostics arrays seen)."""
     rec = RecorderThread(overrides)
     diags = probe.diagnostics()
     player = probe.play(drive.raw_bag, wait_for_subscribers=1)
     assert player.done.wait(30)
-    wait_for(lambda: any((node_status(a) or {}).get("frames") == "4" for a in diags), 30, "4 frames encoded")
-    report = rec.finish()
+    wait_for(lambda: any((node_status(a) or {}).get("frames") == str(frames) for a in diags), timeout,
+             f"{frames} frames encoded")
+    return rec.finish(), diags
+
+
+def test_lossy_lr_codec_with_a_budget_is_recorded_and_reported(tmp_path: Path, shared_data: Path,
+                                                               probe: Probe) -> None:
+    drive = build_drive(tmp_path / "drive", n=4, hz=10.0)
+    overrides = recorder_overrides(drive, tmp_path / "out", lr_codec="webp", lr_quality=90, target_kbps=300.0)
+    report, diags = record_played(probe, overrides, drive, frames=4, timeout=30)
     bag = tmp_path / "out" / "rec"
     assert report.frames == 4
     lr = [m for t, _, m in read_messages(bag) if t == fmt.lr_topic(CAM)]
@@ -507,12 +515,7 @@ def test_cameras_triggered_together_share_one_network_run(tmp_path: Path, shared
     overrides = recorder_overrides(drive, tmp_path / "out", weights=str(x2_weights), onnx_model=str(onnx),
                                    cameras=[f"{CAM}:Image:{CAM_ID}", f"{left}:Image:{CAM_ID}"],
                                    max_queue=16, shutdown_drain_s=60.0, batch_cameras="on")
-    rec = RecorderThread(overrides)
-    diags = probe.diagnostics()
-    player = probe.play(drive.raw_bag, wait_for_subscribers=1)
-    assert player.done.wait(30)
-    wait_for(lambda: any((node_status(a) or {}).get("frames") == "8" for a in diags), 60, "8 frames encoded")
-    report = rec.finish()
+    report, _ = record_played(probe, overrides, drive, frames=8, timeout=60)
     assert report.frames == 8 and not report.errors and report.dropped == 0
     assert report.batched_frames >= 2  # the encoder was still busy when both cameras' next frames came
     bag = tmp_path / "out" / "rec"

@@ -304,16 +304,9 @@ class OnnxDownscaler:
     def downscale_with_features(
         self, hr: np.ndarray, fref: np.ndarray | None, choose_smap: ChooseSmap | None = None
     ) -> tuple[np.ndarray, np.ndarray | None]:
-        """`downscale(hr, ref)` with `fref = reference_features(ref)` computed beforehand (same result)."""
-        hr = self._check_image(hr, "frame")
-        if fref is not None:
-            want = self.feature_shape(hr.shape[:2])
-            if tuple(fref.shape[1:]) != want[1:] or fref.dtype != np.float32:
-                raise ValueError(f"reference features {fref.dtype} {fref.shape} do not fit a frame {hr.shape}: "
-                                 f"expected float32 {want}")
-        lr, smap = self.run_nchw(self._to_input(hr), fref=fref if self.uses_reference else None,
-                                 choose_smap=_per_frame(choose_smap))
-        return np.ascontiguousarray(lr[0].transpose(1, 2, 0)), None if smap is None else smap[0, 0]
+        """`downscale(hr, ref)` with `fref = reference_features(ref)` computed beforehand (same result):
+        `downscale_many` of one frame."""
+        return self.downscale_many([hr], None if fref is None else [fref], [choose_smap])[0]
 
     @property
     def batching_pays(self) -> bool:
@@ -338,11 +331,13 @@ class OnnxDownscaler:
         if frefs is not None and len(frefs) != len(hrs):
             raise ValueError(f"{len(frefs)} reference features for {len(hrs)} frames")
         fref = None
-        if frefs is not None and self.uses_reference:
+        if frefs is not None:
             want = self.feature_shape(hrs[0].shape[:2])
-            if any(tuple(f.shape) != want or f.dtype != np.float32 for f in frefs):
-                raise ValueError(f"reference features do not fit frames {hrs[0].shape}: expected float32 {want}")
-            fref = np.concatenate(frefs)
+            for f in frefs:
+                if tuple(f.shape) != want or f.dtype != np.float32:
+                    raise ValueError(f"reference features {f.dtype} {f.shape} do not fit a frame {hrs[0].shape}: "
+                                     f"expected float32 {want}")
+            fref = np.concatenate(frefs) if self.uses_reference else None
         chooses = list(choose_smaps or [None] * len(hrs))
         choose = None
         if any(c is not None for c in chooses):

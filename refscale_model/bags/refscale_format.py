@@ -31,7 +31,10 @@ from typing import Any
 
 import numpy as np
 
-from refscale_model.registration import matrix_text
+from refscale_model.registration import matrix_text as matrix_to_text
+
+# `matrix_to_text` is `registration.matrix_text`: exact for the applied matrix (`registration.round_matrix`);
+# older bags wrote `repr`, which `matrix_from_text` reads the same way.
 
 FORMAT = "refscale-bag/2"
 """Written for still-image LR codecs: adds the LR codec (`lr_codec`, `lr_quality`) to every frame record."""
@@ -108,12 +111,6 @@ def split_topic(topic: str) -> tuple[str, str] | None:
         if topic.endswith(suffix):
             return topic[: -len(suffix)], kind
     return None
-
-
-def matrix_to_text(matrix: np.ndarray) -> str:
-    """`registration.matrix_text`: exact for a matrix from `registration.round_matrix` (the applied one;
-    older bags wrote `repr`, which reads back the same way)."""
-    return matrix_text(matrix)
 
 
 def matrix_from_text(text: str) -> np.ndarray:
@@ -207,9 +204,8 @@ class FrameMeta:
             raise ValueError(
                 f"not a RefScale frame record (format {values.get('format')!r}, expected one of {READABLE_FORMATS})"
             )
-        if values.get("format") == FORMAT_SHORT:
-            filled = {"source_topic": "", "source_type": "", "source_encoding": "", "scale": "0",
-                      "smap_levels": "0", "model_id": "", "lr_encoder": ""}
+        if values.get("format") == FORMAT_SHORT:  # unknown context: "" or 0
+            filled = {f.name: "0" if f.type in ("int", int) else "" for f in fields(cls) if f.name in CONTEXT_FIELDS}
             filled.update({k: v for k, v in (context or {}).items() if k in CONTEXT_FIELDS})
             values = {**filled, **values}
         kwargs: dict[str, Any] = {}

@@ -87,6 +87,7 @@ class FrameAssembler:
         self.meta_closes = meta_closes
         self.max_pending = max_pending
         self.context = context
+        self._contexts: dict[str, dict[str, str]] = {}
         self._pending: OrderedDict[tuple[str, int], tuple[int, dict[str, Any]]] = OrderedDict()
         self._video: dict[str, _VideoChain] = {}
         self._maps: dict[str, LruCache[int, np.ndarray]] = {}
@@ -140,7 +141,12 @@ class FrameAssembler:
         return frame
 
     def _meta(self, camera: str, msg: Any) -> fmt.FrameMeta:
-        return fmt.meta_from_msg(msg, None if self.context is None else self.context(camera))
+        if self.context is None:
+            return fmt.meta_from_msg(msg)
+        context = self._contexts.get(camera)
+        if context is None:  # once per camera: the same for all its frames
+            context = self._contexts[camera] = dict(self.context(camera))
+        return fmt.meta_from_msg(msg, context)
 
     def _complete(self, slot: dict[str, Any], camera: str) -> bool:
         if "meta" not in slot or "lr" not in slot:
@@ -338,7 +344,7 @@ class Reconstructor:
     def reference_for(self, f: EncodedFrame) -> np.ndarray | None | FrameFailure:
         """The warped reference for a frame (None without S_map), or why it cannot be had."""
         m = f.meta
-        if m.weights_sha256 != self.weights_sha256 and not hash_names(m.weights_sha256, self.weights_sha256):
+        if not hash_names(m.weights_sha256, self.weights_sha256):
             return FrameFailure(
                 f.camera_topic,
                 f.stamp_ns,

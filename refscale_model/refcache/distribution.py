@@ -75,6 +75,7 @@ def needed_references(bag: str | Path) -> tuple[Counter[tuple[int, str]], int, i
 
     reader = BagReader(bag)
     records = metadata_of(bag)
+    contexts: dict[str, dict[str, str]] = {}  # per camera, as FrameAssembler keeps them
     counts: Counter[tuple[int, str]] = Counter()
     frames = without = 0
     for raw in reader.raw_messages():
@@ -83,7 +84,9 @@ def needed_references(bag: str | Path) -> tuple[Counter[tuple[int, str]], int, i
             continue
         frames += 1
         try:
-            meta = fmt.meta_from_msg(reader.decode(raw), fmt.frame_context(parts[0], records))
+            if parts[0] not in contexts:
+                contexts[parts[0]] = fmt.frame_context(parts[0], records)
+            meta = fmt.meta_from_msg(reader.decode(raw), contexts[parts[0]])
         except (ValueError, KeyError, AttributeError):
             without += 1
             continue

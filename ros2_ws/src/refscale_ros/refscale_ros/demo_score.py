@@ -175,7 +175,7 @@ def reconstruct_and_score(
     from refscale_model.weights import load_model
 
     raw = _raw_frames(drive_b)
-    summary.record_bytes_per_frame = _record_bytes_per_frame(bag)
+    summary.record_bytes_per_frame = _record_bytes_per_frame(bag, summary.recorded)
     field_frames: list[tuple[np.ndarray, np.ndarray, float]] = []
     model = load_model(settings.weights, allow_untrained=settings.allow_untrained)
     scores, jpeg_scores, refscale_bytes, jpeg_bytes, png_bytes = [], [], [], [], []
@@ -224,15 +224,12 @@ def reconstruct_and_score(
         _against_video(settings, [t for t, _, _ in field_frames], summary)
 
 
-def _record_bytes_per_frame(bag: Path) -> float:
-    """What the camera's frame records add to the bag on disk, per record (one per frame)."""
-    from refscale_model.bags import read_messages
+def _record_bytes_per_frame(bag: Path, recorded: int) -> float:
+    """What the camera's frame records add to the bag on disk, per recorded frame (one each)."""
     from refscale_model.bags import refscale_format as fmt
     from refscale_model.bags.accounting import topic_disk_bytes
 
-    topic = fmt.meta_topic(CAMERA_TOPIC)
-    records = sum(1 for _ in read_messages(bag, [topic]))
-    return topic_disk_bytes(bag).get(topic, 0) / max(records, 1)
+    return topic_disk_bytes(bag).get(fmt.meta_topic(CAMERA_TOPIC), 0) / max(recorded, 1)
 
 
 def _against_the_field(settings: DemoSettings, frames: list[tuple[np.ndarray, np.ndarray, float]],
