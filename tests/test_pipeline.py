@@ -246,7 +246,8 @@ def test_encoded_bag_opens_with_rosbags_and_mcap_ros2(tmp_path: Path, world: Wor
             if conn.topic == fmt.meta_topic(CAM):
                 kv = {v.key: v.value for v in m.status[0].values}
                 # the short record (format 6): a weights prefix, no per-bag constants (in the bag's records)
-                assert kv["format"] == fmt.FORMAT_SHORT and model.weights_sha256.startswith(kv["weights_sha256"])
+                assert kv["format"] == (fmt.FORMAT_CORNERS if "registration_corners" in kv else fmt.FORMAT_SHORT)
+                assert model.weights_sha256.startswith(kv["weights_sha256"])
                 assert len(kv["weights_sha256"]) == 12 and "model_id" not in kv and "source_type" not in kv
                 assert m.header.frame_id == "cam_front"
     n = 0

@@ -21,7 +21,7 @@ from refscale_model.bags import read_messages
 from refscale_model.bags import refscale_format as fmt
 from refscale_model.bags.accounting import topic_disk_bytes
 from refscale_model.evaluation.rd_settings import META_BYTES
-from refscale_model.registration import round_matrix
+from refscale_model.registration import quantise_matrix
 
 FRAMES = 10
 
@@ -84,7 +84,8 @@ def test_short_record_reads_back_every_field(pan) -> None:
         meta = fmt.meta_from_msg(msg)
         assert "smap_from_stamp_ns" not in keys or meta.smap_from_stamp_ns
         assert "no_reference_reason" not in keys and meta.no_reference_reason == ""
-        np.testing.assert_array_equal(round_matrix(meta.matrix), meta.matrix)
+        assert meta.format == fmt.FORMAT_CORNERS and meta.registration_corners and "registration_matrix" not in keys
+        np.testing.assert_array_equal(quantise_matrix(meta.matrix, meta.size), meta.matrix)
         again = fmt.FrameMeta.from_key_values({kv["key"]: kv["value"] for kv in meta.to_key_values()})
         assert again == meta
 
@@ -122,3 +123,29 @@ def test_short_records_name_weights_and_references_by_prefix(pan, tmp_path: Path
         assert cache.by_sha256(ref.sha256[:8]) == []  # too short to name anything
     assert hash_names(ref.sha256[:12], ref.sha256) and not hash_names(ref.sha256[:11], ref.sha256)
     assert not hash_names("", ref.sha256)
+
+
+def test_corner_records_are_refused_by_format_6_readers_and_read_by_this_one() -> None:
+    """A format-7 record stores the matrix as corners: it reads back as the same matrix, and a reader that
+    knows only format 6 must refuse it by name, not take the identity for the matrix it cannot see."""
+    matrix = np.array([[1.08806, 0.022507, -34.646], [-0.002688, 1.101141, -31.436], [-3.65e-07, 7.6745e-05, 1.0]])
+    stored = fmt.registration_fields(matrix, (720, 1280))
+    assert set(stored) == {"registration_corners"}
+    meta = fmt.FrameMeta(source_topic=CAM, source_type="sensor_msgs/msg/Image", source_encoding="rgb8",
+                         height=720, width=1280, scale=2, model_id="x2-lossy", weights_sha256="ab" * 32,
+                         smap_levels=16, reference_id="3", reference_sha256="cd" * 32, has_smap=True, **stored)
+    meta.format = fmt.record_format(meta)
+    assert meta.format == fmt.FORMAT_CORNERS
+    values = {kv["key"]: kv["value"] for kv in meta.to_key_values()}
+    assert "registration_matrix" not in values
+    read = fmt.FrameMeta.from_key_values(values, fmt.frame_context(CAM))
+    np.testing.assert_array_equal(read.matrix, quantise_matrix(matrix, (720, 1280)))
+    format_6_readers = tuple(f for f in fmt.READABLE_FORMATS if f != fmt.FORMAT_CORNERS)
+    assert values["format"] not in format_6_readers
+    # a matrix corners cannot hold keeps its decimals (format 6), the identity is the default
+    top_right_at_infinity = np.linalg.inv(np.array([[1.0, 0, 0], [0, 1, 0], [-1 / 1279, 0, 1]]))
+    assert set(fmt.registration_fields(top_right_at_infinity, (720, 1280))) == {"registration_matrix"}
+    assert fmt.registration_fields(np.eye(3), (720, 1280)) == {}
+    bad = dict(values, registration_corners="1,2,3")
+    with pytest.raises(ValueError, match="8 values"):
+        _ = fmt.FrameMeta.from_key_values(bad, fmt.frame_context(CAM)).matrix

@@ -10,13 +10,19 @@ import pytest
 from conftest import load_pair
 
 from refscale_model.registration import (
+    CORNER_UNIT,
     Registration,
     RegistrationConfig,
     align_reference,
     corner_error,
+    corners_from_text,
+    corners_text,
+    matrix_corners,
     matrix_from_bytes,
+    matrix_from_corners,
     matrix_to_bytes,
     prepare_features,
+    quantise_matrix,
     register,
     resize_matrix,
     round_matrix,
@@ -101,7 +107,9 @@ def test_identity_fallback_keeps_reference(shared_data: Path) -> None:
     warped, applied = align_reference(frame, ref, RegistrationConfig(fallback="identity"))
     assert applied.method == "identity"
     assert warped is not None and warped.shape == frame.shape
-    np.testing.assert_array_equal(applied.matrix, resize_matrix(ref.shape[:2], frame.shape[:2]))
+    fit = resize_matrix(ref.shape[:2], frame.shape[:2])  # stored like any applied matrix: corners at 1/8 px
+    np.testing.assert_array_equal(applied.matrix, quantise_matrix(fit, frame.shape[:2]))
+    assert corner_error(applied.matrix, fit, frame.shape[:2]) <= 1 / CORNER_UNIT
 
 
 def test_real_misaligned_pair_gets_better_aligned(shared_data: Path) -> None:
@@ -134,9 +142,10 @@ def test_register_is_deterministic_and_prepared_reference_matches(shared_data: P
     with pytest.raises(ValueError, match="work_width"):
         register(frame, prepare_features(ref, RegistrationConfig(work_width=320)))
     warped, reg = align_reference(frame, ref, prepared=prepare_features(ref))
-    # the applied matrix is the estimate to the digits a frame record stores, and the warp uses exactly it
-    np.testing.assert_array_equal(reg.matrix, round_matrix(a.matrix))
-    assert corner_error(reg.matrix, a.matrix, frame.shape[:2]) < 0.01
+    # the applied matrix is the estimate as a frame record stores it (its corners at 1/8 px), and the warp
+    # uses exactly it
+    np.testing.assert_array_equal(reg.matrix, quantise_matrix(a.matrix, frame.shape[:2]))
+    assert corner_error(reg.matrix, a.matrix, frame.shape[:2]) <= 1 / CORNER_UNIT
     assert warped is not None and warped.tobytes() == warp_reference(ref, reg.matrix, frame.shape[:2]).tobytes()
 
 
@@ -182,3 +191,29 @@ def test_blank_images_give_zero_confidence() -> None:
     reg = register(blank, blank.copy())
     assert isinstance(reg, Registration)
     assert reg.confidence < RegistrationConfig().min_confidence
+
+
+def test_corners_store_a_homography_in_eight_integers() -> None:
+    """What a format-7 record stores: the frame's corners in the reference at 1/8 px. Corners give back a
+    matrix with the same corners (so quantising twice changes nothing), within 1/8 px of the estimate,
+    and the identity is all zeros; a matrix corners cannot hold (singular, a corner at infinity) is None."""
+    size = (720, 1280)
+    for seed in range(20):
+        m = _random_homography(size, seed, 0.08)
+        corners = matrix_corners(m, size)
+        assert corners is not None and corners.shape == (4, 2)
+        q = matrix_from_corners(corners, size)
+        assert q is not None and corner_error(q, m, size) <= 1 / CORNER_UNIT
+        np.testing.assert_array_equal(matrix_corners(q, size), corners)
+        np.testing.assert_array_equal(quantise_matrix(q, size), q)
+        np.testing.assert_array_equal(corners_from_text(corners_text(corners)), corners)
+    assert not matrix_corners(np.eye(3), size).any()
+    np.testing.assert_array_equal(matrix_from_corners(np.zeros(8), size), np.eye(3))
+    assert matrix_corners(np.zeros((3, 3)), size) is None
+    top_right_at_infinity = np.linalg.inv(np.array([[1.0, 0, 0], [0, 1, 0], [-1 / 1279, 0, 1]]))
+    assert matrix_corners(top_right_at_infinity, size) is None
+    np.testing.assert_array_equal(quantise_matrix(np.zeros((3, 3)), size), round_matrix(np.zeros((3, 3))))
+    with pytest.raises(ValueError, match="8 values"):
+        corners_from_text("1,2,3")
+    with pytest.raises(ValueError, match="8 integers"):
+        corners_from_text("1,2,3,4,5,6,7,x")

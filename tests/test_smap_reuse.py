@@ -84,7 +84,7 @@ def test_a_video_bag_stores_a_map_per_gop_and_rebuilds_every_frame(drift) -> Non
         if src:  # names an earlier frame of its own GOP, which stores a map
             j = (src - T0) // 100_000_000
             assert j // GOP == i // GOP and j < i and sources[j] == 0
-            assert metas[i].format == fmt.FORMAT_SHORT
+            assert metas[i].format == fmt.record_format(metas[i]) in fmt.SHORT_FORMATS
     n_maps = sum(t == fmt.smap_topic(CAM) for t, _, _ in read_messages(shared))
     assert n_maps == sources.count(0) < N
     assert sum(t == fmt.smap_topic(CAM) for t, _, _ in read_messages(own)) == N

@@ -120,7 +120,7 @@ def test_the_bag_stores_the_map_per_block_and_rebuilds_what_the_encoder_used(tmp
     assert len(cell) == len(block) == len(frames)
     assert sum(map(len, block)) < sum(map(len, cell))
     for m in metas(block_bag):
-        assert (m.format, m.smap_block) == (fmt.FORMAT_SHORT, 2)
+        assert (m.format, m.smap_block) == (fmt.FORMAT_CORNERS, 2) and m.registration_corners
         assert m.smap_grid_shape == decode_png(cell[0]).shape
     assert {m.smap_block for m in metas(cell_bag)} == {1}
     with ReferenceCache.open(tmp_path / "cache", readonly=True) as cache:

@@ -31,6 +31,12 @@ from typing import Any
 
 import numpy as np
 
+from refscale_model.registration import (
+    corners_from_text,
+    corners_text,
+    matrix_corners,
+    matrix_from_corners,
+)
 from refscale_model.registration import matrix_text as matrix_to_text
 
 # `matrix_to_text` is `registration.matrix_text`: exact for the applied matrix (`registration.round_matrix`);
@@ -53,7 +59,15 @@ FORMAT_SHORT = "refscale-bag/6"
 record, its per-camera `refscale.camera:<topic>` record or the topic already say is left out
 (`CONTEXT_FIELDS`), and the weights and reference hashes are prefixes (`HASH_DIGITS`). A reader fills
 the rest in from that context (`frame_context`). Older readers refuse these frames by name."""
-READABLE_FORMATS = ("refscale-bag/1", FORMAT, FORMAT_VIDEO, FORMAT_SMAP_REUSE, FORMAT_SMAP_BLOCK, FORMAT_SHORT)
+FORMAT_CORNERS = "refscale-bag/7"
+"""A short record whose registration is `registration_corners` (the frame's corners in the reference at
+1/8 px, `registration.matrix_corners`) instead of `registration_matrix`: written since software
+2026-12-04 for every frame warped by a matrix that corners hold. Older readers refuse these frames by name
+(they would otherwise take the identity for the missing matrix)."""
+SHORT_FORMATS = (FORMAT_SHORT, FORMAT_CORNERS)
+"""Formats whose records leave `CONTEXT_FIELDS` to the context and keep hash prefixes."""
+READABLE_FORMATS = ("refscale-bag/1", FORMAT, FORMAT_VIDEO, FORMAT_SMAP_REUSE, FORMAT_SMAP_BLOCK, FORMAT_SHORT,
+                    FORMAT_CORNERS)
 """Format 1 bags (lossless PNG LR only) read as frames with `lr_codec = "png"`."""
 CONTEXT_FIELDS = ("source_topic", "source_type", "source_encoding", "scale", "model_id", "smap_levels",
                   "lr_encoder")
@@ -135,7 +149,10 @@ class FrameMeta:
     smap_levels: int
     reference_id: str = ""
     reference_sha256: str = ""
-    registration_matrix: str = "1.0,0.0,0.0,0.0,1.0,0.0,0.0,0.0,1.0"
+    registration_matrix: str = "1,0,0,0,1,0,0,0,1"
+    """The applied matrix (ref -> frame) as `matrix_text`; left at the identity when `registration_corners` holds it."""
+    registration_corners: str = ""
+    """Format 7: the applied matrix as the frame's corners in the reference (`registration.corners_text`)."""
     registration_confidence: float = 0.0
     registration_method: str = "none"
     has_smap: bool = False
@@ -180,7 +197,13 @@ class FrameMeta:
 
     @property
     def matrix(self) -> np.ndarray:
-        return matrix_from_text(self.registration_matrix)
+        """The matrix the encoder warped the reference with (ref -> frame)."""
+        if not self.registration_corners:
+            return matrix_from_text(self.registration_matrix)
+        matrix = matrix_from_corners(corners_from_text(self.registration_corners), self.size)
+        if matrix is None:
+            raise ValueError(f"registration_corners {self.registration_corners!r} hold no homography")
+        return matrix
 
     def to_key_values(self) -> list[dict[str, str]]:
         """The record's KeyValue list: every field except those at their default (`from_key_values`
@@ -188,7 +211,7 @@ class FrameMeta:
         leaves out its `CONTEXT_FIELDS` and keeps hash prefixes."""
         items = asdict(self)
         extra = items.pop("extra")
-        if self.format == FORMAT_SHORT:
+        if self.format in SHORT_FORMATS:
             for name in CONTEXT_FIELDS:
                 items.pop(name)
             for name, digits in HASH_DIGITS.items():
@@ -204,7 +227,7 @@ class FrameMeta:
             raise ValueError(
                 f"not a RefScale frame record (format {values.get('format')!r}, expected one of {READABLE_FORMATS})"
             )
-        if values.get("format") == FORMAT_SHORT:  # unknown context: "" or 0
+        if values.get("format") in SHORT_FORMATS:  # unknown context: "" or 0
             filled = {f.name: "0" if f.type in ("int", int) else "" for f in fields(cls) if f.name in CONTEXT_FIELDS}
             filled.update({k: v for k, v in (context or {}).items() if k in CONTEXT_FIELDS})
             values = {**filled, **values}
@@ -240,8 +263,27 @@ def _text(v: Any) -> str:
     if isinstance(v, bool):
         return "true" if v else "false"
     if isinstance(v, float):
-        return repr(v)
+        text = repr(v)
+        return text[:-2] if text.endswith(".0") else text
     return str(v)
+
+
+def registration_fields(matrix: np.ndarray, size_hw: tuple[int, int]) -> dict[str, str]:
+    """`FrameMeta` fields that store `matrix` exactly for a frame of `size_hw`: `registration_corners`
+    when corners give back this very matrix (`registration.quantise_matrix` made it), else
+    `registration_matrix`; nothing for the identity (the default)."""
+    m = np.asarray(matrix, dtype=np.float64)
+    if np.array_equal(m, np.eye(3)):
+        return {}
+    corners = matrix_corners(m, size_hw)
+    if corners is not None and np.array_equal(matrix_from_corners(corners, size_hw), m):
+        return {"registration_corners": corners_text(corners)}
+    return {"registration_matrix": matrix_to_text(m)}
+
+
+def record_format(meta: FrameMeta) -> str:
+    """The format a new short record declares: 7 where it stores corners, else 6."""
+    return FORMAT_CORNERS if meta.registration_corners else FORMAT_SHORT
 
 
 def meta_msg(meta: FrameMeta, header: Mapping[str, Any], message: str) -> dict[str, Any]:
@@ -279,7 +321,7 @@ def bag_metadata(
 ) -> dict[str, str]:
     """The bag-level `refscale` MCAP metadata record (also copied into metadata.yaml custom_data)."""
     return {
-        "format": FORMAT_SHORT,
+        "format": FORMAT_CORNERS,  # the newest its frames may use
         "software_version": software_version,
         "model_id": model_id,
         "weights_sha256": weights_sha256,
@@ -290,12 +332,14 @@ def bag_metadata(
 __all__ = [
     "CONTEXT_FIELDS",
     "FORMAT",
+    "FORMAT_CORNERS",
     "FORMAT_SHORT",
     "FORMAT_SMAP_BLOCK",
     "FORMAT_SMAP_REUSE",
     "FORMAT_VIDEO",
     "HASH_DIGITS",
     "READABLE_FORMATS",
+    "SHORT_FORMATS",
     "METADATA_NAME",
     "FrameMeta",
     "bag_metadata",
@@ -307,6 +351,8 @@ __all__ = [
     "meta_from_msg",
     "meta_msg",
     "meta_topic",
+    "record_format",
+    "registration_fields",
     "smap_topic",
     "split_topic",
 ]

@@ -381,11 +381,11 @@ class FrameEncoder:
             smap_levels=self.model.smap_levels,
             reference_id=str(ref_obj.id) if smap is not None else "",
             reference_sha256=ref_obj.sha256 if smap is not None else "",
-            registration_matrix=fmt.matrix_to_text(reg.matrix) if smap is not None else fmt.matrix_to_text(np.eye(3)),
-            registration_confidence=round(float(reg.confidence), 4) if reg is not None else 0.0,
+            **(fmt.registration_fields(reg.matrix, rgb.shape[:2]) if smap is not None else {}),
+            registration_confidence=round(float(reg.confidence), 2) if reg is not None else 0.0,
             registration_method=reg.method if reg is not None else "none",
             has_smap=smap is not None,
-            encode_ms=round(encode_ms, 1),
+            encode_ms=float(round(encode_ms)),
             no_reference_reason="" if smap is not None else reason,
             lr_codec=self.lr.codec,
             lr_quality=-1 if quality is None else int(quality),
@@ -404,7 +404,7 @@ class FrameEncoder:
             lr_msg = {"header": header, "format": lr_coded.format, "data": lr_coded.data}
         if own_smap and self.smap_storage.block > 1:  # stored coarser than the grid it conditions
             meta.smap_block, meta.smap_grid = self.smap_storage.block, f"{smap.shape[0]}x{smap.shape[1]}"
-        meta.format = fmt.FORMAT_SHORT  # the short record: its constants are in the bag's records
+        meta.format = fmt.record_format(meta)  # a short record: its constants are in the bag's records
         try:
             self._camera_record(topic, meta)
             self._write_frame(topic, header, log_time, lr_msg, lr_type, smap, smap_png, meta)
