@@ -230,6 +230,11 @@ def score_frames(
                 skipped[method] = lr
                 continue
             for codec_name in config.lr_codecs:
+                if codec_name in VIDEO_CODECS:
+                    reason = _score_intra_lr(acc, config, method, codec_name, hr, lr)
+                    if reason:
+                        skipped[f"{method}+{codec_name}-intra"] = reason
+                    continue
                 codec = get_codec(codec_name)
                 for q in [None] if codec.lossless else config.qualities[codec_name]:
                     data, e = _timed(codec.encode, lr.lr, q)
@@ -238,6 +243,24 @@ def score_frames(
                     nbytes = len(data) + lr.side_bytes + lr.meta_bytes(method)
                     acc.add(method, codec_name, q, hr, out, nbytes, lr.down_ms + e, d + u, lr.smap is not None)
     return {"points": acc.points(), "skipped": skipped}
+
+
+def _score_intra_lr(acc: _Acc, config: RdConfig, method: str, codec: str, hr: np.ndarray, lr: _Lr) -> str | None:
+    """A still frame's LR coded as the recorder codes it with a video LR codec and `--gop 1`: one IDR
+    access unit (`codecs.video` settings, crf sweep `qualities[codec]`); curve `<method>+<codec>-intra`.
+    Returns why it cannot run here (no such encoder), else None."""
+    from refscale_model.codecs import CodecError
+
+    for crf in config.qualities[codec]:
+        try:
+            coded = video_sequence(codec, [lr.lr], crf, gop=1, encoder=config.video_encoder)[0]
+        except (CodecError, AnchorUnavailable) as exc:
+            return str(exc)
+        out, u = _timed(lr.rebuild, coded.decoded)
+        nbytes = coded.nbytes + lr.side_bytes + lr.meta_bytes(method)
+        acc.add(method, f"{codec}-intra", crf, hr, out, nbytes, lr.down_ms + coded.enc_ms, coded.dec_ms + u,
+                lr.smap is not None)
+    return None
 
 
 def _method_lr(frame: RdFrame, method: str, model: RefScale | None, noref: RefScale | None,
@@ -392,8 +415,8 @@ def _check_config(config: RdConfig, codec_names: tuple[str, ...]) -> None:
     from refscale_model.codecs import CodecError, check_quality
 
     for c in config.lr_codecs:
-        if c not in codec_names:
-            raise CodecError(f"unknown LR codec {c!r}; valid choices: {', '.join(codec_names)}")
+        if c not in (*codec_names, *VIDEO_CODECS):
+            raise CodecError(f"unknown LR codec {c!r}; valid choices: {', '.join((*codec_names, *VIDEO_CODECS))}")
     for m in config.methods:
         if m not in RESCALE_METHODS:
             raise ValueError(f"unknown method {m!r}; valid choices: {', '.join(RESCALE_METHODS)}")
