@@ -410,6 +410,17 @@ def matrix_corners(matrix: np.ndarray, size_hw: tuple[int, int]) -> np.ndarray |
 
     None where corners cannot hold the matrix: singular, a corner at infinity, or corners that do not
     give back a matrix with the same corners (the record then keeps the decimals of `matrix_text`)."""
+    corners = _rounded_corners(matrix, size_hw)
+    if corners is None:
+        return None
+    back = matrix_from_corners(corners, size_hw)
+    if back is None or not np.array_equal(_rounded_corners(back, size_hw), corners):
+        return None
+    return corners
+
+
+def _rounded_corners(matrix: np.ndarray, size_hw: tuple[int, int]) -> np.ndarray | None:
+    """`matrix_corners` without the round-trip check."""
     m = np.asarray(matrix, dtype=np.float64)
     if m.shape != (3, 3) or not np.all(np.isfinite(m)) or min(size_hw) < 2:
         return None
@@ -423,19 +434,7 @@ def matrix_corners(matrix: np.ndarray, size_hw: tuple[int, int]) -> np.ndarray |
         steps = (q[:, :2] / q[:, 2:] - p) * CORNER_UNIT
     if not np.all(np.isfinite(steps)) or np.abs(steps).max() > 2**30:
         return None
-    corners = np.rint(steps).astype(np.int64)
-    back = matrix_from_corners(corners, size_hw)
-    if back is None or not np.array_equal(_corner_steps(back, size_hw), corners):
-        return None
-    return corners
-
-
-def _corner_steps(matrix: np.ndarray, size_hw: tuple[int, int]) -> np.ndarray | None:
-    p = _frame_corners(size_hw)
-    q = np.c_[p, np.ones(4)] @ np.linalg.inv(matrix).T
-    with np.errstate(all="ignore"):
-        steps = (q[:, :2] / q[:, 2:] - p) * CORNER_UNIT
-    return np.rint(steps).astype(np.int64) if np.all(np.isfinite(steps)) else None
+    return np.rint(steps).astype(np.int64)
 
 
 def matrix_from_corners(corners: np.ndarray, size_hw: tuple[int, int]) -> np.ndarray | None:
