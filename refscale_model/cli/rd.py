@@ -49,8 +49,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "does (2; 1 = every cell)")
     q.add_argument("--lr-codecs", default="png,jpeg,webp,avif",
                    help="LR codecs of the rescaling methods: png, jpeg, webp, avif; h264 / h265 code each frame's "
-                        "LR as one IDR, as the recorder does with --gop 1 (curve <method>+h265-intra, crf from "
-                        "--video-crf)")
+                        "LR as one IDR with the recorder's video settings, a stream of its own like the x265-intra "
+                        "anchor (curve <method>+h265-intra, crf from --video-crf)")
     q.add_argument("--methods", default="bicubic,noref,refscale", help="rescaling methods")
     q.add_argument("--anchors", default="jpeg,webp,avif,x265-intra,x265-ref", help="full-resolution anchors")
     p.add_argument("--out", type=Path, required=True, help="folder for rd.json, rd.md, rd_<set>.png")

@@ -246,8 +246,10 @@ def score_frames(
 
 
 def _score_intra_lr(acc: _Acc, config: RdConfig, method: str, codec: str, hr: np.ndarray, lr: _Lr) -> str | None:
-    """A still frame's LR coded as the recorder codes it with a video LR codec and `--gop 1`: one IDR
-    access unit (`codecs.video` settings, crf sweep `qualities[codec]`); curve `<method>+<codec>-intra`.
+    """A still frame's LR as one IDR access unit with the recorder's video LR settings (`codecs.video`; the
+    codec `--gop 1` runs), a stream of its own like the x265-intra anchor (a running stream's later IDRs sit on
+    the same curve, up to ~0.3 dB below it at crf 40: docs/rate-distortion.md); crf sweep `qualities[codec]`;
+    curve `<method>+<codec>-intra`.
     Returns why it cannot run here (no such encoder), else None."""
     from refscale_model.codecs import CodecError
 
