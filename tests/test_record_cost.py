@@ -62,6 +62,22 @@ def test_referenced_frame_records_cost_at_most_the_scoreboard_allowance(pan) -> 
     assert sum(cost.values()) <= sum(f.stat().st_size for f in bag.glob("*.mcap"))
 
 
+def test_bag_info_prints_each_topics_share_on_disk(pan, capsys: pytest.CaptureFixture[str]) -> None:
+    """`refscale bag info --cost` shows what each topic costs to store or upload, by the same measure."""
+    from refscale_model.cli import main
+
+    root, _ = pan
+    bag = root / "referenced"
+    if not bag.exists():
+        pytest.skip("needs the referenced bag of the first test")
+    assert main(["bag", "info", str(bag), "--cost"]) == 0
+    out = capsys.readouterr().out
+    meta = fmt.meta_topic(CAM)
+    share = topic_disk_bytes(bag)[meta]
+    assert "on disk (share of the compressed chunks):" in out
+    assert f"  {meta}  {share:,} B  {share / FRAMES:,.1f} B/msg" in out
+
+
 def test_records_without_reference_cost_at_most_the_noref_allowance(pan) -> None:
     root, frames = pan
     bag = _encode(root, frames, "noref", with_cache=False)

@@ -82,6 +82,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     rc.set_defaults(func=run_recover)
     i = cmds.add_parser("info", help="files, topics, counts, RefScale metadata, truncation")
     i.add_argument("path", type=Path)
+    i.add_argument("--cost", action="store_true",
+                   help="also each topic's share of the compressed chunks, in bytes and per message: what "
+                        "storing or uploading it costs (a finished bag; `bag recover` a killed one first)")
     i.set_defaults(func=run_info)
 
 
@@ -329,6 +332,24 @@ def run_info(args: argparse.Namespace) -> int:
         print(f"metadata {name}:")
         for k, v in data.items():
             print(f"  {k}: {v if len(v) < 200 else v[:200] + '…'}")
+    if args.cost:
+        _print_costs(args.path, s.topics)
     for p in s.problems:
         print(f"problem: {p}")
     return 0 if not s.problems else 1
+
+
+def _print_costs(path: Path, topics: dict[str, Any]) -> None:
+    """Per topic: its messages' share of the compressed chunks (`bags.accounting.topic_disk_bytes`)."""
+    from refscale_model.bags.accounting import topic_disk_bytes
+
+    try:
+        cost = topic_disk_bytes(path)
+    except Exception as exc:  # noqa: BLE001 - a damaged chunk: say so, the listing above stands
+        print(f"on disk: not measured ({type(exc).__name__}: {exc})")
+        return
+    print("on disk (share of the compressed chunks):")
+    for topic, t in sorted(topics.items()):
+        share = cost.get(topic, 0)
+        per = f"  {share / t.count:,.1f} B/msg" if t.count else ""
+        print(f"  {topic}  {share:,} B{per}")
