@@ -410,13 +410,27 @@ def matrix_corners(matrix: np.ndarray, size_hw: tuple[int, int]) -> np.ndarray |
 
     None where corners cannot hold the matrix: singular, a corner at infinity, or corners that do not
     give back a matrix with the same corners (the record then keeps the decimals of `matrix_text`)."""
+    held = _corners_held(matrix, size_hw)
+    return None if held is None else held[0]
+
+
+def exact_corners(matrix: np.ndarray, size_hw: tuple[int, int]) -> np.ndarray | None:
+    """`matrix_corners` when they give back exactly `matrix` (a `quantise_matrix` result), else None:
+    what a frame record may store instead of the matrix."""
+    held = _corners_held(matrix, size_hw)
+    return held[0] if held is not None and np.array_equal(held[1], matrix) else None
+
+
+def _corners_held(matrix: np.ndarray, size_hw: tuple[int, int]) -> tuple[np.ndarray, np.ndarray] | None:
+    """(corners, the matrix they give back) when corners can hold `matrix`, else None: one pass for
+    `matrix_corners` and `quantise_matrix`."""
     corners = _rounded_corners(matrix, size_hw)
     if corners is None:
         return None
     back = matrix_from_corners(corners, size_hw)
     if back is None or not np.array_equal(_rounded_corners(back, size_hw), corners):
         return None
-    return corners
+    return corners, back
 
 
 def _rounded_corners(matrix: np.ndarray, size_hw: tuple[int, int]) -> np.ndarray | None:
@@ -470,9 +484,8 @@ def corners_from_text(text: str) -> np.ndarray:
 def quantise_matrix(matrix: np.ndarray, size_hw: tuple[int, int]) -> np.ndarray:
     """The matrix a frame of `size_hw` is warped with and its record stores: rebuilt from its corners at
     1/`CORNER_UNIT` px, or `round_matrix` where corners cannot hold it."""
-    corners = matrix_corners(matrix, size_hw)
-    back = None if corners is None else matrix_from_corners(corners, size_hw)
-    return round_matrix(matrix) if back is None else back
+    held = _corners_held(matrix, size_hw)
+    return round_matrix(matrix) if held is None else held[1]
 
 
 def resize_matrix(src_hw: tuple[int, int], dst_hw: tuple[int, int]) -> np.ndarray:

@@ -24,8 +24,9 @@ the decoder seeing another matrix. See docs/bag-format.md.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import MISSING, asdict, dataclass, field, fields
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +35,7 @@ import numpy as np
 from refscale_model.registration import (
     corners_from_text,
     corners_text,
-    matrix_corners,
+    exact_corners,
     matrix_from_corners,
 )
 from refscale_model.registration import matrix_text as matrix_to_text
@@ -104,6 +105,13 @@ def frame_context(camera_topic: str, metadata: Mapping[str, Mapping[str, str]] |
                   model_config: Mapping[str, Any] | None = None) -> dict[str, str]:
     """What a short record leaves out, for one camera: from the bag's metadata records (`metadata_of`),
     else from the model that rebuilds it (a live stream has no bag records)."""
+    return frame_contexts(metadata, model_config)(camera_topic)
+
+
+def frame_contexts(metadata: Mapping[str, Mapping[str, str]] | None = None,
+                   model_config: Mapping[str, Any] | None = None) -> Callable[[str], dict[str, str]]:
+    """`frame_context` of each camera of one bag (or live stream), built once per camera: readers call
+    it per frame. The bag's model config is parsed once, here."""
     metadata = metadata or {}
     bag = metadata.get(METADATA_NAME, {})
     config: Mapping[str, Any] = model_config or {}
@@ -112,11 +120,16 @@ def frame_context(camera_topic: str, metadata: Mapping[str, Mapping[str, str]] |
             config = json.loads(bag["model_config"])
         except ValueError:
             pass
-    camera = metadata.get(camera_record_name(camera_topic), {})
-    return {"source_topic": camera_topic, "source_type": camera.get("source_type", ""),
-            "source_encoding": camera.get("source_encoding", ""), "scale": str(config.get("scale", 0)),
-            "smap_levels": str(config.get("smap_levels", 0)), "model_id": bag.get("model_id", ""),
-            "lr_encoder": bag.get("lr_encoder", "")}
+    shared = {"scale": str(config.get("scale", 0)), "smap_levels": str(config.get("smap_levels", 0)),
+              "model_id": bag.get("model_id", ""), "lr_encoder": bag.get("lr_encoder", "")}
+
+    @cache
+    def of_camera(camera_topic: str) -> dict[str, str]:
+        camera = metadata.get(camera_record_name(camera_topic), {})
+        return {"source_topic": camera_topic, "source_type": camera.get("source_type", ""),
+                "source_encoding": camera.get("source_encoding", ""), **shared}
+
+    return of_camera
 
 
 def split_topic(topic: str) -> tuple[str, str] | None:
@@ -275,8 +288,8 @@ def registration_fields(matrix: np.ndarray, size_hw: tuple[int, int]) -> dict[st
     m = np.asarray(matrix, dtype=np.float64)
     if np.array_equal(m, np.eye(3)):
         return {}
-    corners = matrix_corners(m, size_hw)
-    if corners is not None and np.array_equal(matrix_from_corners(corners, size_hw), m):
+    corners = exact_corners(m, size_hw)
+    if corners is not None:
         return {"registration_corners": corners_text(corners)}
     return {"registration_matrix": matrix_to_text(m)}
 
@@ -345,6 +358,7 @@ __all__ = [
     "bag_metadata",
     "camera_record_name",
     "frame_context",
+    "frame_contexts",
     "lr_topic",
     "matrix_from_text",
     "matrix_to_text",

@@ -82,12 +82,11 @@ class FrameAssembler:
 
     def __init__(self, *, meta_closes: bool, max_pending: int | None = None,
                  context: Callable[[str], Mapping[str, str]] | None = None) -> None:
-        """`context(camera)`: what a short frame record (format 6) leaves out, for that camera
-        (`refscale_format.frame_context`)."""
+        """`context(camera)`: what a short frame record (format 6 and 7) leaves out, for that camera
+        (`refscale_format.frame_contexts`, which builds each camera's once)."""
         self.meta_closes = meta_closes
         self.max_pending = max_pending
         self.context = context
-        self._contexts: dict[str, dict[str, str]] = {}
         self._pending: OrderedDict[tuple[str, int], tuple[int, dict[str, Any]]] = OrderedDict()
         self._video: dict[str, _VideoChain] = {}
         self._maps: dict[str, LruCache[int, np.ndarray]] = {}
@@ -141,12 +140,7 @@ class FrameAssembler:
         return frame
 
     def _meta(self, camera: str, msg: Any) -> fmt.FrameMeta:
-        if self.context is None:
-            return fmt.meta_from_msg(msg)
-        context = self._contexts.get(camera)
-        if context is None:  # once per camera: the same for all its frames
-            context = self._contexts[camera] = dict(self.context(camera))
-        return fmt.meta_from_msg(msg, context)
+        return fmt.meta_from_msg(msg, None if self.context is None else self.context(camera))
 
     def _complete(self, slot: dict[str, Any], camera: str) -> bool:
         if "meta" not in slot or "lr" not in slot:
@@ -299,7 +293,7 @@ class Reconstructor:
         records = metadata_of(path)
         model = getattr(self, "model", None)  # (a bare instance only reads frames)
         config = None if model is None else model.config.to_dict()
-        assembler = FrameAssembler(meta_closes=True, context=lambda cam: fmt.frame_context(cam, records, config))
+        assembler = FrameAssembler(meta_closes=True, context=fmt.frame_contexts(records, config))
         for raw in reader.raw_messages():
             parts = fmt.split_topic(raw.topic)
             if parts is None:

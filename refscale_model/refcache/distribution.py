@@ -74,8 +74,7 @@ def needed_references(bag: str | Path) -> tuple[Counter[tuple[int, str]], int, i
     from refscale_model.bags import refscale_format as fmt
 
     reader = BagReader(bag)
-    records = metadata_of(bag)
-    contexts: dict[str, dict[str, str]] = {}  # per camera, as FrameAssembler keeps them
+    context = fmt.frame_contexts(metadata_of(bag))
     counts: Counter[tuple[int, str]] = Counter()
     frames = without = 0
     for raw in reader.raw_messages():
@@ -84,9 +83,7 @@ def needed_references(bag: str | Path) -> tuple[Counter[tuple[int, str]], int, i
             continue
         frames += 1
         try:
-            if parts[0] not in contexts:
-                contexts[parts[0]] = fmt.frame_context(parts[0], records)
-            meta = fmt.meta_from_msg(reader.decode(raw), contexts[parts[0]])
+            meta = fmt.meta_from_msg(reader.decode(raw), context(parts[0]))
         except (ValueError, KeyError, AttributeError):
             without += 1
             continue

@@ -62,7 +62,7 @@ class ReconstructorNode(Node):
         config = self.rec.model.config.to_dict()
         self.assembler = FrameAssembler(
             meta_closes=False, max_pending=int(p['max_pending']),
-            context=lambda cam: fmt.frame_context(cam, records, config))
+            context=fmt.frame_contexts(records, config))
         self._ready: deque[Any] = deque()
         self._cond = threading.Condition()
         if not self.batch:
