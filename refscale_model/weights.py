@@ -14,6 +14,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from refscale_model.config import RefScaleConfig
+from refscale_model.models.decoder_blend import DecoderBlend
 from refscale_model.models.refscale import RefScale
 
 WEIGHTS_FORMAT = "refscale-weights/1"
@@ -109,7 +110,22 @@ def load_weights(path: str | Path, map_location: str = "cpu") -> RefScale:
     if missing or unexpected:
         raise WeightsError(f"{path.name} does not fit its config: missing {missing}, unexpected {unexpected}")
     model.weights_sha256 = actual
+    attach_decoder_blend(model, sidecar.get(DECODER_BLEND_KEY))
     return model.eval()
+
+
+DECODER_BLEND_KEY = "decoder_blend"
+"""Sidecar key: {"main": knots, "fallback": knots, "calibration": text} (`models.decoder_blend`). A table is
+calibration, not weights: it leaves the sha256, the config and the ONNX graphs alone."""
+
+
+def attach_decoder_blend(model: RefScale, entry: dict[str, Any] | None) -> None:
+    """Give `model` (and its fallback) the decoder blend tables of a sidecar entry; None: none."""
+    entry = entry or {}
+    for net, key in ((model, "main"), (model.fallback, "fallback")):
+        if net is not None and net.config.has_decoder:
+            knots = entry.get(key)
+            net.decoder_blend = DecoderBlend.from_json(knots) if knots else None
 
 
 def packaged_weights(name: str) -> Path:

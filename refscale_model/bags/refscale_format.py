@@ -175,6 +175,11 @@ class FrameMeta:
     """Codec of the LR message (`refscale_model.codecs` name); format 1 bags are all png."""
     lr_quality: int = -1
     """Codec quality 0–100 the frame was coded with; -1 for lossless; the crf 0–51 for h264/h265."""
+    lr_psnr: float = 0.0
+    """PSNR (dB, 0.1 dB steps; 99: unchanged) of the decoded LR against the LR that was coded, measured by
+    the car (`pipeline.lr_fidelity`): how much decoder-side restoring the rebuild takes
+    (`models.decoder_blend`). 0: not measured (a lossless LR, or software before 2026-12-04); readers
+    that do not know the key ignore it and rebuild with the full decoder."""
     lr_keyframe: bool = True
     """Video LR: this frame is an IDR access unit with its parameter sets (image codecs: always)."""
     lr_prev_stamp_ns: int = 0

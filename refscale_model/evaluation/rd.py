@@ -52,6 +52,7 @@ from refscale_model.evaluation.rd_settings import (
 )
 from refscale_model.io.images import encode_smap_png, stored_smap
 from refscale_model.metrics import psnr, ssim
+from refscale_model.models.decoder_blend import recorded_lr_psnr
 from refscale_model.models.refscale import RefScale
 from refscale_model.pipeline.reference_choice import DEFAULT_CANDIDATES
 from refscale_model.pipeline.smap_reuse import DEFAULT_TOLERANCE, SmapReuse
@@ -141,13 +142,16 @@ def model_lr(model: RefScale, hr: np.ndarray, ref: np.ndarray | None,
     side = len(encode_smap_png(coarsen_smap(smap, smap_block))) if smap is not None else 0
     down_ms = (time.perf_counter() - t0) * 1000
 
+    coded = enc.lr[0].permute(1, 2, 0).numpy().copy()
+
     def rebuild(lr_u8: np.ndarray) -> np.ndarray:
         lr_t = torch.from_numpy(np.ascontiguousarray(lr_u8)).permute(2, 0, 1)[None]
+        lr_psnr = recorded_lr_psnr(psnr(coded, lr_u8))  # what the car measures and records
         if smap is None:
-            return _u8(model.upscale(lr_t, None, None, enc.size))
-        return _u8(model.upscale(lr_t, enc.smap, r, enc.size))
+            return _u8(model.upscale(lr_t, None, None, enc.size, lr_psnr=lr_psnr))
+        return _u8(model.upscale(lr_t, enc.smap, r, enc.size, lr_psnr=lr_psnr))
 
-    return _Lr(enc.lr[0].permute(1, 2, 0).numpy().copy(), side, down_ms, rebuild, smap)
+    return _Lr(coded, side, down_ms, rebuild, smap)
 
 
 class _Acc:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-META_BYTES = {"bicubic": 8, "noref": 45, "refscale": 113, "fullres": 0}
+META_BYTES = {"bicubic": 8, "noref": 47, "refscale": 115, "fullres": 0}
 """Per-frame metadata in bytes. RefScale and the no-ref INN: what the recorder's frame record really
 costs on disk (`bags.accounting.topic_disk_bytes`, 1 s chunks at 10 frames/s, 120 frames of the
 sample drive, H.265 LR; the short record with the registration as corners, format 7): 113 B with a
-reference (its id and hash prefix, corners, S_map grid; a gated frame names none) and 45 B without;
+reference (its id and hash prefix, corners, S_map grid; a gated frame names none) and 45 B without,
+plus 2 B for the measured LR PSNR (`lr_psnr`, since 2026-12-04: the whole bag grew by 1.7 B per frame);
 `tests/test_record_cost.py` keeps the recorder within them. Bicubic:
 original size + scale (8 B), the least a rescaled frame needs. Full-res anchors carry their sizes in
 their own headers; x265-ref needs to name its reference (40 B: cache id + SHA-256)."""

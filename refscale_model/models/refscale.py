@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -14,6 +14,7 @@ from refscale_model.config import RefScaleConfig
 from refscale_model.layers import FlowBlock, HaarSqueeze, RefEncoder, expand_similarity, similarity_map
 from refscale_model.layers.dense_align import align_by_flow
 from refscale_model.models.decoder import HRRefiner, LRRestorer
+from refscale_model.models.decoder_blend import DecoderBlend
 from refscale_model.quantise import (
     lr_from_uint8,
     lr_to_uint8,
@@ -92,6 +93,9 @@ class RefScale(nn.Module):
         """The no-reference INN for frames without a usable reference (`RefScaleConfig.noref_fallback`)."""
         self.weights_sha256: str | None = None
         """sha256 of the safetensors file the weights came from (None: not loaded from a file)."""
+        self.decoder_blend: DecoderBlend | None = None
+        """How much decoder-side correction a rebuild takes per LR PSNR (`models.decoder_blend`; from the
+        weights' sidecar). None: always all of it."""
 
     # ---------------------------------------------------------------- sizes and padding
     def padded_size(self, size: tuple[int, int]) -> tuple[int, int]:
@@ -189,12 +193,24 @@ class RefScale(nn.Module):
             x = squeeze.inverse(x)
         return x
 
-    def decode_padded(self, lr: Tensor, z: Tensor, cond: Condition, ref_p: Tensor | None) -> Tensor:
+    def decode_padded(self, lr: Tensor, z: Tensor, cond: Condition, ref_p: Tensor | None,
+                      alpha: list[float] | None = None) -> Tensor:
         """Decoder side on padded sizes: restore the (lossy-decoded) LR, invert, refine; float HR, unclamped.
 
         Without decoder networks this is exactly `inverse_flow`. The decoder networks see the reference
-        only through S_map (`cond.smap`), so an unmatched region gets no reference detail.
+        only through S_map (`cond.smap`), so an unmatched region gets no reference detail. `alpha` (one
+        per sample, `models.decoder_blend`) mixes the result with the bare inverse: 1 (or None) is the
+        full decoder, 0 the inverse alone.
         """
+        if alpha is None or min(alpha) >= 1.0:
+            return self._decode_full(lr, z, cond, ref_p)
+        bare = self.inverse_flow(lr, z, cond)
+        if max(alpha) <= 0.0:
+            return bare
+        weight = torch.tensor(alpha, dtype=bare.dtype, device=bare.device).view(-1, 1, 1, 1)
+        return bare + weight * (self._decode_full(lr, z, cond, ref_p) - bare)
+
+    def _decode_full(self, lr: Tensor, z: Tensor, cond: Condition, ref_p: Tensor | None) -> Tensor:
         use_ref = ref_p is not None and cond.smap is not None
         if self.lr_restore is not None:
             s_lr = (expand_similarity(cond.smap, lr.shape[-2:], self.config.smap_upsampling(self.config.scale))
@@ -269,8 +285,13 @@ class RefScale(nn.Module):
         ref: Tensor | None,
         size: tuple[int, int],
         z: str | int = "zero",
+        lr_psnr: float | Sequence[float | None] | None = None,
     ) -> Tensor:
-        """Rebuild HR (float B×3×H×W in [0,1]) from the stored LR + S_map and the same reference."""
+        """Rebuild HR (float B×3×H×W in [0,1]) from the stored LR + S_map and the same reference.
+
+        `lr_psnr`: the LR's PSNR after its codec (dB, per sample or one for all; +inf for a lossless LR),
+        which sets how much decoder-side correction is taken (`decoder_blend`); None: all of it.
+        """
         lr_f = lr_from_uint8(lr) if lr.dtype == torch.uint8 else lr
         s = self.config.scale
         padded = (lr_f.shape[-2] * s, lr_f.shape[-1] * s)
@@ -280,7 +301,7 @@ class RefScale(nn.Module):
         if self.encoder is not None and (ref is None) != (smap is None):
             raise ValueError("upscale needs both the reference and the S_map, or neither")
         if self.fallback is not None and not use_ref:
-            return self.fallback.upscale(lr, None, None, size, z)
+            return self.fallback.upscale(lr, None, None, size, z, lr_psnr)
         if use_ref:
             ref_f = _as_float_image(ref).to(lr_f.dtype)
             if tuple(ref_f.shape[-2:]) != tuple(size) or ref_f.shape[0] != lr_f.shape[0]:
@@ -290,7 +311,7 @@ class RefScale(nn.Module):
             if tuple(smap.shape[-2:]) != expected:
                 raise ValueError(f"S_map grid {tuple(smap.shape[-2:])} does not match expected {expected}")
             if self.fallback is not None and bool(self.empty_smaps(smap).all()):  # see `downscale`
-                return self.fallback.upscale(lr, None, None, size, z)
+                return self.fallback.upscale(lr, None, None, size, z, lr_psnr)
             like = ref_p
             cond = self.condition_from_smap(
                 ref_p, smap_from_levels(smap, self.config.smap_levels, lr_f.dtype), like
@@ -300,14 +321,17 @@ class RefScale(nn.Module):
             like = lr_f.new_zeros(lr_f.shape[0], 3, *padded)
             cond = self.condition_from_smap(None, None, like)
         if self.config.has_decoder:
-            hr = self.decode_padded(lr_f, self.sample_z(lr_f, z), cond, ref_p)
+            alpha = None if self.decoder_blend is None else self.decoder_blend.alphas(lr_psnr, lr_f.shape[0])
+            hr = self.decode_padded(lr_f, self.sample_z(lr_f, z), cond, ref_p, alpha)
         else:
             hr = self.inverse_flow(lr_f, self.sample_z(lr_f, z), cond)
         hr = hr[..., : size[0], : size[1]].clamp(0.0, 1.0)
         if self.fallback is not None and use_ref:
             empty = self.empty_smaps(smap)  # coded by the fallback (see `downscale`)
             if bool(empty.any()):
-                hr[empty] = self.fallback.upscale(lr[empty], None, None, size, z)
+                some = (lr_psnr if lr_psnr is None or isinstance(lr_psnr, (int, float))
+                        else [v for v, e in zip(lr_psnr, empty.tolist(), strict=True) if e])
+                hr[empty] = self.fallback.upscale(lr[empty], None, None, size, z, some)
         return hr
 
     def num_parameters(self) -> int:

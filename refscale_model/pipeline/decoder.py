@@ -41,6 +41,14 @@ class EncodedFrame:
     """LR bitstream + S_map PNG bytes as the bag holds them (what it cost to send this frame)."""
 
 
+def lr_psnr_of(meta: fmt.FrameMeta) -> float | None:
+    """The LR's PSNR after its codec for the decoder blend: +inf for a lossless LR, None when the car did
+    not measure it (the full decoder, as before)."""
+    if meta.lr_codec == "png":
+        return float("inf")
+    return meta.lr_psnr if meta.lr_psnr > 0 else None
+
+
 @dataclass
 class ReconstructedFrame:
     camera_topic: str
@@ -396,7 +404,7 @@ class Reconstructor:
         z: str | int = self.z if self.z == "zero" else int(self.z) + self._index
         self._index += len(frames)
         try:
-            hr = self.model.upscale(lr, smap, ref, size, z=z)
+            hr = self.model.upscale(lr, smap, ref, size, z=z, lr_psnr=[lr_psnr_of(f.meta) for f in frames])
         except (ValueError, RuntimeError) as exc:
             for f in frames:
                 yield FrameFailure(

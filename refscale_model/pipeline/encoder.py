@@ -28,6 +28,7 @@ from refscale_model.codecs import (
 from refscale_model.io import rosimg
 from refscale_model.io.images import encode_smap_png, stored_smap
 from refscale_model.pipeline.encoding import EncodeJob, EncoderStats, FrameError, FrameResult, LrSettings
+from refscale_model.pipeline.lr_fidelity import LrFidelity
 from refscale_model.pipeline.pose import Pose, PoseTracker
 from refscale_model.pipeline.reference_choice import DEFAULT_CANDIDATES, ReferenceLoader, choose_reference
 from refscale_model.pipeline.smap_reuse import DEFAULT_TOLERANCE, SmapReuse
@@ -112,6 +113,8 @@ class FrameEncoder:
         self._unflushed = False
         """Something was written since the last chunk close."""
         self._lr_streams: dict[str, LrStreamEncoder] = {}
+        self._lr_fidelity = LrFidelity(self.lr.codec)
+        """Per camera: the coded LR decoded as the far end will, for the record's `lr_psnr`."""
         self._lr_prev: dict[str, int] = {}
         """Per camera: stamp of the last LR frame written (video: what the next P-frame predicts from)."""
         self._rates: dict[str, RateController] = {}
@@ -362,7 +365,9 @@ class FrameEncoder:
         if smap is not None and stored_smap(smap) is None:  # LR was made with the no-reference condition
             smap, reason = None, "reference gated: no more similar than an unrelated image (S_map all zero)"
         quality = self._quality(topic)
-        lr_coded = self._lr_stream(topic).encode(np.ascontiguousarray(lr), quality)
+        lr = np.ascontiguousarray(lr)
+        lr_coded = self._lr_stream(topic).encode(lr, quality)
+        lr_psnr = self._lr_fidelity.measure(topic, lr, lr_coded)
         smap_from = 0  # a map stored by an earlier frame of this GOP (video S_map reuse)
         if self._smap_reuse is not None:  # every frame: a keyframe without a map still starts a new GOP
             smap_from = self._smap_reuse.source(topic, smap, lr_coded.is_keyframe)
@@ -389,6 +394,7 @@ class FrameEncoder:
             no_reference_reason="" if smap is not None else reason,
             lr_codec=self.lr.codec,
             lr_quality=-1 if quality is None else int(quality),
+            lr_psnr=lr_psnr,
         )
         if self.lr.video:
             meta.lr_keyframe = lr_coded.is_keyframe
