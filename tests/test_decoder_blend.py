@@ -14,10 +14,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from test_lr_codec_bag import encode_world
 from test_pipeline import CAM, World, build_world
 
 from refscale_model import load_model
-from refscale_model.backends.torch_backend import TorchDownscaler
 from refscale_model.bags import read_messages
 from refscale_model.bags import refscale_format as fmt
 from refscale_model.codecs import get_codec
@@ -25,9 +25,8 @@ from refscale_model.config import RefScaleConfig
 from refscale_model.metrics import psnr
 from refscale_model.models.decoder_blend import DecoderBlend, recorded_lr_psnr
 from refscale_model.models.refscale import RefScale
-from refscale_model.pipeline import ModelInfo, ReconstructedFrame, Reconstructor
+from refscale_model.pipeline import ReconstructedFrame, Reconstructor
 from refscale_model.pipeline.decoder import lr_psnr_of
-from refscale_model.pipeline.jobs import encode_bag
 from refscale_model.refcache import ReferenceCache
 from refscale_model.registration import warp_reference
 from refscale_model.training.decoder_blend_fit import BlendSample, bare_inverse, fit_decoder_blend
@@ -164,12 +163,7 @@ def lossy():
 
 
 def _encode(world: World, model, out: Path, **lr) -> None:
-    from refscale_model.backends.loader import Backend
-
-    backend = Backend(TorchDownscaler(model), ModelInfo.of(model, "x2-lossy"), "torch:cpu")
-    with ReferenceCache.open(world.cache, readonly=True) as cache:
-        report = encode_bag(world.raw_bag, out, backend, [CAM], cache=cache, encoder_options=lr)
-    assert report.stats.frames == len(world.frames) and not report.stats.errors
+    encode_world(world, model, out, "x2-lossy", **lr)
 
 
 def _records(bag: Path) -> list[dict[str, str]]:

@@ -35,10 +35,11 @@ def x2():
     return load_model("x2")
 
 
-def _encode(world: World, model, out: Path, **lr) -> None:
+def encode_world(world: World, model, out: Path, model_id: str = "x2", **lr) -> None:
+    """The world's raw bag through `FrameEncoder` (PyTorch downscaler) with LR settings `lr`."""
     from refscale_model.backends.loader import Backend
 
-    backend = Backend(TorchDownscaler(model), ModelInfo.of(model, "x2"), "torch:cpu")
+    backend = Backend(TorchDownscaler(model), ModelInfo.of(model, model_id), "torch:cpu")
     with ReferenceCache.open(world.cache, readonly=True) as cache:
         report = encode_bag(world.raw_bag, out, backend, [CAM], cache=cache, encoder_options=lr)
     assert report.stats.frames == len(world.frames) and not report.stats.errors
@@ -63,7 +64,7 @@ def _without_bag(model, frame: np.ndarray, codec: str, quality: int, meta: fmt.F
 @pytest.mark.parametrize(("codec", "quality"), [("jpeg", 80), ("webp", 70), ("avif", 60)])
 def test_lossy_lr_round_trip_through_a_bag(tmp_path: Path, world: World, x2, codec: str, quality: int) -> None:
     bag = tmp_path / "bag"
-    _encode(world, x2, bag, lr_codec=codec, lr_quality=quality)
+    encode_world(world, x2, bag, lr_codec=codec, lr_quality=quality)
     lr_msgs = [m for t, _, m in read_messages(bag) if t == fmt.lr_topic(CAM)]
     assert [m.format for m in lr_msgs] == [get_codec(codec).format] * len(world.frames)
     with ReferenceCache.open(world.cache, readonly=True) as cache:
@@ -80,7 +81,7 @@ def test_lossy_lr_round_trip_through_a_bag(tmp_path: Path, world: World, x2, cod
 def test_rate_budget_steps_the_quality_down(tmp_path: Path, shared_data: Path, x2) -> None:
     world = build_world(tmp_path / "w", n=4, encodings=("rgb8",))  # 10 Hz: ~30 kB frames are ~2.4 Mbit/s
     bag = tmp_path / "bag"
-    _encode(world, x2, bag, lr_codec="webp", lr_quality=90, target_kbps=20.0)
+    encode_world(world, x2, bag, lr_codec="webp", lr_quality=90, target_kbps=20.0)
     qualities = [m.lr_quality for m in (fmt.meta_from_msg(m) for t, _, m in read_messages(bag)
                                         if t == fmt.meta_topic(CAM))]
     assert qualities[0] == 90 and qualities[-1] < 90  # over budget at q90: it stepped down
@@ -89,7 +90,7 @@ def test_rate_budget_steps_the_quality_down(tmp_path: Path, shared_data: Path, x
 def test_format_1_bags_still_read(tmp_path: Path, world: World, x2) -> None:
     """A bag written before the LR codec existed: format 1 records without lr_codec read as png."""
     bag = tmp_path / "v2"
-    _encode(world, x2, bag)
+    encode_world(world, x2, bag)
     old = tmp_path / "v1"
     with BagWriter(old) as w:
         for topic, t, msg in read_messages(bag):
