@@ -129,3 +129,15 @@ def test_a_gated_refscale_frame_pays_the_no_ref_metadata() -> None:
     assert gated.meta_bytes("refscale") == META_BYTES["noref"] < referenced.meta_bytes("refscale")
     assert referenced.meta_bytes("refscale") == META_BYTES["refscale"]
     assert gated.meta_bytes("bicubic") == META_BYTES["bicubic"]
+
+
+def test_lossless_weights_through_a_lossy_lr_are_flagged() -> None:
+    """`refscale rd`'s default `--weights x2` has no decoder side; scoring it through lossy LR codecs warns."""
+    from refscale_model import load_model
+    from refscale_model.evaluation.rd import RdConfig, lossless_weights_on_lossy_lr
+
+    x2, lossy = load_model("x2"), load_model("x2-lossy")
+    assert lossless_weights_on_lossy_lr(x2, RdConfig())
+    assert not lossless_weights_on_lossy_lr(lossy, RdConfig())
+    assert not lossless_weights_on_lossy_lr(x2, RdConfig(lr_codecs=("png",), video_codecs=()))
+    assert not lossless_weights_on_lossy_lr(None, RdConfig())

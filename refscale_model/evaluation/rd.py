@@ -19,6 +19,7 @@ crf sweep (`refscale+h265`, ...). Rate is the mean over the sequence of each fra
 
 from __future__ import annotations
 
+import logging
 import time
 from collections import defaultdict
 from collections.abc import Callable
@@ -269,6 +270,13 @@ def _score_intra_lr(acc: _Acc, config: RdConfig, method: str, codec: str, hr: np
     return None
 
 
+def lossless_weights_on_lossy_lr(model: RefScale | None, config: RdConfig) -> bool:
+    """Whether `model` (trained for a lossless LR: no decoder side) is scored through lossy LR codecs,
+    which is what `refscale rd`'s default `--weights x2` does unless told otherwise."""
+    lossy = [c for c in (*config.lr_codecs, *config.video_codecs) if c != "png"]
+    return model is not None and not model.config.has_decoder and bool(lossy)
+
+
 def _method_lr(frame: RdFrame, method: str, model: RefScale | None, noref: RefScale | None,
                scale: int, storage: SmapStorage) -> _Lr | str:
     """One frame's LR for `method`, or why the method cannot run (RefScale's S_map shaped and stored as
@@ -386,6 +394,11 @@ def run_scoreboard(
         if f"{weights}-noref" in PRESET_FILES:  # x2 -> x2-noref, x2-lossy -> x2-lossy-noref
             noref_weights = f"{weights}-noref"
     noref = None if noref_weights in (None, "skip") else load_model(noref_weights)
+    for name, net in ((weights, model), (noref_weights, noref)):
+        if lossless_weights_on_lossy_lr(net, config):
+            logging.getLogger(__name__).warning(
+                "%s has no decoder side: it was trained for a lossless LR, and these curves code the LR lossily "
+                "(the codec-aware weights are x2-lossy / x2-lossy-noref)", name)
     sources: list[tuple[str, str, list[RdFrame], list[str]]] = []
     if bag is not None:
         frames, notes = frames_from_bag(bag, cache, camera, every, limit, camera_id,  # type: ignore[arg-type]
