@@ -490,6 +490,8 @@ def test_lossy_lr_codec_with_a_budget_is_recorded_and_reported(tmp_path: Path, s
     cams = [c for a in diags if (c := camera_status(a)) and "kbps" in c]
     assert cams and cams[-1]["lr_codec"] == "webp" and float(cams[-1]["target_kbps"]) == 300.0
     assert float(cams[-1]["kbps"]) > 0.0 and "budget_used" in cams[-1]
+    assert 20.0 < float(cams[-1]["lr_psnr"]) < 99.0  # what the codec left of the LR, as the record holds it
+    assert all(20.0 < m.lr_psnr < 99.0 for m in metas)
 
 
 def test_unsupported_lr_codec_is_refused_before_recording(tmp_path: Path, shared_data: Path) -> None:

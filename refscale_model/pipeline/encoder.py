@@ -442,6 +442,7 @@ class FrameEncoder:
             meta.no_reference_reason,
             meta.lr_quality,
             self.stats.kbps.get(topic, 0.0),
+            lr_psnr,
         )
 
     def _camera_record(self, topic: str, meta: fmt.FrameMeta) -> None:

@@ -71,6 +71,8 @@ class FrameResult:
     """Quality this frame's LR was coded with (-1 lossless)."""
     kbps: float = 0.0
     """This camera's LR + S_map kbit/s over the rate window (0 without a `target_kbps` budget)."""
+    lr_psnr: float = 0.0
+    """PSNR of the coded LR against the LR before its codec, as recorded (`FrameMeta.lr_psnr`; 0: lossless)."""
 
 
 @dataclass

@@ -39,6 +39,8 @@ class CameraCounters:
     """LR + S_map bytes written (all recordings)."""
     lr_quality: int = -1
     """Quality of the latest LR frame (-1 lossless)."""
+    lr_psnr: float = 0.0
+    """PSNR the codec left the latest LR at (dB; 0: lossless): how clean it arrives offboard."""
     kbps: float = 0.0
     """LR + S_map kbit/s over the rate controller's window (with a budget)."""
 
@@ -217,6 +219,8 @@ class RecorderStats:
             return {}
         values: dict[str, Any] = {'lr_codec': self.lr.codec, 'lr_quality': c.lr_quality,
                                   'lr_bytes': c.lr_bytes}
+        if c.lr_psnr > 0:
+            values['lr_psnr'] = c.lr_psnr
         if self.lr.target_kbps:
             values.update(target_kbps=self.lr.target_kbps, kbps=round(c.kbps, 1),
                           budget_used=round(c.kbps / self.lr.target_kbps, 3))
