@@ -69,8 +69,7 @@ def fit_decoder_blend(samples: Sequence[BlendSample], min_samples: int = 3) -> B
     edges = (-math.inf, *BIN_EDGES, math.inf)
     bins: list[tuple[float, int, float, float]] = []  # (mean psnr, n, Σde, Σdd)
     for lo, hi in zip(edges, edges[1:], strict=False):
-        sel = [s for s in samples if lo <= min(s.lr_psnr, LOSSLESS_DB) < hi or (hi == math.inf and s.lr_psnr >= lo)]
-        sel = [s for s in sel if s.dd > 0]
+        sel = [s for s in samples if lo <= min(s.lr_psnr, LOSSLESS_DB) < hi and s.dd > 0]
         if len(sel) < min_samples:
             continue
         x = LOSSLESS_DB if lo >= LOSSLESS_DB else float(np.mean([s.lr_psnr for s in sel]))
