@@ -38,6 +38,15 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
     return float("inf") if mse == 0 else 10.0 * np.log10(1.0 / mse)
 
 
+def uint8_psnr(a: np.ndarray, b: np.ndarray) -> float:
+    """`psnr` of two uint8 images in integer arithmetic: no float64 copies of the frame (the car runs it
+    on every coded LR)."""
+    _check_pair(a, b)
+    d = (a.astype(np.int16) - b).ravel().astype(np.int64)
+    sse = int(d @ d)  # exact: integer sums
+    return float("inf") if sse == 0 else 10.0 * float(np.log10(255.0**2 * d.size / sse))
+
+
 def luma_bt601_studio(image: np.ndarray) -> np.ndarray:
     x = to_float(image)
     return (16.0 + 65.481 * x[..., 0] + 128.553 * x[..., 1] + 24.966 * x[..., 2]) / 255.0

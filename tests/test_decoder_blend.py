@@ -58,7 +58,7 @@ def test_recorded_lr_psnr_keeps_zero_for_not_measured() -> None:
 
 
 def test_the_cars_integer_psnr_is_the_scoreboards() -> None:
-    from refscale_model.pipeline.lr_fidelity import uint8_psnr
+    from refscale_model.metrics import uint8_psnr
 
     rng = np.random.default_rng(0)
     a = rng.integers(0, 256, (36, 64, 3), dtype=np.uint8)

@@ -33,6 +33,7 @@ from refscale_model.codecs.image import (
     ImageStreamDecoder,
     ImageStreamEncoder,
     get_codec,
+    is_lossless,
     open_stream_decoder,
     open_stream_encoder,
 )
@@ -61,6 +62,7 @@ __all__ = [
     "check_crf",
     "check_gop",
     "choose_encoder",
+    "is_lossless",
     "is_video_codec",
     "EncodedLr",
     "ImageStreamDecoder",

@@ -119,6 +119,11 @@ _CODECS = {"png": PngCodec, "jpeg": JpegCodec, "webp": WebpCodec, "avif": AvifCo
 assert tuple(_CODECS) == CODEC_NAMES
 
 
+def is_lossless(name: str) -> bool:
+    """Whether LR codec `name` gives back exactly what it was given (png); video and unknown names: no."""
+    return name in _CODECS and _CODECS[name].lossless
+
+
 def get_codec(name: str) -> LrCodec:
     """The codec called `name` (one shared stateless instance)."""
     if not isinstance(name, str) or name not in _CODECS:

@@ -53,8 +53,8 @@ from refscale_model.evaluation.rd_settings import (
 )
 from refscale_model.io.images import encode_smap_png, stored_smap
 from refscale_model.metrics import psnr, ssim
-from refscale_model.models.decoder_blend import recorded_lr_psnr
 from refscale_model.models.refscale import RefScale
+from refscale_model.pipeline.lr_fidelity import measured_lr_psnr
 from refscale_model.pipeline.reference_choice import DEFAULT_CANDIDATES
 from refscale_model.pipeline.smap_reuse import DEFAULT_TOLERANCE, SmapReuse
 from refscale_model.pipeline.smap_smoothing import DEFAULT_BLOCK, DEFAULT_MEDIAN, SmapStorage, coarsen_smap
@@ -147,7 +147,7 @@ def model_lr(model: RefScale, hr: np.ndarray, ref: np.ndarray | None,
 
     def rebuild(lr_u8: np.ndarray) -> np.ndarray:
         lr_t = torch.from_numpy(np.ascontiguousarray(lr_u8)).permute(2, 0, 1)[None]
-        lr_psnr = recorded_lr_psnr(psnr(coded, lr_u8))  # what the car measures and records
+        lr_psnr = measured_lr_psnr(coded, lr_u8)  # what the car measures and records
         if smap is None:
             return _u8(model.upscale(lr_t, None, None, enc.size, lr_psnr=lr_psnr))
         return _u8(model.upscale(lr_t, enc.smap, r, enc.size, lr_psnr=lr_psnr))

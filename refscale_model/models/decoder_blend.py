@@ -52,11 +52,7 @@ class DecoderBlend:
 
     def alphas(self, lr_psnr: float | Sequence[float | None] | None, batch: int) -> list[float]:
         """α per sample of a batch (one value or None applies to all)."""
-        if lr_psnr is None or isinstance(lr_psnr, (int, float)):
-            return [self.alpha(lr_psnr)] * batch
-        if len(lr_psnr) != batch:
-            raise ValueError(f"lr_psnr has {len(lr_psnr)} values for a batch of {batch}")
-        return [self.alpha(v) for v in lr_psnr]
+        return [self.alpha(v) for v in per_sample(lr_psnr, batch)]
 
     def to_json(self) -> list[list[float]]:
         return [[round(x, 2), round(a, 4)] for x, a in self.knots]
@@ -66,10 +62,19 @@ class DecoderBlend:
         return cls(tuple((float(x), float(a)) for x, a in data))
 
 
+def per_sample(lr_psnr: float | Sequence[float | None] | None, batch: int) -> list[float | None]:
+    """`RefScale.upscale`'s `lr_psnr` as one value per sample of a batch (one value or None applies to all)."""
+    if lr_psnr is None or isinstance(lr_psnr, (int, float)):
+        return [lr_psnr] * batch
+    if len(lr_psnr) != batch:
+        raise ValueError(f"lr_psnr has {len(lr_psnr)} values for a batch of {batch}")
+    return list(lr_psnr)
+
+
 def recorded_lr_psnr(value: float) -> float:
     """The LR PSNR as a frame record stores it: 0.1 dB steps (α moves < 0.01 per 0.1 dB); an LR the codec
     left unchanged (+inf) as 99, since 0 means "not measured"."""
     return 99.0 if not math.isfinite(value) else max(0.1, round(float(value), 1))
 
 
-__all__ = ["LOSSLESS_DB", "DecoderBlend", "recorded_lr_psnr"]
+__all__ = ["LOSSLESS_DB", "DecoderBlend", "per_sample", "recorded_lr_psnr"]

@@ -14,7 +14,7 @@ from refscale_model.config import RefScaleConfig
 from refscale_model.layers import FlowBlock, HaarSqueeze, RefEncoder, expand_similarity, similarity_map
 from refscale_model.layers.dense_align import align_by_flow
 from refscale_model.models.decoder import HRRefiner, LRRestorer
-from refscale_model.models.decoder_blend import DecoderBlend
+from refscale_model.models.decoder_blend import DecoderBlend, per_sample
 from refscale_model.quantise import (
     lr_from_uint8,
     lr_to_uint8,
@@ -329,8 +329,8 @@ class RefScale(nn.Module):
         if self.fallback is not None and use_ref:
             empty = self.empty_smaps(smap)  # coded by the fallback (see `downscale`)
             if bool(empty.any()):
-                some = (lr_psnr if lr_psnr is None or isinstance(lr_psnr, (int, float))
-                        else [v for v, e in zip(lr_psnr, empty.tolist(), strict=True) if e])
+                psnrs = per_sample(lr_psnr, lr.shape[0])
+                some = [v for v, e in zip(psnrs, empty.tolist(), strict=True) if e]
                 hr[empty] = self.fallback.upscale(lr[empty], None, None, size, z, some)
         return hr
 

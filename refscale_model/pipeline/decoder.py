@@ -16,7 +16,14 @@ import numpy as np
 
 from refscale_model.bags import BagReader, RawMessage, metadata_of, msgs
 from refscale_model.bags import refscale_format as fmt
-from refscale_model.codecs import CodecError, LrStreamDecoder, get_codec, is_video_codec, open_stream_decoder
+from refscale_model.codecs import (
+    CodecError,
+    LrStreamDecoder,
+    get_codec,
+    is_lossless,
+    is_video_codec,
+    open_stream_decoder,
+)
 from refscale_model.io.images import decode_png
 from refscale_model.pipeline.smap_smoothing import expand_smap
 from refscale_model.utils import LruCache, hash_names
@@ -44,7 +51,7 @@ class EncodedFrame:
 def lr_psnr_of(meta: fmt.FrameMeta) -> float | None:
     """The LR's PSNR after its codec for the decoder blend: +inf for a lossless LR, None when the car did
     not measure it (the full decoder, as before)."""
-    if meta.lr_codec == "png":
+    if is_lossless(meta.lr_codec):
         return float("inf")
     return meta.lr_psnr if meta.lr_psnr > 0 else None
 

@@ -8,12 +8,11 @@ a per-camera video decoder fed in coded order).
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
-from refscale_model.codecs import CodecError, EncodedLr, is_video_codec, open_stream_decoder
+from refscale_model.codecs import CodecError, EncodedLr, is_lossless, is_video_codec, open_stream_decoder
 from refscale_model.codecs.base import LrStreamDecoder
+from refscale_model.metrics import uint8_psnr
 from refscale_model.models.decoder_blend import recorded_lr_psnr
 
 
@@ -23,7 +22,7 @@ class LrFidelity:
     def __init__(self, codec: str) -> None:
         self.codec = codec
         self.video = is_video_codec(codec)
-        self.lossless = codec == "png"
+        self.lossless = is_lossless(codec)
         self._decoders: dict[str, LrStreamDecoder] = {}
 
     def measure(self, topic: str, lr: np.ndarray, coded: EncodedLr) -> float:
@@ -38,16 +37,13 @@ class LrFidelity:
             decoded = decoder.decode(coded, lr.shape[:2]) if self.video else decoder.decode(coded)
         except CodecError:
             return 0.0
-        return recorded_lr_psnr(uint8_psnr(lr, decoded))
+        return measured_lr_psnr(lr, decoded)
 
 
-def uint8_psnr(a: np.ndarray, b: np.ndarray) -> float:
-    """`metrics.psnr` of two uint8 images, in integer arithmetic: no float64 copies of the frame per call."""
-    if a.shape != b.shape:
-        raise ValueError(f"shape mismatch: {a.shape} vs {b.shape}")
-    d = (a.astype(np.int16) - b).ravel().astype(np.int64)
-    sse = int(d @ d)  # exact: integer sums
-    return float("inf") if sse == 0 else 10.0 * math.log10(255.0**2 * d.size / sse)
+def measured_lr_psnr(coded: np.ndarray, decoded: np.ndarray) -> float:
+    """The record's `lr_psnr` of an LR that was coded as `coded` and decodes as `decoded` (the car's and
+    the scoreboard's one measurement)."""
+    return recorded_lr_psnr(uint8_psnr(coded, decoded))
 
 
-__all__ = ["LrFidelity", "uint8_psnr"]
+__all__ = ["LrFidelity", "measured_lr_psnr"]

@@ -20,7 +20,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from refscale_model.codecs import open_stream_decoder, open_stream_encoder
+from refscale_model.codecs import get_codec, is_video_codec
+from refscale_model.evaluation.anchors import video_sequence
 from refscale_model.evaluation.pairs import to_tensor
 from refscale_model.metrics import psnr
 from refscale_model.models.decoder_blend import LOSSLESS_DB, DecoderBlend
@@ -107,11 +108,11 @@ def bare_inverse(net: RefScale) -> Iterator[None]:
 
 
 def _coded(lr: np.ndarray, codec: str, setting: int | None) -> np.ndarray:
-    if codec == "h265":
-        frame = open_stream_encoder(codec, crf=setting, gop=1).encode(lr)
-        return open_stream_decoder(codec).decode(frame, lr.shape[:2])
-    encoder, decoder = open_stream_encoder(codec), open_stream_decoder(codec)
-    return decoder.decode(encoder.encode(lr, setting))
+    """`lr` through `codec` and back: a still image, or one IDR (`video_sequence`, the scoreboard's CPU encoder)."""
+    if is_video_codec(codec):
+        return video_sequence(codec, [lr], setting, gop=1)[0].decoded
+    image = get_codec(codec)
+    return image.decode(image.encode(lr, setting))
 
 
 @torch.no_grad()
