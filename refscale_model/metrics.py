@@ -17,7 +17,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from refscale_model.io.images import encode_png, encode_smap_png
+from refscale_model.io.images import encode_png
+from refscale_model.io.smap_coding import encode_smap
 
 
 def to_float(image: np.ndarray) -> np.ndarray:
@@ -110,7 +111,7 @@ class FrameBytes:
 
     @property
     def bpp_lr(self) -> float:
-        """Bits per LR pixel (LR PNG + S_map PNG, as the paper's bpp)."""
+        """Bits per LR pixel (LR PNG + the S_map as the bag stores it, as the paper's bpp)."""
         return 8.0 * self.bytes_per_frame / self.lr_pixels
 
     @property
@@ -120,7 +121,7 @@ class FrameBytes:
 
 def frame_bytes(lr: np.ndarray, smap: np.ndarray | None, hr_size: tuple[int, int]) -> FrameBytes:
     """Encode LR (H×W×3 uint8) and S_map (H×W uint8 or None) as PNG and count the bytes."""
-    smap_bytes = len(encode_smap_png(smap)) if smap is not None else 0
+    smap_bytes = len(encode_smap(smap)[1]) if smap is not None else 0
     return FrameBytes(
         lr_bytes=len(encode_png(lr)),
         smap_bytes=smap_bytes,

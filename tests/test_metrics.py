@@ -7,6 +7,7 @@ import math
 import numpy as np
 
 from refscale_model.io.images import decode_png, encode_png, encode_smap_png
+from refscale_model.io.smap_coding import encode_smap
 from refscale_model.metrics import frame_bytes, psnr, psnr_y, spatial_information, ssim
 
 
@@ -36,12 +37,14 @@ def test_spatial_information_flat_is_zero_and_edges_are_not() -> None:
     assert math.isclose(spatial_information(step), 0.5, abs_tol=1e-9)
 
 
-def test_bytes_come_from_real_png_bitstreams() -> None:
+def test_bytes_come_from_real_bitstreams() -> None:
+    """LR bytes are its PNG's, S_map bytes those of the form the bag stores (`io.smap_coding`)."""
     rng = np.random.default_rng(0)
     lr = rng.integers(0, 256, (32, 48, 3), dtype=np.uint8)
     smap = np.zeros((16, 24), np.uint8)
     fb = frame_bytes(lr, smap, (64, 96))
-    assert fb.lr_bytes == len(encode_png(lr)) and fb.smap_bytes == len(encode_smap_png(smap))
+    assert fb.lr_bytes == len(encode_png(lr)) and fb.smap_bytes == len(encode_smap(smap)[1])
+    assert fb.smap_bytes < len(encode_smap_png(smap))
     assert fb.bytes_per_frame == fb.lr_bytes + fb.smap_bytes
     assert math.isclose(fb.bpp_lr, 8 * fb.bytes_per_frame / (32 * 48))
     assert math.isclose(fb.bpp_hr, 8 * fb.bytes_per_frame / (64 * 96))

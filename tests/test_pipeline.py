@@ -22,6 +22,7 @@ from refscale_model.bags import BagWriter, bag_files, is_complete, metadata_of, 
 from refscale_model.bags import refscale_format as fmt
 from refscale_model.io.images import encode_png
 from refscale_model.io.rosimg import compressed_msg_fields
+from refscale_model.io.smap_coding import SMAP_FORMAT, decode_smap
 from refscale_model.metrics import psnr
 from refscale_model.pipeline import (
     FrameEncoder,
@@ -245,8 +246,11 @@ def test_encoded_bag_opens_with_rosbags_and_mcap_ros2(tmp_path: Path, world: Wor
             m = r.deserialize(raw, conn.msgtype)
             if conn.topic == fmt.meta_topic(CAM):
                 kv = {v.key: v.value for v in m.status[0].values}
-                # the short record (format 6): a weights prefix, no per-bag constants (in the bag's records)
-                assert kv["format"] == (fmt.FORMAT_CORNERS if "registration_corners" in kv else fmt.FORMAT_SHORT)
+                # the short record (format 6): a weights prefix, no per-bag constants (in the bag's records);
+                # 8 where the frame stores its own map in the coded form, 7 where corners, else 6
+                own_map = kv.get("has_smap") == "true" and "smap_from_stamp_ns" not in kv
+                assert kv["format"] == (fmt.FORMAT_SMAP_CODED if own_map else
+                                        fmt.FORMAT_CORNERS if "registration_corners" in kv else fmt.FORMAT_SHORT)
                 assert model.weights_sha256.startswith(kv["weights_sha256"])
                 assert len(kv["weights_sha256"]) == 12 and "model_id" not in kv and "source_type" not in kv
                 assert m.header.frame_id == "cam_front"
@@ -255,8 +259,8 @@ def test_encoded_bag_opens_with_rosbags_and_mcap_ros2(tmp_path: Path, world: Wor
         with open(f, "rb") as fh:
             for _s, ch, _m, dec in make_reader(fh, decoder_factories=[DecoderFactory()]).iter_decoded_messages():
                 n += 1
-                if ch.topic == fmt.smap_topic(CAM):
-                    assert dec.format == "png"
+                if ch.topic == fmt.smap_topic(CAM):  # the smaller lossless form (`io.smap_coding`)
+                    assert dec.format in (SMAP_FORMAT, "png") and decode_smap(bytes(dec.data), dec.format).ndim == 2
     assert n == 4 * 3 + 4  # lr + smap + meta per frame, plus the passed-through fixes
 
 

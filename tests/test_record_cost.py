@@ -100,7 +100,9 @@ def test_short_record_reads_back_every_field(pan) -> None:
         meta = fmt.meta_from_msg(msg)
         assert "smap_from_stamp_ns" not in keys or meta.smap_from_stamp_ns
         assert "no_reference_reason" not in keys and meta.no_reference_reason == ""
-        assert meta.format == fmt.FORMAT_CORNERS and meta.registration_corners and "registration_matrix" not in keys
+        own_map = meta.has_smap and not meta.smap_from_stamp_ns  # a coded map of its own: format 8
+        assert meta.format == (fmt.FORMAT_SMAP_CODED if own_map else fmt.FORMAT_CORNERS)
+        assert meta.registration_corners and "registration_matrix" not in keys
         np.testing.assert_array_equal(quantise_matrix(meta.matrix, meta.size), meta.matrix)
         again = fmt.FrameMeta.from_key_values({kv["key"]: kv["value"] for kv in meta.to_key_values()})
         assert again == meta

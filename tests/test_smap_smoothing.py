@@ -16,7 +16,8 @@ from refscale_model import load_model
 from refscale_model.backends.torch_backend import TorchDownscaler
 from refscale_model.bags import BagWriter, read_messages
 from refscale_model.bags import refscale_format as fmt
-from refscale_model.io.images import decode_png, encode_smap_png
+from refscale_model.io.images import encode_smap_png
+from refscale_model.io.smap_coding import SMAP_FORMAT, decode_smap
 from refscale_model.metrics import psnr
 from refscale_model.pipeline import FrameEncoder, ModelInfo, ReconstructedFrame, Reconstructor
 from refscale_model.pipeline.smap_smoothing import (
@@ -94,12 +95,14 @@ def test_the_bag_stores_the_smoothed_map_and_rebuilds(tmp_path: Path, shared_dat
     raw_bag, smooth_bag = _encode(tmp_path, frames, model, 1), _encode(tmp_path, frames, model, 3)
 
     def maps(bag: Path) -> list[bytes]:
-        return [bytes(m.data) for t, _, m in read_messages(bag) if t == fmt.smap_topic(CAM)]
+        found = [m for t, _, m in read_messages(bag) if t == fmt.smap_topic(CAM)]
+        assert {m.format for m in found} == {SMAP_FORMAT}
+        return [bytes(m.data) for m in found]
 
     raw, smooth = maps(raw_bag), maps(smooth_bag)
     assert len(raw) == len(smooth) == len(frames)
     for r, s in zip(raw, smooth, strict=True):
-        np.testing.assert_array_equal(decode_png(s), smooth_smap(decode_png(r)))
+        np.testing.assert_array_equal(decode_smap(s, SMAP_FORMAT), smooth_smap(decode_smap(r, SMAP_FORMAT)))
     assert sum(map(len, smooth)) < sum(map(len, raw))
     with ReferenceCache.open(tmp_path / "cache", readonly=True) as cache:
         rebuilt = list(Reconstructor(model, cache, batch_size=2).run(smooth_bag))
@@ -120,8 +123,8 @@ def test_the_bag_stores_the_map_per_block_and_rebuilds_what_the_encoder_used(tmp
     assert len(cell) == len(block) == len(frames)
     assert sum(map(len, block)) < sum(map(len, cell))
     for m in metas(block_bag):
-        assert (m.format, m.smap_block) == (fmt.FORMAT_CORNERS, 2) and m.registration_corners
-        assert m.smap_grid_shape == decode_png(cell[0]).shape
+        assert (m.format, m.smap_block) == (fmt.FORMAT_SMAP_CODED, 2) and m.registration_corners
+        assert m.smap_grid_shape == decode_smap(cell[0], SMAP_FORMAT).shape
     assert {m.smap_block for m in metas(cell_bag)} == {1}
     with ReferenceCache.open(tmp_path / "cache", readonly=True) as cache:
         recon = Reconstructor(model, cache, batch_size=2)
@@ -132,7 +135,7 @@ def test_the_bag_stores_the_map_per_block_and_rebuilds_what_the_encoder_used(tmp
     quality = [np.mean([psnr(f, r.rgb) for f, r in zip(frames, out, strict=True)]) for out in (rebuilt, rebuilt_cells)]
     assert quality[0] > quality[1] - 0.3  # the coarser map costs (almost) nothing
     for frame, data in zip(stored, block, strict=True):
-        coarse = decode_png(data)
+        coarse = decode_smap(data, SMAP_FORMAT)
         assert coarse.shape == tuple(-(-n // 2) for n in frame.smap.shape)
         np.testing.assert_array_equal(frame.smap, expand_smap(coarse, 2, frame.smap.shape))
         assert frame.stored_bytes > len(data)  # LR + the coarse map as stored

@@ -127,7 +127,8 @@ def test_video_lr_round_trip_is_frame_exact(video_bag, world: World, x2) -> None
     assert all(isinstance(f, ReconstructedFrame) for f in rebuilt)
     for i, f in enumerate(encoded):
         assert f.meta.lr_codec == codec and f.meta.lr_quality == 24
-        assert f.meta.format == fmt.record_format(f.meta) in fmt.SHORT_FORMATS
+        own_map = f.meta.has_smap and not f.meta.smap_from_stamp_ns  # coded maps declare format 8
+        assert f.meta.format == (fmt.FORMAT_SMAP_CODED if own_map else fmt.record_format(f.meta))
         assert f.meta.lr_encoder == video_info(codec).cpu_encoder
         assert f.meta.source_type == "sensor_msgs/msg/Image"  # from the bag's camera record
         assert f.meta.lr_keyframe == (i % GOP == 0)

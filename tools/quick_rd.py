@@ -1,6 +1,6 @@
 """Quick rate–distortion check of RefScale with a lossy LR codec against bicubic + the same codec.
 
-Rate: bits per HR pixel = 8 × (LR bytes through the codec + S_map PNG bytes when stored) / (H × W);
+Rate: bits per HR pixel = 8 × (LR bytes through the codec + stored S_map bytes when there is one) / (H × W);
 distortion: RGB PSNR of the rebuilt frame, both averaged over the pairs of a set per (method, codec,
 quality). BD-rate and BD-PSNR of every method against bicubic + codec, computed as the scoreboard does
 (`evaluation.bdrate`: PCHIP; model-card tables made before December 2026 used a cubic polynomial fit).
@@ -25,7 +25,8 @@ from torch import nn
 
 from refscale_model.evaluation import bdrate
 from refscale_model.evaluation.pairs import read_eval_pairs, reference_for_frame, to_tensor, to_uint8
-from refscale_model.io.images import encode_smap_png, stored_smap
+from refscale_model.io.images import stored_smap
+from refscale_model.io.smap_coding import encode_smap
 from refscale_model.metrics import psnr
 from refscale_model.models.refscale import RefScale
 from refscale_model.registration import RegistrationConfig
@@ -121,7 +122,7 @@ def measure_set(
             for q in qualities:
                 for name, (lr, smap) in stored.items():
                     dec, nbytes = roundtrip_rgb(lr, codec, q)
-                    smap_bytes = len(encode_smap_png(smap)) if smap is not None else 0
+                    smap_bytes = len(encode_smap(smap)[1]) if smap is not None else 0
                     if name == "bicubic":
                         out = bicubic_up(dec, (h, w), 2)
                     else:

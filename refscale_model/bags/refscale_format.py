@@ -32,6 +32,7 @@ from typing import Any
 
 import numpy as np
 
+from refscale_model.io.smap_coding import SMAP_FORMAT
 from refscale_model.registration import (
     corners_from_text,
     corners_text,
@@ -65,10 +66,15 @@ FORMAT_CORNERS = "refscale-bag/7"
 1/8 px, `registration.matrix_corners`) instead of `registration_matrix`: written since software
 2026-12-04 for every frame warped by a matrix that corners hold. Older readers refuse these frames by name
 (they would otherwise take the identity for the missing matrix)."""
-SHORT_FORMATS = (FORMAT_SHORT, FORMAT_CORNERS)
+FORMAT_SMAP_CODED = "refscale-bag/8"
+"""A short record (corners or matrix as format 6/7) whose S_map message is in the coded form
+(`io.smap_coding`: format `"refscale-smap"`, a context-adaptive range code, about half PNG's bytes).
+Written since software 2026-12-04 for every frame that stores such a map; older readers refuse these
+frames by name instead of failing on the map's bytes."""
+SHORT_FORMATS = (FORMAT_SHORT, FORMAT_CORNERS, FORMAT_SMAP_CODED)
 """Formats whose records leave `CONTEXT_FIELDS` to the context and keep hash prefixes."""
 READABLE_FORMATS = ("refscale-bag/1", FORMAT, FORMAT_VIDEO, FORMAT_SMAP_REUSE, FORMAT_SMAP_BLOCK, FORMAT_SHORT,
-                    FORMAT_CORNERS)
+                    FORMAT_CORNERS, FORMAT_SMAP_CODED)
 """Format 1 bags (lossless PNG LR only) read as frames with `lr_codec = "png"`."""
 CONTEXT_FIELDS = ("source_topic", "source_type", "source_encoding", "scale", "model_id", "smap_levels",
                   "lr_encoder")
@@ -299,8 +305,11 @@ def registration_fields(matrix: np.ndarray, size_hw: tuple[int, int]) -> dict[st
     return {"registration_matrix": matrix_to_text(m)}
 
 
-def record_format(meta: FrameMeta) -> str:
-    """The format a new short record declares: 7 where it stores corners, else 6."""
+def record_format(meta: FrameMeta, smap_format: str = "") -> str:
+    """The format a new short record declares: 8 where the frame stores its S_map in the coded form
+    (`smap_format`, the S_map message's format), else 7 where it stores corners, else 6."""
+    if smap_format == SMAP_FORMAT:
+        return FORMAT_SMAP_CODED
     return FORMAT_CORNERS if meta.registration_corners else FORMAT_SHORT
 
 
@@ -339,7 +348,7 @@ def bag_metadata(
 ) -> dict[str, str]:
     """The bag-level `refscale` MCAP metadata record (also copied into metadata.yaml custom_data)."""
     return {
-        "format": FORMAT_CORNERS,  # the newest its frames may use
+        "format": FORMAT_SMAP_CODED,  # the newest its frames may use
         "software_version": software_version,
         "model_id": model_id,
         "weights_sha256": weights_sha256,
@@ -351,6 +360,7 @@ __all__ = [
     "CONTEXT_FIELDS",
     "FORMAT",
     "FORMAT_CORNERS",
+    "FORMAT_SMAP_CODED",
     "FORMAT_SHORT",
     "FORMAT_SMAP_BLOCK",
     "FORMAT_SMAP_REUSE",

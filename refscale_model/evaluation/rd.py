@@ -1,7 +1,7 @@
 """`refscale rd`: the rate–distortion scoreboard of LR codecs × rescaling methods vs full-resolution anchors.
 
 Rate is **bits per HR pixel**: 8 × (every byte the far end needs to rebuild the frame) / (H × W).
-For a rescaled frame that is the LR bitstream + the S_map PNG when one is stored + a fixed
+For a rescaled frame that is the LR bitstream + the stored S_map (`io.smap_coding`) when there is one + a fixed
 metadata allowance (`META_BYTES`); for a full-resolution anchor it is its bitstream (headers
 included). Distortion is PSNR and SSIM on RGB of the full-resolution frame (`metrics.psnr/ssim`).
 
@@ -51,7 +51,8 @@ from refscale_model.evaluation.rd_settings import (
     VIDEO_CODECS,
     X265_REF_META_BYTES,
 )
-from refscale_model.io.images import encode_smap_png, stored_smap
+from refscale_model.io.images import stored_smap
+from refscale_model.io.smap_coding import encode_smap
 from refscale_model.metrics import psnr, ssim
 from refscale_model.models.refscale import RefScale
 from refscale_model.pipeline.lr_fidelity import measured_lr_psnr
@@ -140,7 +141,7 @@ def model_lr(model: RefScale, hr: np.ndarray, ref: np.ndarray | None,
     r = _t(ref) if ref is not None and model.config.use_reference else None
     enc = model.downscale(x, r, tensor_smap_choice(choose_smap))
     smap = stored_smap(None if enc.smap is None else enc.smap[0, 0].numpy())
-    side = len(encode_smap_png(coarsen_smap(smap, smap_block))) if smap is not None else 0
+    side = len(encode_smap(coarsen_smap(smap, smap_block))[1]) if smap is not None else 0
     down_ms = (time.perf_counter() - t0) * 1000
 
     coded = enc.lr[0].permute(1, 2, 0).numpy().copy()

@@ -102,7 +102,7 @@ def _bd(x: float | None, overlap: tuple[float, float] | list[float] | None) -> s
 
 def markdown(result: dict[str, Any]) -> str:
     lines = ["# Rate–distortion scoreboard", "",
-             "Rate: bits per HR pixel = 8 × (LR bitstream + stored S_map PNG + frame metadata) / (H×W); "
+             "Rate: bits per HR pixel = 8 × (LR bitstream + stored S_map + frame metadata) / (H×W); "
              f"metadata: the recorder's frame record as measured on disk, {META_BYTES['refscale']} B per RefScale "
              f"frame with a reference, {META_BYTES['noref']} B per noref frame (and a gated RefScale frame); "
              f"{META_BYTES['bicubic']} B per bicubic frame, 0 B for full-res anchors "

@@ -24,7 +24,7 @@ from refscale_model.codecs import (
     is_video_codec,
     open_stream_decoder,
 )
-from refscale_model.io.images import decode_png
+from refscale_model.io.smap_coding import decode_smap
 from refscale_model.pipeline.smap_smoothing import expand_smap
 from refscale_model.utils import LruCache, hash_names
 
@@ -45,7 +45,7 @@ class EncodedFrame:
     lr: np.ndarray
     smap: np.ndarray | None
     stored_bytes: int = 0
-    """LR bitstream + S_map PNG bytes as the bag holds them (what it cost to send this frame)."""
+    """LR bitstream + stored S_map bytes as the bag holds them (what it cost to send this frame)."""
 
 
 def lr_psnr_of(meta: fmt.FrameMeta) -> float | None:
@@ -186,7 +186,7 @@ class FrameAssembler:
                 raise CodecError(f"{meta.lr_codec} LR outside a stream: decode with FrameAssembler.add")
             else:
                 lr = get_codec(meta.lr_codec).decode(bytes(slot["lr"].data))
-            smap = decode_png(bytes(slot["smap"].data)) if _own_smap(meta) else None
+            smap = decode_smap(bytes(slot["smap"].data), _format(slot["smap"])) if _own_smap(meta) else None
             if smap is not None and meta.smap_block > 1:  # stored coarser than the grid it conditions
                 smap = expand_smap(smap, meta.smap_block, meta.smap_grid_shape)
         except ValueError as exc:
@@ -255,6 +255,12 @@ class _VideoChain:
 def _own_smap(meta: fmt.FrameMeta) -> bool:
     """The frame carries its own S_map message (not none, not one shared with an earlier frame)."""
     return meta.has_smap and not meta.smap_from_stamp_ns
+
+
+def _format(msg: Any) -> str:
+    """A CompressedImage's `format` (decoded message object or dict; an S_map without one is PNG)."""
+    value = msg.get("format") if isinstance(msg, Mapping) else getattr(msg, "format", None)
+    return str(value) if value else "png"
 
 
 def _incomplete(camera: str, stamp: int, log_time: int, why: str) -> FrameFailure:

@@ -26,7 +26,8 @@ from refscale_model.codecs import (
     open_stream_encoder,
 )
 from refscale_model.io import rosimg
-from refscale_model.io.images import encode_smap_png, stored_smap
+from refscale_model.io.images import stored_smap
+from refscale_model.io.smap_coding import encode_smap
 from refscale_model.pipeline.encoding import EncodeJob, EncoderStats, FrameError, FrameResult, LrSettings
 from refscale_model.pipeline.lr_fidelity import LrFidelity
 from refscale_model.pipeline.pose import Pose, PoseTracker
@@ -372,7 +373,8 @@ class FrameEncoder:
         if self._smap_reuse is not None:  # every frame: a keyframe without a map still starts a new GOP
             smap_from = self._smap_reuse.source(topic, smap, lr_coded.is_keyframe)
         own_smap = smap is not None and not smap_from
-        smap_png = encode_smap_png(np.ascontiguousarray(self.smap_storage.stored(smap))) if own_smap else b""
+        smap_format, smap_data = (encode_smap(np.ascontiguousarray(self.smap_storage.stored(smap))) if own_smap
+                                  else ("", b""))
         encode_ms = (time.perf_counter() - job.t0) * 1e3
         meta = fmt.FrameMeta(
             source_topic=topic,
@@ -410,10 +412,10 @@ class FrameEncoder:
             lr_msg = {"header": header, "format": lr_coded.format, "data": lr_coded.data}
         if own_smap and self.smap_storage.block > 1:  # stored coarser than the grid it conditions
             meta.smap_block, meta.smap_grid = self.smap_storage.block, f"{smap.shape[0]}x{smap.shape[1]}"
-        meta.format = fmt.record_format(meta)  # a short record: its constants are in the bag's records
+        meta.format = fmt.record_format(meta, smap_format)  # short: its constants are in the bag's records
         try:
             self._camera_record(topic, meta)
-            self._write_frame(topic, header, log_time, lr_msg, lr_type, smap, smap_png, meta)
+            self._write_frame(topic, header, log_time, lr_msg, lr_type, smap, (smap_format, smap_data), meta)
             if smap is not None and not smap_from and self._smap_reuse is not None:
                 self._smap_reuse.stored(topic, stamp, smap)
         except BaseException:
@@ -425,8 +427,8 @@ class FrameEncoder:
         self.stats.frames += 1
         self.stats.frames_without_reference += smap is None
         self.stats.bytes_in += source_bytes
-        self.stats.bytes_out += len(lr_coded.data) + len(smap_png)
-        self._account_rate(topic, len(lr_coded.data) + len(smap_png), stamp, quality)
+        self.stats.bytes_out += len(lr_coded.data) + len(smap_data)
+        self._account_rate(topic, len(lr_coded.data) + len(smap_data), stamp, quality)
         self.stats.encode_s += encode_ms / 1e3
         self._unflushed = True
         self._maybe_flush()
@@ -437,7 +439,7 @@ class FrameEncoder:
             smap is not None,
             meta.reference_id,
             len(lr_coded.data),
-            len(smap_png),
+            len(smap_data),
             encode_ms,
             meta.no_reference_reason,
             meta.lr_quality,
@@ -455,13 +457,15 @@ class FrameEncoder:
             self._camera_sources[topic] = source
 
     def _write_frame(self, topic: str, header: dict[str, Any], log_time: int, lr_msg: dict[str, Any], lr_type: str,
-                     smap: np.ndarray | None, smap_png: bytes, meta: fmt.FrameMeta) -> None:
+                     smap: np.ndarray | None, stored: tuple[str, bytes], meta: fmt.FrameMeta) -> None:
+        """One frame's LR, S_map (`stored`: its message format and bytes) and record, as one group."""
         with self.writer.group():
             self.writer.write(fmt.lr_topic(topic), lr_msg, log_time, type_name=lr_type)
-            if smap is not None and smap_png:  # no bytes: the map is stored by an earlier frame of the GOP
+            smap_format, smap_data = stored
+            if smap is not None and smap_data:  # no bytes: the map is stored by an earlier frame of the GOP
                 self.writer.write(
                     fmt.smap_topic(topic),
-                    {"header": header, "format": "png", "data": smap_png},
+                    {"header": header, "format": smap_format, "data": smap_data},
                     log_time,
                     type_name=msgs.COMPRESSED_IMAGE,
                 )

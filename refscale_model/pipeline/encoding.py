@@ -36,7 +36,7 @@ class EncoderStats:
     bytes_in: int = 0
     """Image payload bytes received (Image.data / CompressedImage.data)."""
     bytes_out: int = 0
-    """Payload bytes written (LR bitstream + S_map PNG)."""
+    """Payload bytes written (LR bitstream + stored S_map)."""
     encode_s: float = 0.0
     lr_codec: str = "png"
     lr_quality: dict[str, int] = field(default_factory=dict)
