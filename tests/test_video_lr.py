@@ -228,6 +228,21 @@ def test_zero_delay_one_access_unit_per_frame(codec: str) -> None:
     assert keys == [True, False, False, False, True, False, True, False, False]
 
 
+def test_h265_keyframes_carry_no_encoder_information() -> None:
+    """libx265 writes a 2.3 kB SEI of its version and options with every keyframe that repeats the
+    headers unless told not to: the recorder's stream and the scoreboard's x265 anchors leave it out."""
+    from refscale_model.evaluation.anchors import x265_given_reference, x265_intra
+
+    flat = np.full((360, 640, 3), 128, np.uint8)
+    enc = open_stream_encoder("h265", crf=40, gop=2)
+    units = [enc.encode(flat) for _ in range(4)]
+    assert [u.is_keyframe for u in units] == [True, False, True, False]
+    for unit in units:
+        assert b"x265" not in unit.data and len(unit.data) < 400, len(unit.data)
+    assert x265_intra(flat, 40).nbytes < 400
+    assert x265_given_reference(flat, flat, 40).nbytes < 100
+
+
 def test_bad_video_settings_fail_clearly(tmp_path: Path, world: World) -> None:
     for crf in (52, -1, 2.5, True):
         with pytest.raises(CodecError, match="crf must be an int 0–51"):

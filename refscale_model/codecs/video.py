@@ -8,6 +8,9 @@ Stream contract (what `FrameEncoder`, `FrameAssembler` and Foxglove rely on):
 * Annex B byte stream, one access unit per message. Frame 0, `gop`, 2·`gop`, ... are IDR
   keyframes (closed GOPs, no scene-cut keyframes in between) and every keyframe carries its own
   parameter sets (SPS/PPS, plus VPS for H.265): playback and decoding can start at any keyframe.
+* No encoder-information SEI: libx265 otherwise writes a 2.3 kB text of its version and options
+  with every keyframe that repeats the headers (`info=0`). A decoder never reads it; in a GOP-10
+  stream at low rates it was ~20 % of the bytes. (libx264 writes its ~600 B text once per stream.)
 * Quality is the constant rate factor `crf` (0–51, lower is better; x264/x265 scale). A
   `target_kbps` budget caps the stream with the encoder's own VBV (capped CRF, 1 s buffer) —
   the video codec's rate control, not `RateController` (which steps still-image qualities).
@@ -35,6 +38,9 @@ X264_PRESET = "veryfast"
 X265_PRESET = "veryfast"
 """Presets of the CPU encoders: real time for several 640×360 cameras on an embedded CPU. The
 full-resolution video anchors of `refscale rd` use the same settings (same speed class)."""
+X265_NO_INFO_SEI = "info=0"
+"""libx265 parameter that leaves out its encoder-information SEI (see the module docstring); the
+scoreboard's x265 anchors use it too."""
 
 
 @dataclass(frozen=True)
@@ -126,7 +132,8 @@ def _encoder_options(info: VideoCodecInfo, encoder: str, crf: int, gop: int, tar
         return opts
     if encoder == "libx265":
         params = (f"log-level=error:keyint={gop}:min-keyint={gop}:scenecut=0:bframes=0:open-gop=0:repeat-headers=1"
-                  f":annexb=1:frame-threads=1:pools={'none' if threads <= 1 else threads}:lookahead-slices=0")
+                  f":annexb=1:{X265_NO_INFO_SEI}:frame-threads=1:pools={'none' if threads <= 1 else threads}"
+                  ":lookahead-slices=0")
         if kbps:
             params += f":vbv-maxrate={kbps}:vbv-bufsize={kbps}"
         return {"preset": X265_PRESET, "tune": "zerolatency", "crf": str(crf), "forced-idr": "1",

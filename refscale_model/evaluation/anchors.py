@@ -6,7 +6,9 @@ x265 (PyAV's libx265) codes it as an intra frame, or as the second frame of the 
 classic "video codec given the same side information" anchor for a reference-based method.
 Both x265 anchors: 8-bit yuv420p (BT.601 limited range through swscale), preset `X265_PRESET`,
 no B-frames, constant rate factor (crf) as the quality knob; the bitstream's own VPS/SPS/PPS are
-counted with the (first) frame.
+counted with the (first) frame, and libx265's 2.3 kB encoder-information SEI is left out
+(`codecs.video.X265_NO_INFO_SEI`), as the recorder leaves it out: until 2026-12-04 every x265-intra
+frame carried it.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ from dataclasses import dataclass
 from fractions import Fraction
 
 import numpy as np
+
+from refscale_model.codecs.video import X265_NO_INFO_SEI
 
 X265_PRESET = "medium"
 """x265's default: a fair anchor; 'fast' would flatter RefScale."""
@@ -72,7 +76,7 @@ def x265_sequence(frames: list[np.ndarray], crf: int, preset: str = X265_PRESET)
     ctx.pix_fmt = "yuv420p"
     ctx.time_base = Fraction(1, 10)
     ctx.options = {"crf": str(crf), "preset": preset,
-                   "x265-params": "log-level=error:bframes=0:keyint=250:scenecut=0"}
+                   "x265-params": f"log-level=error:bframes=0:keyint=250:scenecut=0:{X265_NO_INFO_SEI}"}
     packets: list[list[bytes]] = [[] for _ in frames]
     order: list[int] = []
     for i, rgb in enumerate(padded):
