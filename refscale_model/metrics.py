@@ -120,7 +120,7 @@ class FrameBytes:
 
 
 def frame_bytes(lr: np.ndarray, smap: np.ndarray | None, hr_size: tuple[int, int]) -> FrameBytes:
-    """Encode LR (H×W×3 uint8) and S_map (H×W uint8 or None) as PNG and count the bytes."""
+    """Encode LR (H×W×3 uint8) as PNG and the S_map (H×W uint8 or None) as the bag stores it; count the bytes."""
     smap_bytes = len(encode_smap(smap)[1]) if smap is not None else 0
     return FrameBytes(
         lr_bytes=len(encode_png(lr)),

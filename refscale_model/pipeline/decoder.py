@@ -258,9 +258,9 @@ def _own_smap(meta: fmt.FrameMeta) -> bool:
 
 
 def _format(msg: Any) -> str:
-    """A CompressedImage's `format` (decoded message object or dict; an S_map without one is PNG)."""
-    value = msg.get("format") if isinstance(msg, Mapping) else getattr(msg, "format", None)
-    return str(value) if value else "png"
+    """A CompressedImage's `format`; an S_map message without one is PNG (what every map was before
+    software 2026-12-04)."""
+    return str(getattr(msg, "format", "") or "png")
 
 
 def _incomplete(camera: str, stamp: int, log_time: int, why: str) -> FrameFailure:
