@@ -39,10 +39,17 @@ class SmapCodingError(ValueError):
     """Bytes that are not a coded S_map of this version (truncated, corrupt or foreign)."""
 
 
-def _context(levels: np.ndarray, y: int, x: int) -> tuple[int, int]:
-    left = int(levels[y, x - 1]) if x else (int(levels[y - 1, x]) if y else 0)
-    top = int(levels[y - 1, x]) if y else left
-    return (left + top + 1) // 2, min(abs(left - top), 2)
+def _context(above: list[int] | None, row: list[int], x: int) -> int:
+    """The context id of cell x of `row` (`above`: the previous row, None on the first): 3 × the
+    rounded mean of the left and top neighbours + their clipped difference (module docstring)."""
+    if x:
+        left = row[x - 1]
+        top = above[x] if above is not None else left
+    elif above is not None:
+        left = top = above[0]
+    else:
+        left = top = 0
+    return 3 * ((left + top + 1) >> 1) + min(abs(left - top), 2)
 
 
 class _Model:
@@ -50,19 +57,23 @@ class _Model:
 
     def __init__(self, alphabet: int) -> None:
         self.alphabet = alphabet
-        self._tables: dict[tuple[int, int], list[int]] = {}
+        self.tables: list[list[int] | None] = [None] * (3 * alphabet)
+        self.totals = [0] * (3 * alphabet)
 
-    def table(self, context: tuple[int, int]) -> list[int]:
-        found = self._tables.get(context)
+    def table(self, context: int) -> list[int]:
+        found = self.tables[context]
         if found is None:
-            found = self._tables[context] = [1] * self.alphabet
+            found = self.tables[context] = [1] * self.alphabet
+            self.totals[context] = self.alphabet
         return found
 
-    @staticmethod
-    def update(counts: list[int], symbol: int) -> None:
+    def update(self, context: int, counts: list[int], symbol: int) -> None:
         counts[symbol] += _INCREMENT
-        if sum(counts) >= _MAX_TOTAL:
+        total = self.totals[context] + _INCREMENT
+        if total >= _MAX_TOTAL:
             counts[:] = [(c + 1) // 2 for c in counts]
+            total = sum(counts)
+        self.totals[context] = total
 
 
 def _varint(value: int) -> bytes:
@@ -98,16 +109,17 @@ def encode_coded(levels: np.ndarray) -> bytes:
     model = _Model(alphabet)
     out = bytearray()
     low, span = 0, _MASK
-    for y in range(rows):
-        for x in range(cols):
-            counts = model.table(_context(levels, y, x))
-            symbol = int(levels[y, x])
-            start = sum(counts[:symbol])
-            span //= sum(counts)
-            low += start * span
+    above: list[int] | None = None
+    for row in levels.tolist():
+        for x, symbol in enumerate(row):
+            context = _context(above, row, x)
+            counts = model.table(context)
+            span //= model.totals[context]
+            low += sum(counts[:symbol]) * span
             span *= counts[symbol]
             low, span = _normalise_out(low, span, out)
-            model.update(counts, symbol)
+            model.update(context, counts, symbol)
+        above = row
     for _ in range(4):
         out.append((low >> 24) & 0xFF)
         low = (low << 8) & _MASK
@@ -135,7 +147,6 @@ def decode_coded(data: bytes) -> np.ndarray:
         raise SmapCodingError("coded S_map header is truncated or corrupt")
     alphabet = data[pos] + 1
     stream = data[pos + 1:]
-    levels = np.zeros((rows, cols), np.uint8)
     model = _Model(alphabet)
     next_byte = 0
 
@@ -149,10 +160,14 @@ def decode_coded(data: bytes) -> np.ndarray:
     for _ in range(4):
         code = (code << 8) | read()
     low, span = 0, _MASK
-    for y in range(rows):
+    decoded: list[list[int]] = []
+    above: list[int] | None = None
+    for _ in range(rows):
+        row = [0] * cols
         for x in range(cols):
-            counts = model.table(_context(levels, y, x))
-            span //= sum(counts)
+            context = _context(above, row, x)
+            counts = model.table(context)
+            span //= model.totals[context]
             target = ((code - low) & _MASK) // span
             symbol, start = 0, 0
             while symbol < alphabet - 1 and start + counts[symbol] <= target:
@@ -169,8 +184,11 @@ def decode_coded(data: bytes) -> np.ndarray:
                     span = -low & (_BOTTOM - 1)
                 code = ((code << 8) | read()) & _MASK
                 low, span = (low << 8) & _MASK, (span << 8) & _MASK
-            levels[y, x] = symbol
-            model.update(counts, symbol)
+            row[x] = symbol
+            model.update(context, counts, symbol)
+        decoded.append(row)
+        above = row
+    levels = np.array(decoded, np.uint8)
     return levels
 
 
