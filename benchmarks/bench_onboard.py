@@ -9,7 +9,7 @@ lookup in a real ReferenceCache (`--references` entries 2 m apart: this tree reg
 against the 4 nearest and keeps the best, an older tree takes the nearest) -> registration (a new
 homography every frame: the synthetic drive moves) -> downscaler (ONNX Runtime, CPU provider, the
 shipped `--weights`, x2 by default, with its fallback) -> LR coding (`--codecs`: png, jpeg, webp,
-avif) + S_map PNG -> a real bag write. Frames are offered back to back (capacity, nothing dropped);
+avif) + the stored S_map -> a real bag write. Frames are offered back to back (capacity, nothing dropped);
 fps = timed frames / wall time, after 2 warm-up frames.
 
 * `old`: today's main behaviour, measured on a `git archive` of `--old-rev` (default: the merge-base of

@@ -1,6 +1,6 @@
 """S_map reuse inside a video GOP: send a similarity map only when it has changed.
 
-With a video LR the LR of a frame costs a few hundred bytes, and the S_map PNG (+ its metadata)
+With a video LR the LR of a frame costs a few hundred bytes, and the stored S_map (+ its metadata)
 was 20–38 % of RefScale's bits at the low rates where fleets upload (docs/rate-distortion.md,
 "Sequences"). Consecutive frames of a camera look at the same place through the same reference,
 so their maps barely move. The encoder therefore conditions a frame on the map it used last

@@ -6,9 +6,10 @@ Two steps, both exact at the far end (encoder and decoder condition on the same 
 * coarser storage (`coarsen_smap` / `expand_smap`): the rounded mean of each `block`×`block` group of
   cells is stored, and both ends condition on it repeated back over the group.
 
-The stored map is a 16-level grey PNG, entropy-coded cell by cell (`io.images.encode_smap_png`); on a
-720p frame it was ~1.2 kB, 8–10 % of a WebP LR at 0.1 bits per HR pixel. Much of that is cell-to-cell
-noise that carries nothing the inverse uses: a 3×3 median of the levels cut the map by about a third
+The stored map was a 16-level grey PNG, entropy-coded cell by cell (`io.images.encode_smap_png`; since
+2026-12-04 it is context-coded where that is smaller, `io.smap_coding`); on a 720p frame it was ~1.2 kB,
+8–10 % of a WebP LR at 0.1 bits per HR pixel. Much of that is cell-to-cell noise that carries nothing
+the inverse uses: a 3×3 median of the levels cut the map by about a third
 (1,239 → 785 B on a sample-drive frame) and rebuilt PSNR did not drop (sample drive, 6 frames, WebP:
 RefScale against the no-ref INN −12.0 → −13.9 % BD-rate; docs/rate-distortion.md). The map's detail
 below two cells is also worth less than its bytes: storing 2×2 means took another ~450 B off a
