@@ -7,11 +7,13 @@ entropy is ~160 B. So each map is coded both ways and the smaller is stored; the
 `format` says which (`"png"`, or `SMAP_FORMAT`).
 
 The coded form (`SMAP_FORMAT`): one version byte, the rows and columns as LEB128 varints, the alphabet
-size K (the largest level + 1; stored as K − 1), then a range-coded stream of the levels in raster order. Each level is
-coded with an adaptive frequency table chosen by its causal neighbours (left `l` and top `t`; at the
-edges the one that exists): the context is ((l + t + 1) // 2, min(|l − t|, 2)). Integer arithmetic
-only, so every machine decodes the same map. The range coder is the carry-less byte-wise scheme of
-Subbotin (1999); trailing zero bytes are not stored (the decoder reads zeros past the end).
+size K (the largest level + 1) as one byte K − 1, then a range-coded stream of the levels in raster
+order. Each level is coded with an adaptive frequency table chosen by its causal neighbours (left `l`
+and top `t`; at the edges the one that exists): the context is ((l + t + 1) // 2, min(|l − t|, 2)). A
+table starts at 1 per symbol, adds 8 per coded symbol (chosen on training maps) and halves when its
+total reaches 2^16. Integer arithmetic only, so every machine decodes the same map. The range coder is
+the carry-less byte-wise scheme of Subbotin (1999); trailing zero bytes are not stored (the decoder
+reads zeros past the end).
 """
 
 from __future__ import annotations
@@ -188,8 +190,7 @@ def decode_coded(data: bytes) -> np.ndarray:
             model.update(context, counts, symbol)
         decoded.append(row)
         above = row
-    levels = np.array(decoded, np.uint8)
-    return levels
+    return np.array(decoded, np.uint8)
 
 
 def encode_smap(levels: np.ndarray) -> tuple[str, bytes]:
