@@ -97,3 +97,6 @@ def test_bad_input_gets_a_clear_error() -> None:
         encode_coded(np.zeros((4, 4), np.float32))
     with pytest.raises(ValueError, match="grey uint8"):
         encode_coded(np.zeros((0, 4), np.uint8))
+    huge = bytes([1]) + b"\xff\xff\x03" + b"\xff\xff\x03" + b"\x0f"  # 65535×65535 cells: refused at once
+    with pytest.raises(SmapCodingError, match="impossible size"):
+        decode_coded(huge)

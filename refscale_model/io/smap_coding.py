@@ -35,6 +35,9 @@ _MAX_TOTAL = _BOTTOM
 """A context's count total stays below the coder's 2^16 resolution (counts are halved to fit)."""
 _INCREMENT = 8
 _MAX_SIDE = 1 << 16
+_MAX_CELLS = 1 << 22
+"""Largest map coded or decoded (an 8K frame's map has ~0.5 M cells): a corrupt or hostile header cannot
+make the decoder run for hours."""
 
 
 class SmapCodingError(ValueError):
@@ -105,7 +108,7 @@ def encode_coded(levels: np.ndarray) -> bytes:
     if levels.dtype != np.uint8 or levels.ndim != 2 or 0 in levels.shape:
         raise ValueError(f"an S_map is a non-empty grey uint8 H×W, got {levels.dtype} {levels.shape}")
     rows, cols = levels.shape
-    if max(rows, cols) >= _MAX_SIDE:
+    if max(rows, cols) >= _MAX_SIDE or rows * cols > _MAX_CELLS:
         raise ValueError(f"S_map of {rows}×{cols} cells is too large to code")
     alphabet = int(levels.max()) + 1
     model = _Model(alphabet)
@@ -145,8 +148,8 @@ def decode_coded(data: bytes) -> np.ndarray:
         raise SmapCodingError(f"not a coded S_map of version {VERSION}")
     rows, pos = _read_varint(data, 1)
     cols, pos = _read_varint(data, pos)
-    if pos >= len(data) or not 0 < rows < _MAX_SIDE or not 0 < cols < _MAX_SIDE:
-        raise SmapCodingError("coded S_map header is truncated or corrupt")
+    if pos >= len(data) or not 0 < rows < _MAX_SIDE or not 0 < cols < _MAX_SIDE or rows * cols > _MAX_CELLS:
+        raise SmapCodingError("coded S_map header is truncated, corrupt or names an impossible size")
     alphabet = data[pos] + 1
     stream = data[pos + 1:]
     model = _Model(alphabet)
