@@ -26,6 +26,8 @@ SMAP_FORMAT = "refscale-smap"
 """`sensor_msgs/CompressedImage.format` of a map in the coded form (not an image format: viewers show
 the LR and the frame record, not such a map)."""
 PNG_FORMAT = "png"
+_PNG_FRAMING = 57
+"""Bytes of a PNG's signature and IHDR, IDAT and IEND chunk framing: no PNG is this small."""
 VERSION = 1
 
 _TOP = 1 << 24
@@ -122,24 +124,28 @@ def encode_coded(levels: np.ndarray) -> bytes:
             span //= model.totals[context]
             low += sum(counts[:symbol]) * span
             span *= counts[symbol]
-            low, span = _normalise_out(low, span, out)
+            before = low
+            low, span, shifts = _renormalise(low, span)
+            out += ((before << (8 * shifts)) >> 32).to_bytes(shifts, "big")  # its top `shifts` bytes
             model.update(context, counts, symbol)
         above = row
-    for _ in range(4):
-        out.append((low >> 24) & 0xFF)
-        low = (low << 8) & _MASK
+    out += low.to_bytes(4, "big")
     header = bytes([VERSION]) + _varint(rows) + _varint(cols) + bytes([alphabet - 1])
     return header + bytes(out).rstrip(b"\0")
 
 
-def _normalise_out(low: int, span: int, out: bytearray) -> tuple[int, int]:
+def _renormalise(low: int, span: int) -> tuple[int, int, int]:
+    """Shift whole bytes out of the coder's window until the span is wide again (the carry-less rule), on
+    either side: (low, span, bytes shifted). The encoder writes those top bytes of its `low`, the decoder
+    reads as many into its code."""
+    shifts = 0
     while True:
         if (low ^ (low + span)) >= _TOP:
             if span >= _BOTTOM:
-                return low, span
+                return low, span, shifts
             span = -low & (_BOTTOM - 1)
-        out.append((low >> 24) & 0xFF)
         low, span = (low << 8) & _MASK, (span << 8) & _MASK
+        shifts += 1
 
 
 def decode_coded(data: bytes) -> np.ndarray:
@@ -182,13 +188,9 @@ def decode_coded(data: bytes) -> np.ndarray:
                 raise SmapCodingError("coded S_map stream is corrupt")
             low += start * span
             span *= counts[symbol]
-            while True:
-                if (low ^ (low + span)) >= _TOP:
-                    if span >= _BOTTOM:
-                        break
-                    span = -low & (_BOTTOM - 1)
+            low, span, shifts = _renormalise(low, span)
+            for _ in range(shifts):
                 code = ((code << 8) | read()) & _MASK
-                low, span = (low << 8) & _MASK, (span << 8) & _MASK
             row[x] = symbol
             model.update(context, counts, symbol)
         decoded.append(row)
@@ -199,12 +201,15 @@ def decode_coded(data: bytes) -> np.ndarray:
 def encode_smap(levels: np.ndarray) -> tuple[str, bytes]:
     """(format, bytes) of the smaller lossless form of a stored map: `SMAP_FORMAT` or PNG."""
     coded = encode_coded(levels)
+    if len(coded) <= _PNG_FRAMING:  # no PNG can be smaller: skip coding it (per frame on the car)
+        return SMAP_FORMAT, coded
     png = encode_smap_png(levels)
     return (SMAP_FORMAT, coded) if len(coded) <= len(png) else (PNG_FORMAT, png)
 
 
 def decode_smap(data: bytes, format_name: str) -> np.ndarray:
-    """A stored map's levels from its message `format` and bytes (PNG as written before 2026-12-04)."""
+    """A stored map's levels from its message `format` and bytes: PNG as every map was written before
+    2026-12-04 (also when a message names no format)."""
     if format_name == SMAP_FORMAT:
         return decode_coded(data)
     if format_name in (PNG_FORMAT, ""):

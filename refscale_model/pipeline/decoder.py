@@ -186,7 +186,8 @@ class FrameAssembler:
                 raise CodecError(f"{meta.lr_codec} LR outside a stream: decode with FrameAssembler.add")
             else:
                 lr = get_codec(meta.lr_codec).decode(bytes(slot["lr"].data))
-            smap = decode_smap(bytes(slot["smap"].data), _format(slot["smap"])) if _own_smap(meta) else None
+            smap = (decode_smap(bytes(slot["smap"].data), getattr(slot["smap"], "format", ""))
+                    if _own_smap(meta) else None)
             if smap is not None and meta.smap_block > 1:  # stored coarser than the grid it conditions
                 smap = expand_smap(smap, meta.smap_block, meta.smap_grid_shape)
         except ValueError as exc:
@@ -255,12 +256,6 @@ class _VideoChain:
 def _own_smap(meta: fmt.FrameMeta) -> bool:
     """The frame carries its own S_map message (not none, not one shared with an earlier frame)."""
     return meta.has_smap and not meta.smap_from_stamp_ns
-
-
-def _format(msg: Any) -> str:
-    """A CompressedImage's `format`; an S_map message without one is PNG (what every map was before
-    software 2026-12-04)."""
-    return str(getattr(msg, "format", "") or "png")
 
 
 def _incomplete(camera: str, stamp: int, log_time: int, why: str) -> FrameFailure:
