@@ -46,7 +46,8 @@ def test_rd_cli_on_two_pairs(shared_data: Path, tmp_path: Path) -> None:
     csv = shared_data / "satellite_spacenet7_monthly" / "pairs.csv"
     out = tmp_path / "rd"
     rc = main(["rd", "--pairs", str(csv), "--split", "val", "--limit", "2", "--jpeg", "40,90", "--webp", "40,90",
-               "--avif", "40,85", "--crf", "26,38", "--lr-codecs", "png,jpeg,webp,avif,h265", "--video-crf", "30,42",
+               "--avif", "40,85", "--crf", "26,38", "--lr-codecs", "png,jpeg,webp,avif,h265,h265-ref",
+               "--video-crf", "30,42",
                "--out", str(out), "--no-progress"])
     assert rc == 0
     result = json.loads((out / "rd.json").read_text())
@@ -60,7 +61,8 @@ def test_rd_cli_on_two_pairs(shared_data: Path, tmp_path: Path) -> None:
         assert 10 < p["psnr"] < 60 and 0 < p["ssim"] <= 1
         curves.setdefault(f"{p['method']}+{p['codec']}", []).append(p)
     expected = {f"fullres+{a}" for a in ("jpeg", "webp", "avif", "x265-intra", "x265-ref")} | {
-        f"{m}+{c}" for m in ("bicubic", "noref", "refscale") for c in ("png", "jpeg", "webp", "avif", "h265-intra")}
+        f"{m}+{c}" for m in ("bicubic", "noref", "refscale")
+        for c in ("png", "jpeg", "webp", "avif", "h265-intra", "h265-ref")}
     assert expected == set(curves) | set(s["skipped"])
     for name, pts in curves.items():
         assert len(pts) == (1 if name.endswith("+png") else 2), name
@@ -85,6 +87,11 @@ def test_rd_cli_on_two_pairs(shared_data: Path, tmp_path: Path) -> None:
     # a video LR codec on stills: each LR one IDR, as the recorder with --gop 1 (the targets compare it too)
     intra = [p for p in s["points"] if p["codec"] == "h265-intra" and p["method"] == "refscale"]
     assert sorted(p["quality"] for p in intra) == [30, 42] and ("refscale+h265-intra", "bicubic+h265-intra") in targets
+    # the LR coded against the reference: pixel-aligned satellite tiles, so bicubic's LR is predicted from it
+    by_crf = {(p["method"], p["codec"], p["quality"]): p for p in s["points"]}
+    assert any(by_crf[("bicubic", "h265-ref", q)]["bytes"] < by_crf[("bicubic", "h265-intra", q)]["bytes"]
+               for q in (30, 42))
+    assert ("refscale+h265-ref", "bicubic+h265-ref") in targets
     png_file = out / "rd_satellite_spacenet7_monthly.png"
     assert png_file.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png_file.stat().st_size > 10_000
 

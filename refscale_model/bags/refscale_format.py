@@ -71,10 +71,15 @@ FORMAT_SMAP_CODED = "refscale-bag/8"
 (`io.smap_coding`: format `"refscale-smap"`, a context-adaptive range code, about half PNG's bytes).
 Written since software 2026-12-04 for every frame that stores such a map; older readers refuse these
 frames by name instead of failing on the map's bytes."""
-SHORT_FORMATS = (FORMAT_SHORT, FORMAT_CORNERS, FORMAT_SMAP_CODED)
+FORMAT_REFERENCE_PREDICTED = "refscale-bag/9"
+"""A short record (as format 8) whose LR (codec `h265-ref`) is an HEVC P-frame predicted from a hidden picture
+of the reference (`codecs.reference_predicted`): `lr_ref_crc` holds that picture's CRC-32, and the record
+names its reference even when the S_map was gated (`has_smap` false). Written since software 2026-12-04 for
+such frames only; older readers refuse them by name instead of failing on the LR."""
+SHORT_FORMATS = (FORMAT_SHORT, FORMAT_CORNERS, FORMAT_SMAP_CODED, FORMAT_REFERENCE_PREDICTED)
 """Formats whose records leave `CONTEXT_FIELDS` to the context and keep hash prefixes."""
 READABLE_FORMATS = ("refscale-bag/1", FORMAT, FORMAT_VIDEO, FORMAT_SMAP_REUSE, FORMAT_SMAP_BLOCK, FORMAT_SHORT,
-                    FORMAT_CORNERS, FORMAT_SMAP_CODED)
+                    FORMAT_CORNERS, FORMAT_SMAP_CODED, FORMAT_REFERENCE_PREDICTED)
 """Format 1 bags (lossless PNG LR only) read as frames with `lr_codec = "png"`."""
 CONTEXT_FIELDS = ("source_topic", "source_type", "source_encoding", "scale", "model_id", "smap_levels",
                   "lr_encoder")
@@ -186,6 +191,9 @@ class FrameMeta:
     the car (`pipeline.lr_fidelity`): how much decoder-side restoring the rebuild takes
     (`models.decoder_blend`). 0: not measured (a lossless LR, or software before 2026-12-04); readers
     that do not know the key ignore it and rebuild with the full decoder."""
+    lr_ref_crc: str = ""
+    """LR codec `h265-ref`: CRC-32 (8 hex digits) of the hidden picture of the reference the LR is predicted
+    from (format 9; `codecs.reference_predicted`); empty: the LR decodes alone."""
     lr_keyframe: bool = True
     """Video LR: this frame is an IDR access unit with its parameter sets (image codecs: always)."""
     lr_prev_stamp_ns: int = 0
@@ -306,8 +314,11 @@ def registration_fields(matrix: np.ndarray, size_hw: tuple[int, int]) -> dict[st
 
 
 def record_format(meta: FrameMeta, smap_format: str = "") -> str:
-    """The format a new short record declares: 8 where the frame stores its S_map in the coded form
-    (`smap_format`, the S_map message's format), else 7 where it stores corners, else 6."""
+    """The format a new short record declares: 9 where the LR is predicted from the reference, 8 where the
+    frame stores its S_map in the coded form (`smap_format`, the S_map message's format), else 7 where it
+    stores corners, else 6."""
+    if meta.lr_ref_crc:
+        return FORMAT_REFERENCE_PREDICTED
     if smap_format == SMAP_FORMAT:
         return FORMAT_SMAP_CODED
     return FORMAT_CORNERS if meta.registration_corners else FORMAT_SHORT
@@ -348,7 +359,7 @@ def bag_metadata(
 ) -> dict[str, str]:
     """The bag-level `refscale` MCAP metadata record (also copied into metadata.yaml custom_data)."""
     return {
-        "format": FORMAT_SMAP_CODED,  # the newest its frames may use
+        "format": FORMAT_REFERENCE_PREDICTED,  # the newest its frames may use
         "software_version": software_version,
         "model_id": model_id,
         "weights_sha256": weights_sha256,
@@ -360,6 +371,7 @@ __all__ = [
     "CONTEXT_FIELDS",
     "FORMAT",
     "FORMAT_CORNERS",
+    "FORMAT_REFERENCE_PREDICTED",
     "FORMAT_SMAP_CODED",
     "FORMAT_SHORT",
     "FORMAT_SMAP_BLOCK",

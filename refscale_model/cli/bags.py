@@ -21,9 +21,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--drop", action="append", default=[], metavar="TOPIC", help="do not pass this topic through")
     e.add_argument("--split-size", type=float, default=None, metavar="MB", help="start a new file after MB")
     e.add_argument("--split-duration", type=float, default=None, metavar="S", help="start a new file after S seconds")
-    e.add_argument("--lr-codec", default="png", metavar="{png,jpeg,webp,avif,h264,h265}",
+    e.add_argument("--lr-codec", default="png", metavar="{png,jpeg,webp,avif,h264,h265,h265-ref}",
                    help="LR codec: png (lossless, default), jpeg, webp, avif, or video: h264, h265 "
-                        "(foxglove_msgs/CompressedVideo)")
+                        "(foxglove_msgs/CompressedVideo); h265-ref: each frame alone, as an HEVC IDR or as a P-frame "
+                        "predicted from its reference, whichever costs less (needs the reference to decode)")
     e.add_argument("--lr-quality", type=int, default=None, metavar="Q",
                    help="LR codec quality 0-100 (default: the codec's own; the start value with --target-kbps); "
                         "for h264/h265 the crf (same as --lr-crf)")
@@ -128,8 +129,8 @@ def run_encode_bag(args: argparse.Namespace) -> int:
     try:
         if args.lr_crf is not None and args.lr_quality is not None and args.lr_crf != args.lr_quality:
             raise CodecError("give --lr-crf or --lr-quality, not both (for h264/h265 they are the same setting)")
-        if args.lr_crf is not None and args.lr_codec not in ("h264", "h265"):
-            raise CodecError(f"--lr-crf is for the video codecs h264/h265; {args.lr_codec!r} takes --lr-quality")
+        if args.lr_crf is not None and args.lr_codec not in ("h264", "h265", "h265-ref"):
+            raise CodecError(f"--lr-crf is for the codecs h264/h265/h265-ref; {args.lr_codec!r} takes --lr-quality")
         quality = args.lr_crf if args.lr_crf is not None else args.lr_quality
         lr = LrSettings.checked(args.lr_codec, quality, args.target_kbps, args.gop, args.lr_encoder)
         if args.smap_reuse is not None and not args.smap_reuse >= 0:
@@ -177,6 +178,8 @@ def run_encode_bag(args: argparse.Namespace) -> int:
 
 
 def _print_encode_report(report: Any, args: argparse.Namespace) -> None:
+    from refscale_model.codecs import is_video_codec
+
     s = report.stats
     for problem in report.read_problems:
         print(f"warning: {problem}")
@@ -186,11 +189,14 @@ def _print_encode_report(report: Any, args: argparse.Namespace) -> None:
         print(f"frame error: {line}")
     print(f"frames: {s.frames}  (errors: {sum(s.errors.values())} {dict(s.errors) or ''})")
     print(f"frames without reference: {s.frames_without_reference}")
+    if s.lr_codec == "h265-ref":
+        print(f"LR predicted from the reference: {s.lr_predicted} of {s.frames} frames (the others intra)")
     print(f"passed through: {s.passthrough} messages")
     print(f"camera payload: {s.bytes_in:,} B in -> {s.bytes_out:,} B out (LR+S_map), ratio {s.compression_ratio:.2f}")
     knob = "crf" if s.lr_encoder else "q"
     quality = ", ".join(f"{t} {knob}{q}" for t, q in sorted(s.lr_quality.items()) if q >= 0)
-    print(f"LR codec: {s.lr_codec}" + (f" via {s.lr_encoder}, gop {args.gop or 10}" if s.lr_encoder else "")
+    gop = f", gop {args.gop or 10}" if is_video_codec(s.lr_codec) else ", each frame intra or from its reference"
+    print(f"LR codec: {s.lr_codec}" + (f" via {s.lr_encoder}{gop}" if s.lr_encoder else "")
           + (f" ({quality})" if quality else "")
           + (f", budget {s.target_kbps:g} kbit/s per camera" if s.target_kbps else ""))
     ratio = report.bytes_in / max(1, report.bytes_out)

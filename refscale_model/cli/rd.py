@@ -50,7 +50,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     q.add_argument("--lr-codecs", default="png,jpeg,webp,avif",
                    help="LR codecs of the rescaling methods: png, jpeg, webp, avif; h264 / h265 code each frame's "
                         "LR as one IDR with the recorder's video settings, a stream of its own like the x265-intra "
-                        "anchor (curve <method>+h265-intra, crf from --video-crf)")
+                        "anchor (curve <method>+h265-intra, crf from --video-crf); h265-ref codes it intra or as a "
+                        "P-frame after the reference's picture, whichever costs less (curve <method>+h265-ref)")
     q.add_argument("--methods", default="bicubic,noref,refscale", help="rescaling methods")
     q.add_argument("--anchors", default="jpeg,webp,avif,x265-intra,x265-ref", help="full-resolution anchors")
     p.add_argument("--out", type=Path, required=True, help="folder for rd.json, rd.md, rd_<set>.png")

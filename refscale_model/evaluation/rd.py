@@ -47,6 +47,9 @@ from refscale_model.evaluation.rd_settings import (
     DEFAULT_QUALITIES,
     IMAGE_CODECS,
     META_BYTES,
+    PREDICTED_LR_META_BYTES,
+    REFERENCE_CODECS,
+    REFERENCE_NAMING_BYTES,
     RESCALE_METHODS,
     VIDEO_CODECS,
     X265_REF_META_BYTES,
@@ -236,6 +239,9 @@ def score_frames(
                 skipped[method] = lr
                 continue
             for codec_name in config.lr_codecs:
+                if codec_name in REFERENCE_CODECS:
+                    _score_reference_predicted_lr(acc, config, method, frame, lr, scale)
+                    continue
                 if codec_name in VIDEO_CODECS:
                     reason = _score_intra_lr(acc, config, method, codec_name, hr, lr)
                     if reason:
@@ -269,6 +275,29 @@ def _score_intra_lr(acc: _Acc, config: RdConfig, method: str, codec: str, hr: np
         acc.add(method, f"{codec}-intra", crf, hr, out, nbytes, lr.down_ms + coded.enc_ms, coded.dec_ms + u,
                 lr.smap is not None)
     return None
+
+
+def _score_reference_predicted_lr(acc: _Acc, config: RdConfig, method: str, frame: RdFrame, lr: _Lr,
+                                  scale: int) -> None:
+    """The LR through the `h265-ref` codec (`codecs.reference_predicted.code_frame`: intra, or a P-frame after
+    the reference's picture where that costs less), crf sweep `qualities["h265"]`; curve `<method>+h265-ref`.
+    Every method gets the frame's reference for the codec, as the x265-ref anchor does; a predicted frame pays
+    for its CRC and, where its record would name no reference otherwise, for naming it and its warp."""
+    from refscale_model.codecs import reference_predicted as rp
+
+    hr = frame.target
+    ref_lr = None if frame.reference is None else rp.reference_lr(frame.reference, lr.lr.shape[:2], scale)
+    names_reference = method == "refscale" and lr.smap is not None
+    for crf in config.qualities["h265"]:
+        coded, enc_ms = _timed(rp.code_frame, lr.lr, ref_lr, crf)
+        decoded, d = _timed(rp.decode_frame, coded.data, coded.format, lr.lr.shape[:2], crf,
+                            ref_lr if coded.predicted else None, coded.digest)  # as the far end does
+        if not decoded.digest_matches or not np.array_equal(decoded.rgb, coded.decoded):
+            raise RuntimeError(f"{frame.name}: {rp.CODEC_NAME} decodes differently than it coded (crf {crf})")
+        out, u = _timed(lr.rebuild, decoded.rgb)
+        extra = (PREDICTED_LR_META_BYTES + (0 if names_reference else REFERENCE_NAMING_BYTES)) if coded.predicted else 0
+        nbytes = len(coded.data) + lr.side_bytes + lr.meta_bytes(method) + extra
+        acc.add(method, rp.CODEC_NAME, crf, hr, out, nbytes, lr.down_ms + enc_ms, d + u, lr.smap is not None)
 
 
 def lossless_weights_on_lossy_lr(model: RefScale | None, config: RdConfig) -> bool:
@@ -435,8 +464,9 @@ def _check_config(config: RdConfig, codec_names: tuple[str, ...]) -> None:
     from refscale_model.codecs import CodecError, check_quality
 
     for c in config.lr_codecs:
-        if c not in (*codec_names, *VIDEO_CODECS):
-            raise CodecError(f"unknown LR codec {c!r}; valid choices: {', '.join((*codec_names, *VIDEO_CODECS))}")
+        if c not in (*codec_names, *VIDEO_CODECS, *REFERENCE_CODECS):
+            raise CodecError(f"unknown LR codec {c!r}; valid choices: "
+                             f"{', '.join((*codec_names, *VIDEO_CODECS, *REFERENCE_CODECS))}")
     for m in config.methods:
         if m not in RESCALE_METHODS:
             raise ValueError(f"unknown method {m!r}; valid choices: {', '.join(RESCALE_METHODS)}")

@@ -12,6 +12,14 @@ plus 2 B for the measured LR PSNR (`lr_psnr`, since 2026-12-04: the whole bag gr
 original size + scale (8 B), the least a rescaled frame needs. Full-res anchors carry their sizes in
 their own headers; x265-ref needs to name its reference (40 B: cache id + SHA-256)."""
 X265_REF_META_BYTES = 40
+PREDICTED_LR_META_BYTES = 32
+"""A frame whose LR is predicted from its reference (LR codec `h265-ref`) also records the hidden picture's
+CRC-32 (`lr_ref_crc`: the key and 8 hex digits as CDR strings, 32 B before chunk compression)."""
+REFERENCE_NAMING_BYTES = META_BYTES["refscale"] - META_BYTES["noref"]
+"""... and a frame whose record names no reference otherwise (bicubic, the no-ref INN, a gated RefScale frame)
+pays what a RefScale record with a reference costs more than one without: its id, hash prefix and corners."""
+REFERENCE_CODECS = ("h265-ref",)
+"""LR codecs that may predict the LR from the reference (`codecs.reference_predicted`; crf from the video sweep)."""
 
 RATES_BPP = (0.05, 0.1, 0.2, 0.4, 0.8)
 SEQ_RATES_BPP = (0.02, 0.05, 0.1, 0.2)

@@ -20,16 +20,18 @@ from refscale_model.backends.base import Downscaler, ModelInfo
 from refscale_model.bags import BagWriter, msgs
 from refscale_model.bags import refscale_format as fmt
 from refscale_model.codecs import (
+    EncodedLr,
     LrStreamEncoder,
     RateController,
     get_codec,
     open_stream_encoder,
 )
+from refscale_model.codecs import reference_predicted as rp
 from refscale_model.io import rosimg
 from refscale_model.io.images import stored_smap
 from refscale_model.io.smap_coding import encode_smap
 from refscale_model.pipeline.encoding import EncodeJob, EncoderStats, FrameError, FrameResult, LrSettings
-from refscale_model.pipeline.lr_fidelity import LrFidelity
+from refscale_model.pipeline.lr_fidelity import LrFidelity, measured_lr_psnr
 from refscale_model.pipeline.pose import Pose, PoseTracker
 from refscale_model.pipeline.reference_choice import DEFAULT_CANDIDATES, ReferenceLoader, choose_reference
 from refscale_model.pipeline.smap_reuse import DEFAULT_TOLERANCE, SmapReuse
@@ -367,8 +369,8 @@ class FrameEncoder:
             smap, reason = None, "reference gated: no more similar than an unrelated image (S_map all zero)"
         quality = self._quality(topic)
         lr = np.ascontiguousarray(lr)
-        lr_coded = self._lr_stream(topic).encode(lr, quality)
-        lr_psnr = self._lr_fidelity.measure(topic, lr, lr_coded)
+        lr_coded, lr_psnr, ref_crc = self._code_lr(topic, lr, quality, job.warped)
+        names_reference = smap is not None or bool(ref_crc)  # an LR predicted from it names it, map or not
         smap_from = 0  # a map stored by an earlier frame of this GOP (video S_map reuse)
         if self._smap_reuse is not None:  # every frame: a keyframe without a map still starts a new GOP
             smap_from = self._smap_reuse.source(topic, smap, lr_coded.is_keyframe)
@@ -386,9 +388,9 @@ class FrameEncoder:
             model_id=self.model.model_id,
             weights_sha256=self.model.weights_sha256,
             smap_levels=self.model.smap_levels,
-            reference_id=str(ref_obj.id) if smap is not None else "",
-            reference_sha256=ref_obj.sha256 if smap is not None else "",
-            **(fmt.registration_fields(reg.matrix, rgb.shape[:2]) if smap is not None else {}),
+            reference_id=str(ref_obj.id) if names_reference else "",
+            reference_sha256=ref_obj.sha256 if names_reference else "",
+            **(fmt.registration_fields(reg.matrix, rgb.shape[:2]) if names_reference else {}),
             registration_confidence=round(float(reg.confidence), 2) if reg is not None else 0.0,
             registration_method=reg.method if reg is not None else "none",
             has_smap=smap is not None,
@@ -397,6 +399,7 @@ class FrameEncoder:
             lr_codec=self.lr.codec,
             lr_quality=-1 if quality is None else int(quality),
             lr_psnr=lr_psnr,
+            lr_ref_crc=ref_crc,
         )
         if self.lr.video:
             meta.lr_keyframe = lr_coded.is_keyframe
@@ -426,6 +429,7 @@ class FrameEncoder:
         self._lr_prev[topic] = stamp
         self.stats.frames += 1
         self.stats.frames_without_reference += smap is None
+        self.stats.lr_predicted += bool(ref_crc)
         self.stats.bytes_in += source_bytes
         self.stats.bytes_out += len(lr_coded.data) + len(smap_data)
         self._account_rate(topic, len(lr_coded.data) + len(smap_data), stamp, quality)
@@ -473,6 +477,20 @@ class FrameEncoder:
             self.writer.write(
                 fmt.meta_topic(topic), fmt.meta_msg(meta, header, note), log_time, type_name=msgs.DIAGNOSTIC_ARRAY
             )
+
+    def _code_lr(self, topic: str, lr: np.ndarray, quality: int | None,
+                 warped: np.ndarray | None) -> tuple[EncodedLr, float, str]:
+        """The frame's coded LR, its record's `lr_psnr`, and the CRC of the reference picture the LR is
+        predicted from ("": it decodes alone). `h265-ref` codes each frame intra or from `warped` (the
+        reference as this frame's network saw it), whichever costs less (`codecs.reference_predicted`)."""
+        if self.lr.codec != rp.CODEC_NAME:
+            coded = self._lr_stream(topic).encode(lr, quality)
+            return coded, self._lr_fidelity.measure(topic, lr, coded), ""
+        reference = None
+        if warped is not None and lr.shape[:2] == rp.lr_shape(warped.shape[:2], self.model.scale):
+            reference = rp.reference_lr(warped, lr.shape[:2], self.model.scale)
+        chosen = rp.code_frame(lr, reference, quality)
+        return EncodedLr(chosen.data, True, chosen.format), measured_lr_psnr(lr, chosen.decoded), chosen.digest
 
     def _lr_stream(self, topic: str) -> LrStreamEncoder:
         stream = self._lr_streams.get(topic)

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from refscale_model.codecs import CodecError, get_codec, is_video_codec
+from refscale_model.codecs.reference_predicted import CODEC_NAME as REFERENCE_CODEC
 
 if TYPE_CHECKING:
     from refscale_model.pipeline.pose import Pose
@@ -50,6 +51,8 @@ class EncoderStats:
     """Frames whose reference features were reused (same reference and registration matrix)."""
     batched_frames: int = 0
     """Frames whose network ran in one batch with other cameras' frames (`FrameEncoder.encode_frames`)."""
+    lr_predicted: int = 0
+    """LR codec `h265-ref`: frames whose LR was predicted from the reference (the others are intra)."""
 
     @property
     def compression_ratio(self) -> float:
@@ -127,6 +130,8 @@ class LrSettings:
             kbps = None if target_kbps is None else float(target_kbps)
             return cls(codec, DEFAULT_CRF[codec] if crf is None else crf, kbps, check_gop(gop),
                        choose_encoder(codec, encoder))
+        if codec == REFERENCE_CODEC:
+            return cls._reference_predicted(quality, target_kbps, gop, encoder)
         if gop is not None:
             raise CodecError(f"gop is a video codec setting (h264, h265); {codec!r} codes every frame alone")
         lr = get_codec(codec)
@@ -141,3 +146,21 @@ class LrSettings:
                 raise CodecError(f"target_kbps must be a number > 0, got {target_kbps!r}")
             target_kbps = float(target_kbps)
         return cls(lr.name, quality, target_kbps)
+
+    @classmethod
+    def _reference_predicted(cls, quality: int | None, target_kbps: float | None, gop: int | None,
+                             encoder: str) -> LrSettings:
+        """`h265-ref` (`codecs.reference_predicted`): a crf, every frame alone, libx265 on the CPU only."""
+        from refscale_model.codecs import DEFAULT_CRF, check_crf, choose_encoder
+
+        if gop is not None:
+            raise CodecError(f"{REFERENCE_CODEC} codes every frame alone (intra or from its reference): no gop")
+        if target_kbps is not None:
+            raise CodecError(f"{REFERENCE_CODEC} takes a crf (--lr-quality), not a target_kbps budget; for a budget "
+                             "use h265 (the encoder's VBV) or a still-image codec")
+        if encoder not in ("auto", "cpu", "libx265", ""):
+            raise CodecError(f"{REFERENCE_CODEC} runs libx265 on the CPU only (the offboard side codes the hidden "
+                             f"reference picture again, bit-exactly); got encoder {encoder!r}")
+        choose_encoder("h265", "cpu")  # a clear error where PyAV has no libx265
+        crf = check_crf("h265", quality)
+        return cls(REFERENCE_CODEC, DEFAULT_CRF["h265"] if crf is None else crf, None, None, "libx265")

@@ -26,8 +26,9 @@ PARAMETERS: list[tuple[str, Any, str]] = [
     ('bag_name', '', 'exact bag directory name instead of <prefix>_<time> (suffix _N if taken)'),
     ('split_size_mb', 1024.0, 'new .mcap file after this many MB (0 = never)'),
     ('split_duration_s', 300.0, 'new .mcap file after this many seconds (0 = never)'),
-    ('lr_codec', 'png', 'LR codec: png (lossless), jpeg, webp, avif; h264, h265 (video)'),
-    ('lr_quality', -1, 'LR quality 0-100, crf 0-51 for h264/h265 (-1 = codec default)'),
+    ('lr_codec', 'png', 'LR codec: png (lossless), jpeg, webp, avif; h264, h265 (video); '
+     'h265-ref (each frame intra or predicted from its reference)'),
+    ('lr_quality', -1, 'LR quality 0-100, crf 0-51 for h264/h265/h265-ref (-1 = codec default)'),
     ('target_kbps', 0.0, 'per-camera LR + S_map kbit/s budget; quality adapts (0 = fixed)'),
     ('lr_gop', 0, 'h264/h265: keyframe every N frames (0 = default, 10)'),
     ('lr_encoder', 'auto', 'h264/h265 encoder: auto (NVENC if present), cpu, gpu or a name'),
