@@ -494,6 +494,25 @@ def test_lossy_lr_codec_with_a_budget_is_recorded_and_reported(tmp_path: Path, s
     assert all(20.0 < m.lr_psnr < 99.0 for m in metas)
 
 
+def test_lr_predicted_from_the_reference_is_recorded_and_reported(tmp_path: Path, shared_data: Path,
+                                                                   probe: Probe) -> None:
+    drive = build_drive(tmp_path / "drive", n=4, hz=10.0)
+    overrides = recorder_overrides(drive, tmp_path / "out", lr_codec="h265-ref", lr_quality=40)
+    report, diags = record_played(probe, overrides, drive, frames=4, timeout=60)
+    bag = tmp_path / "out" / "rec"
+    assert report.frames == 4
+    lr = [m for t, _, m in read_messages(bag) if t == fmt.lr_topic(CAM)]
+    metas = [fmt.meta_from_msg(m) for t, _, m in read_messages(bag) if t == fmt.meta_topic(CAM)]
+    assert len(lr) == len(metas) == 4
+    for m, meta in zip(lr, metas, strict=True):  # a P-frame after the hidden reference picture, or an IDR
+        assert meta.lr_codec == "h265-ref" and meta.lr_quality == 40
+        assert (m.format == "h265-ref") == bool(meta.lr_ref_crc) and m.format in ("h265-ref", "h265-ref-intra")
+        assert not meta.lr_ref_crc or (meta.format == fmt.FORMAT_REFERENCE_PREDICTED and meta.reference_id)
+    cams = [c for a in diags if (c := camera_status(a)) and "lr_predicted" in c]
+    assert cams and cams[-1]["lr_codec"] == "h265-ref"
+    assert int(cams[-1]["lr_predicted"]) == sum(bool(m.lr_ref_crc) for m in metas)
+
+
 def test_unsupported_lr_codec_is_refused_before_recording(tmp_path: Path, shared_data: Path) -> None:
     from refscale_model.codecs import CodecError
 

@@ -449,6 +449,7 @@ class FrameEncoder:
             meta.lr_quality,
             self.stats.kbps.get(topic, 0.0),
             lr_psnr,
+            bool(ref_crc),
         )
 
     def _camera_record(self, topic: str, meta: fmt.FrameMeta) -> None:

@@ -76,6 +76,8 @@ class FrameResult:
     """This camera's LR + S_map kbit/s over the rate window (0 without a `target_kbps` budget)."""
     lr_psnr: float = 0.0
     """PSNR of the coded LR against the LR before its codec, as recorded (`FrameMeta.lr_psnr`; 0: lossless)."""
+    lr_predicted: bool = False
+    """LR codec `h265-ref`: the LR was predicted from the reference (not intra)."""
 
 
 @dataclass

@@ -41,6 +41,8 @@ class CameraCounters:
     """Quality of the latest LR frame (-1 lossless)."""
     lr_psnr: float = 0.0
     """PSNR the codec left the latest LR at (dB; 0: lossless): how clean it arrives offboard."""
+    lr_predicted: int = 0
+    """LR codec `h265-ref`: frames whose LR was predicted from the reference (the rest intra)."""
     kbps: float = 0.0
     """LR + S_map kbit/s over the rate controller's window (with a budget)."""
 
@@ -221,6 +223,8 @@ class RecorderStats:
                                   'lr_bytes': c.lr_bytes}
         if c.lr_psnr > 0:
             values['lr_psnr'] = c.lr_psnr
+        if self.lr.codec == 'h265-ref':
+            values['lr_predicted'] = c.lr_predicted
         if self.lr.target_kbps:
             values.update(target_kbps=self.lr.target_kbps, kbps=round(c.kbps, 1),
                           budget_used=round(c.kbps / self.lr.target_kbps, 3))

@@ -257,6 +257,7 @@ class Recording:
         c.without_reference += not res.has_reference
         c.lr_bytes += res.lr_bytes + res.smap_bytes
         c.lr_quality, c.kbps, c.lr_psnr = res.lr_quality, res.kbps, res.lr_psnr
+        c.lr_predicted += res.lr_predicted
         latency = (self.now_ns() - t_ns) / 1e6
         c.latency_ms.append(latency)
         c.latency_sum_ms += latency
