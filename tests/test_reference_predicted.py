@@ -87,6 +87,19 @@ def test_a_different_hidden_picture_is_reported_not_refused(revisit) -> None:
     assert psnr(lr, out.rgb) > psnr(lr, coded.decoded) - 3  # predicts from a slightly different picture
 
 
+def test_odd_sizes_code_even_padded_and_come_back_cropped(revisit) -> None:
+    target, ref = revisit
+    hr, hr_ref = target[:91, :123], ref[:91, :123]  # an odd HR: its LR is 46×62 (ceil), coded as is
+    size = rp.lr_shape(hr.shape[:2], 2)
+    lr = cv2.resize(hr, (size[1], size[0]), interpolation=cv2.INTER_AREA)[:, :61]  # and an odd LR side
+    picture = rp.reference_lr(hr_ref, lr.shape[:2], 2)
+    assert size == (46, 62) and picture.shape == lr.shape
+    for reference in (None, picture):
+        coded = rp.code_frame(lr, reference, 36)
+        out = rp.decode_frame(coded.data, coded.format, lr.shape[:2], 36, reference, coded.digest)
+        assert out.rgb.shape == lr.shape and np.array_equal(out.rgb, coded.decoded)
+
+
 def test_bad_input_gets_a_clear_error(revisit) -> None:
     target, ref = revisit
     lr = _lr(target)

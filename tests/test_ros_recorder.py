@@ -495,9 +495,13 @@ def test_lossy_lr_codec_with_a_budget_is_recorded_and_reported(tmp_path: Path, s
 
 
 def test_lr_predicted_from_the_reference_is_recorded_and_reported(tmp_path: Path, shared_data: Path,
-                                                                   probe: Probe) -> None:
+                                                                   probe: Probe, x2_weights: Path) -> None:
+    from refscale_model import load_weights
+    from refscale_model.pipeline import ReconstructedFrame, Reconstructor
+
     drive = build_drive(tmp_path / "drive", n=4, hz=10.0)
-    overrides = recorder_overrides(drive, tmp_path / "out", lr_codec="h265-ref", lr_quality=40)
+    overrides = recorder_overrides(drive, tmp_path / "out", lr_codec="h265-ref", lr_quality=40,
+                                   weights=str(x2_weights))
     report, diags = record_played(probe, overrides, drive, frames=4, timeout=60)
     bag = tmp_path / "out" / "rec"
     assert report.frames == 4
@@ -511,6 +515,9 @@ def test_lr_predicted_from_the_reference_is_recorded_and_reported(tmp_path: Path
     cams = [c for a in diags if (c := camera_status(a)) and "lr_predicted" in c]
     assert cams and cams[-1]["lr_codec"] == "h265-ref"
     assert int(cams[-1]["lr_predicted"]) == sum(bool(m.lr_ref_crc) for m in metas)
+    with ReferenceCache.open(drive.cache, readonly=True) as cache:  # offboard: every frame rebuilds
+        rebuilt = list(Reconstructor(load_weights(x2_weights), cache).run(bag))
+    assert len(rebuilt) == 4 and all(isinstance(r, ReconstructedFrame) for r in rebuilt)
 
 
 def test_unsupported_lr_codec_is_refused_before_recording(tmp_path: Path, shared_data: Path) -> None:
