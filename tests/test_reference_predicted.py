@@ -125,12 +125,11 @@ def test_bad_input_gets_a_clear_error(revisit) -> None:
     assert LrSettings.checked("h265-ref", None, None).quality == 30
 
 
-@pytest.fixture(scope="module")
-def predicted_bag(tmp_path_factory: pytest.TempPathFactory, revisit):
-    """N frames of the revisit panning a pixel per frame, its reference in the cache, through a real
-    `FrameEncoder` (shipped x2-lossy, torch) with `h265-ref` at crf 40."""
-    target, ref = revisit
-    root = tmp_path_factory.mktemp("h265ref")
+def encode_predicted_bag(root: Path) -> tuple[list[np.ndarray], object]:
+    """N frames of a real webcam revisit panning a pixel per frame, its reference in `root / "cache"`, through
+    a real `FrameEncoder` (shipped x2-lossy, torch) with `h265-ref` at crf 40 into `root / "bag"`: most of them
+    are predicted from the reference. Returns (frames, model)."""
+    target, ref = (crop(x) for x in load_pair("webcam_tilde", 3))
     with ReferenceCache.open(root / "cache", create=True) as cache:
         cache.add(ref, CAM, *POSITIONS[0], 0.0, 1, "route", "drive0")
     model = load_model("x2-lossy")
@@ -142,6 +141,13 @@ def predicted_bag(tmp_path_factory: pytest.TempPathFactory, revisit):
             s = T0 + i * 100_000_000
             enc.encode(CAM, msgs.image_msg(rgb, s, "cam_front"), s, Pose(*POSITIONS[0], 0.0))
         enc.close()
+    return frames, model
+
+
+@pytest.fixture(scope="module")
+def predicted_bag(tmp_path_factory: pytest.TempPathFactory, shared_data: Path):
+    root = tmp_path_factory.mktemp("h265ref")
+    frames, model = encode_predicted_bag(root)
     return root, frames, model
 
 

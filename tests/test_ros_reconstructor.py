@@ -20,6 +20,7 @@ pytest.importorskip("rclpy", reason="needs the ROS 2 wheels: pip install -e '.[r
 
 from refscale_ros import common  # noqa: E402
 from refscale_ros import reconstructor as reconstructor_mod  # noqa: E402
+from test_reference_predicted import encode_predicted_bag  # noqa: E402
 from test_ros_recorder import (  # noqa: E402, F401 - fixtures are used by name
     CAM,
     MIN_PSNR_DB,
@@ -122,3 +123,37 @@ def test_live_mode_rebuilds_played_refscale_topics(
     report = result["report"]
     assert report.rebuilt == {CAM: len(recorded.drive.frames)} and not report.failed
     _check(dict(_rgb(m) for m in got), recorded, library_frames)
+
+
+def test_live_mode_rebuilds_lr_predicted_from_the_reference(tmp_path: Path, shared_data: Path, probe: Probe) -> None:
+    """h265-ref frames over live topics: the node decodes each predicted LR once its reference is warped,
+    exactly as the library does from the bag."""
+    from sensor_msgs.msg import Image
+
+    frames, model = encode_predicted_bag(tmp_path)
+    bag, cache_dir = tmp_path / "bag", tmp_path / "cache"
+    with ReferenceCache.open(cache_dir, readonly=True) as cache:
+        library = {i.stamp_ns: i.rgb for i in Reconstructor(model, cache).run(bag)}
+        encoded = list(Reconstructor(model, cache).frames(bag))
+    assert any(f.meta.lr_ref_crc for f in encoded) and len(library) == len(frames)
+    got = probe.subscribe(Image, HR_TOPIC)
+    stop = threading.Event()
+    result: dict[str, Any] = {}
+    overrides = {"cameras": [CAM], "cache_dir": str(cache_dir), "weights": "x2-lossy"}
+
+    def run() -> None:
+        result["report"] = reconstructor_mod.run_reconstructor(RECONSTRUCT_YAML, overrides, stop=stop)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    try:
+        parts = [fmt.lr_topic(CAM), fmt.smap_topic(CAM), fmt.meta_topic(CAM)]
+        player = probe.play(bag, rate=2.0, wait_for_subscribers=1, wait_topics=parts)
+        assert player.done.wait(60)
+        wait_for(lambda: len(got) >= len(frames), 60, f"{len(frames)} HR frames from live topics")
+    finally:
+        stop.set()
+        thread.join(timeout=60)
+    assert result["report"].rebuilt == {CAM: len(frames)} and not result["report"].failed
+    for stamp, rgb in (_rgb(m) for m in got):
+        assert np.array_equal(rgb, library[stamp])
