@@ -52,7 +52,7 @@ def main() -> int:
             for crf in args.crf:
                 intra = rp.code_frame(lr, None, crf)
                 for offset in args.offsets:
-                    hidden, p_frame = rp._code([picture, lr], max(0, crf - offset))
+                    hidden, p_frame = rp._code([picture, lr], max(0, crf - offset), hidden_first=True)
                     decoded = rp._decode_units([hidden, p_frame], lr.shape[:2])
                     gaps[(crf, offset)].append(uint8_psnr(lr, decoded) - uint8_psnr(lr, intra.decoded))
             print(f"{name}/{row['target']}", flush=True)

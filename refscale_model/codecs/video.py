@@ -148,14 +148,18 @@ def _encoder_options(info: VideoCodecInfo, encoder: str, crf: int, gop: int, tar
 
 
 def _open_encoder(encoder: str, info: VideoCodecInfo, width: int, height: int, crf: int, gop: int,
-                  target_kbps: float | None, threads: int, fps: int):  # noqa: ANN202 - av types
+                  target_kbps: float | None, threads: int, fps: int, x265_extra: str = ""):  # noqa: ANN202 - av types
+    """An open encoder context; `x265_extra` appends `key=value:...` to libx265's parameters."""
     import av
 
     ctx = av.codec.CodecContext.create(encoder, "w")
     ctx.width, ctx.height, ctx.pix_fmt = width, height, "yuv420p"
     ctx.time_base = Fraction(1, fps)
     ctx.framerate = Fraction(fps, 1)
-    ctx.options = _encoder_options(info, encoder, crf, gop, target_kbps, threads)
+    options = _encoder_options(info, encoder, crf, gop, target_kbps, threads)
+    if x265_extra and encoder == "libx265":
+        options["x265-params"] += f":{x265_extra}"
+    ctx.options = options
     ctx.open()
     return ctx
 
