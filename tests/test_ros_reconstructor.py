@@ -96,50 +96,14 @@ def test_batch_mode_refuses_other_weights(recorded: Recorded) -> None:
         )
 
 
-def test_live_mode_rebuilds_played_refscale_topics(
-    recorded: Recorded, library_frames: dict[int, np.ndarray], probe: Probe
-) -> None:
+def _run_live(probe: Probe, bag: Path, cache_dir: Path, weights: str, n: int) -> tuple[Any, list[Any]]:
+    """Run the live reconstructor node, play `bag` to it until `n` HR frames came out: (its report, the frames)."""
     from sensor_msgs.msg import Image
 
     got = probe.subscribe(Image, HR_TOPIC)
     stop = threading.Event()
     result: dict[str, Any] = {}
-    overrides = {"cameras": [CAM], "cache_dir": str(recorded.drive.cache), "weights": str(recorded.weights)}
-
-    def run() -> None:
-        result["report"] = reconstructor_mod.run_reconstructor(RECONSTRUCT_YAML, overrides, stop=stop)
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    try:
-        parts = [fmt.lr_topic(CAM), fmt.smap_topic(CAM), fmt.meta_topic(CAM)]
-        player = probe.play(recorded.bag, rate=2.0, wait_for_subscribers=1, wait_topics=parts)
-        assert player.done.wait(60)
-        n = len(recorded.drive.frames)
-        wait_for(lambda: len(got) >= n, 60, f"{n} HR frames from live topics")
-    finally:
-        stop.set()
-        thread.join(timeout=60)
-    report = result["report"]
-    assert report.rebuilt == {CAM: len(recorded.drive.frames)} and not report.failed
-    _check(dict(_rgb(m) for m in got), recorded, library_frames)
-
-
-def test_live_mode_rebuilds_lr_predicted_from_the_reference(tmp_path: Path, shared_data: Path, probe: Probe) -> None:
-    """h265-ref frames over live topics: the node decodes each predicted LR once its reference is warped,
-    exactly as the library does from the bag."""
-    from sensor_msgs.msg import Image
-
-    frames, model = encode_predicted_bag(tmp_path)
-    bag, cache_dir = tmp_path / "bag", tmp_path / "cache"
-    with ReferenceCache.open(cache_dir, readonly=True) as cache:
-        library = {i.stamp_ns: i.rgb for i in Reconstructor(model, cache).run(bag)}
-        encoded = list(Reconstructor(model, cache).frames(bag))
-    assert any(f.meta.lr_ref_crc for f in encoded) and len(library) == len(frames)
-    got = probe.subscribe(Image, HR_TOPIC)
-    stop = threading.Event()
-    result: dict[str, Any] = {}
-    overrides = {"cameras": [CAM], "cache_dir": str(cache_dir), "weights": "x2-lossy"}
+    overrides = {"cameras": [CAM], "cache_dir": str(cache_dir), "weights": weights}
 
     def run() -> None:
         result["report"] = reconstructor_mod.run_reconstructor(RECONSTRUCT_YAML, overrides, stop=stop)
@@ -150,10 +114,32 @@ def test_live_mode_rebuilds_lr_predicted_from_the_reference(tmp_path: Path, shar
         parts = [fmt.lr_topic(CAM), fmt.smap_topic(CAM), fmt.meta_topic(CAM)]
         player = probe.play(bag, rate=2.0, wait_for_subscribers=1, wait_topics=parts)
         assert player.done.wait(60)
-        wait_for(lambda: len(got) >= len(frames), 60, f"{len(frames)} HR frames from live topics")
+        wait_for(lambda: len(got) >= n, 60, f"{n} HR frames from live topics")
     finally:
         stop.set()
         thread.join(timeout=60)
-    assert result["report"].rebuilt == {CAM: len(frames)} and not result["report"].failed
+    return result["report"], got
+
+
+def test_live_mode_rebuilds_played_refscale_topics(
+    recorded: Recorded, library_frames: dict[int, np.ndarray], probe: Probe
+) -> None:
+    n = len(recorded.drive.frames)
+    report, got = _run_live(probe, recorded.bag, recorded.drive.cache, str(recorded.weights), n)
+    assert report.rebuilt == {CAM: n} and not report.failed
+    _check(dict(_rgb(m) for m in got), recorded, library_frames)
+
+
+def test_live_mode_rebuilds_lr_predicted_from_the_reference(tmp_path: Path, shared_data: Path, probe: Probe) -> None:
+    """h265-ref frames over live topics: the node decodes each predicted LR once its reference is warped,
+    exactly as the library does from the bag."""
+    frames, model = encode_predicted_bag(tmp_path)
+    bag, cache_dir = tmp_path / "bag", tmp_path / "cache"
+    with ReferenceCache.open(cache_dir, readonly=True) as cache:
+        library = {i.stamp_ns: i.rgb for i in Reconstructor(model, cache).run(bag)}
+        encoded = list(Reconstructor(model, cache).frames(bag))
+    assert any(f.meta.lr_ref_crc for f in encoded) and len(library) == len(frames)
+    report, got = _run_live(probe, bag, cache_dir, "x2-lossy", len(frames))
+    assert report.rebuilt == {CAM: len(frames)} and not report.failed
     for stamp, rgb in (_rgb(m) for m in got):
         assert np.array_equal(rgb, library[stamp])
