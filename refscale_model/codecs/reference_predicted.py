@@ -80,9 +80,7 @@ def lr_shape(hr_shape: tuple[int, int], scale: int) -> tuple[int, int]:
 def reference_lr(warped_reference: np.ndarray, lr_shape: tuple[int, int], scale: int) -> np.ndarray:
     """The hidden picture: `warped_reference` (RGB uint8, HR size) block-averaged by `scale` with integer
     rounding, cropped or edge-padded to `lr_shape` (H, W)."""
-    ref = check_image(warped_reference)
-    if ref.ndim == 2:
-        ref = np.repeat(ref[:, :, None], 3, axis=2)
+    ref = _rgb(warped_reference)
     if scale < 1:
         raise CodecError(f"scale must be >= 1, got {scale}")
     h, w = (ref.shape[0] // scale) * scale, (ref.shape[1] // scale) * scale
@@ -184,8 +182,7 @@ def rd_cost(lr: np.ndarray, decoded: np.ndarray, nbytes: int, crf: int) -> float
 
 def code_frame(lr: np.ndarray, reference: np.ndarray | None, crf: int | None = None) -> CodedFrame:
     """The LR coded intra, or predicted from `reference` (`reference_lr`'s picture) where that costs less."""
-    lr = check_image(lr)
-    lr = np.repeat(lr[:, :, None], 3, axis=2) if lr.ndim == 2 else lr
+    lr = _rgb(lr)
     crf = _crf(crf)
     (idr,) = _code([lr], crf)
     intra = CodedFrame(idr, INTRA_FORMAT, "", _decode_units([idr], lr.shape[:2]))
@@ -216,16 +213,20 @@ def decode_frame(data: bytes, message_format: str, size: tuple[int, int], crf: i
 
 def _decode_predicted(data: bytes, reference: np.ndarray, crf: int, digest: str) -> DecodedLr:
     """The LR of a P-frame coded after `reference` at `crf` (the hidden picture coded again, then IDR + P)."""
-    reference = _same_pictures(reference, reference)[0]
+    reference = _rgb(reference)
     (idr,) = _code([reference], crf, hidden_first=True)
     rgb = _decode_units([idr, bytes(data)], reference.shape[:2])
     return DecodedLr(rgb, not digest or digest == _digest(idr))
 
 
+def _rgb(image: np.ndarray) -> np.ndarray:
+    """A checked uint8 picture as RGB H×W×3 (grey repeated): what x265 is fed on both ends."""
+    image = check_image(image)
+    return np.repeat(image[:, :, None], 3, axis=2) if image.ndim == 2 else image
+
+
 def _same_pictures(lr: np.ndarray, reference: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    lr, reference = check_image(lr), check_image(reference)
-    lr = np.repeat(lr[:, :, None], 3, axis=2) if lr.ndim == 2 else lr
-    reference = np.repeat(reference[:, :, None], 3, axis=2) if reference.ndim == 2 else reference
+    lr, reference = _rgb(lr), _rgb(reference)
     if lr.shape != reference.shape:
         raise CodecError(f"{CODEC_NAME}: reference picture {reference.shape[:2]} differs from the LR {lr.shape[:2]}")
     return lr, reference
